@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs Flight's Debian dependencies (when missing), configures and builds.
+# Idempotent; needs root (or sudo) only for the install step.
+# Usage: scripts/setup.sh            (build dir: ./build, or $FLIGHT_BUILD_DIR)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libtorch-dev python3-torch
+  libboost-dev libcurl4-openssl-dev nlohmann-json3-dev libhiredis-dev libyaml-cpp-dev
+  libgtest-dev libgmock-dev libcli11-dev libspdlog-dev
+  redis-server dataset-fashion-mnist
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# A session-local redis-server from the Debian package must not hold the default
+# port for our fixtures; tests start their own on free ports.
+BUILD_DIR="${FLIGHT_BUILD_DIR:-build}"
+GEN=()
+command -v ninja >/dev/null && GEN=(-G Ninja)
+if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
+  cmake -S . -B "$BUILD_DIR" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release
+fi
+cmake --build "$BUILD_DIR" -j "${FLIGHT_JOBS:-2}"
+echo "setup: built $BUILD_DIR/bin/flight"
