@@ -1,0 +1,126 @@
+// ExperimentConfig: everything `flight run` needs, parsed from one YAML file in
+// exactly one place (ExperimentConfig::load). Every field has a documented
+// default; unknown keys are errors naming the key, its line and a "did you
+// mean". Layer-owned sections (model, data, train, strategy) are validated by
+// their own options structs and their errors get the section's file:line.
+//
+//   name: fmnist-3tier              # run name; default output dir runs/<name>
+//   seed: 1                         # selection, partitioning, per-(worker,round) training seeds
+//   topology: topologies/3tier.yaml # file (relative to this config) or a generator:
+//                                   #   {generate: flat, workers: 8}
+//                                   #   {generate: balanced, branching: 4, height: 2}
+//                                   #   {generate: by_leaves, leaves: 256, height: 4}
+//                                   #   {generate: tiers, aggregators: [4], workers: 32}
+//   model: {name: lenet5}           # learning::ModelSpec
+//   data:                           # learning::DataSpec (with its partition)
+//     dataset: fashion_mnist
+//     root: /usr/share/datasets/fashion-mnist
+//     partition: {method: dirichlet, alpha: 1.0}   # learning::PartitionSpec
+//   train: {epochs: 1, batch_size: 32, optimizer: sgd, lr: 0.05}  # learning::TrainOptions
+//   strategy: {name: fedavg, participation: 0.5}  # aggregators::StrategyOptions
+//   rounds: 20
+//   mode: sync                      # sync | async (async: issue 8)
+//   control: local                  # local | {rest: {url: http://127.0.0.1:8765, token_file: F}}
+//   data_plane:
+//     connector: {kind: memory}     # default connector for every put
+//     connectors: {name: {...}}     # named connectors; a topology node's `connector: name` picks one
+//   faults:
+//     round_deadline_s: 0           # 0 = wait for every selected worker
+//     min_fraction: 1.0             # results needed (of selected) to accept a round
+//     on_insufficient: stop         # stop | retry
+//     max_round_retries: 2
+//     task_retries: 0               # re-submit a failed train task this many times
+//   output: {dir: runs/<name>, checkpoint_every: 1, save_model: true}
+//   eval: {every: 1, batch_size: 1024}
+//   threads: 2                      # local invoker threads (virtual workers run on these)
+//   debug: false                    # no training: workers return the model unchanged
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "aggregators/strategy.h"
+#include "flight/base/status.h"
+#include "flight/learning/dataset.h"
+#include "flight/learning/model.h"
+#include "flight/learning/trainer.h"
+
+namespace flight::engine {
+
+struct TopologyConfig {
+  std::string file;            // resolved path, or empty when generated
+  nlohmann::json generate;     // generator spec, or null
+  nlohmann::json to_json() const;
+};
+
+struct ControlConfig {
+  std::string kind = "local";  // local | rest
+  std::string url;             // rest: service URL
+  std::string token_file;      // rest: file holding the bearer token
+  nlohmann::json to_json() const;
+};
+
+struct DataPlaneConfig {
+  nlohmann::json connector = {{"kind", "memory"}};
+  nlohmann::json connectors = nlohmann::json::object();  // name -> connector config
+  nlohmann::json to_json() const;
+};
+
+struct FaultsConfig {
+  double round_deadline_s = 0;
+  double min_fraction = 1.0;
+  std::string on_insufficient = "stop";
+  int64_t max_round_retries = 2;
+  int64_t task_retries = 0;
+  nlohmann::json to_json() const;
+};
+
+struct OutputConfig {
+  std::string dir;  // default runs/<name>
+  int64_t checkpoint_every = 1;
+  bool save_model = true;
+  nlohmann::json to_json() const;
+};
+
+struct EvalConfig {
+  int64_t every = 1;
+  int64_t batch_size = 1024;
+  nlohmann::json to_json() const;
+};
+
+struct ExperimentConfig {
+  std::string name = "experiment";
+  uint64_t seed = 0;
+  TopologyConfig topology;
+  learning::ModelSpec model;
+  learning::DataSpec data;  // includes data.partition
+  learning::TrainOptions train;
+  aggregators::StrategyOptions strategy;
+  int64_t rounds = 10;
+  std::string mode = "sync";
+  ControlConfig control;
+  DataPlaneConfig data_plane;
+  FaultsConfig faults;
+  OutputConfig output;
+  EvalConfig eval;
+  int64_t threads = 2;
+  bool debug = false;
+
+  // Loads `path`, applies `overrides` ("train.lr=0.1", "rounds=5": dotted keys,
+  // YAML scalar values) and validates. Errors name file, line and key.
+  static StatusOr<ExperimentConfig> load(const std::string& path,
+                                         const std::vector<std::string>& overrides = {});
+  // As load, from JSON already in memory (e.g. a resolved config.yaml).
+  static StatusOr<ExperimentConfig> from_json(const nlohmann::json& j,
+                                              const std::string& source = "<config>",
+                                              const std::string& base_dir = ".");
+
+  Status validate() const;
+  // The resolved config: every field, defaults filled in; loads back to the same config.
+  nlohmann::json to_json() const;
+};
+
+}  // namespace flight::engine

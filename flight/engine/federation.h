@@ -1,0 +1,57 @@
+// run_experiment: `flight run` as a library call. Loads the topology, builds
+// the control plane (embedded LocalInvoker or RestInvoker) and the data plane
+// (a Store over the configured connector), then runs rounds as DESIGN.md's
+// "The round, as data flows" describes, writing rounds.csv, tasks.csv,
+// summary.json, config.yaml, the final model, accuracy.svg and checkpoints
+// into the output directory.
+//
+// Threading: the calling thread drives rounds; task completions arrive on
+// invoker threads and are folded into a per-round state under its mutex.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "flight/base/status.h"
+#include "flight/engine/config.h"
+#include "flight/engine/metrics.h"
+#include "flight/params/param_set.h"
+
+namespace flight::faas {
+class FunctionRegistry;
+}
+
+namespace flight::engine {
+
+struct RunOptions {
+  std::string output_dir;  // overrides config.output.dir when not empty
+  bool resume = false;     // continue from output_dir's last checkpoint
+  bool quiet = false;      // no progress line
+  // Return after this many rounds of this invocation, as if killed (tests of
+  // --resume). 0 = run to the end.
+  int64_t stop_after_rounds = 0;
+  // Functions for the embedded invoker; nullptr = faas::default_functions()
+  // with the engine's train/aggregate/evaluate registered.
+  faas::FunctionRegistry* functions = nullptr;
+  // Called after every round (on the driving thread).
+  std::function<void(const RoundRow&)> on_round;
+};
+
+struct RunSummary {
+  std::string output_dir;
+  int64_t rounds_completed = 0;
+  double final_accuracy = -1, final_loss = -1;
+  double best_accuracy = -1;
+  double seconds = 0;
+  uint64_t bytes_put = 0, bytes_fetched = 0;
+  std::string model_path;
+  ParamSet final_model;
+  nlohmann::json to_json() const;
+};
+
+StatusOr<RunSummary> run_experiment(const ExperimentConfig& config, const RunOptions& options);
+
+}  // namespace flight::engine

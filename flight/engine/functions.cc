@@ -1,0 +1,297 @@
+#include "flight/engine/functions.h"
+
+#include <ATen/Parallel.h>
+
+#include <chrono>
+#include <future>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "flight/base/time.h"
+#include "flight/faas/invoker.h"
+#include "transport/store.h"
+
+namespace flight::engine {
+namespace {
+
+using nlohmann::json;
+
+// Everything a process derives from one job: parsed once, shared by tasks.
+struct JobRuntime {
+  Job job;
+  learning::DatasetPair data;
+  std::vector<std::vector<int64_t>> partitions;
+  std::unique_ptr<aggregators::Strategy> strategy;  // const use only: weights, hooks, folds
+};
+
+StatusOr<std::shared_ptr<JobRuntime>> job_runtime(const json& job_json) {
+  static std::mutex mu;
+  static std::map<std::string, std::shared_future<StatusOr<std::shared_ptr<JobRuntime>>>> cache;
+  const std::string key = job_json.dump();
+  std::promise<StatusOr<std::shared_ptr<JobRuntime>>> promise;
+  std::shared_future<StatusOr<std::shared_ptr<JobRuntime>>> fut;
+  bool build = false;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(key);
+    if (it == cache.end()) {
+      fut = promise.get_future().share();
+      cache.emplace(key, fut);
+      build = true;
+    } else {
+      fut = it->second;
+    }
+  }
+  if (build) {
+    // Built outside the lock: loading a dataset takes a while and other jobs
+    // should not wait for it; tasks of this job wait on the shared future.
+    auto make = [&]() -> StatusOr<std::shared_ptr<JobRuntime>> {
+      auto rt = std::make_shared<JobRuntime>();
+      FLIGHT_ASSIGN_OR_RETURN(rt->job, Job::from_json(job_json));
+      FLIGHT_ASSIGN_OR_RETURN(rt->data, learning::load_dataset(rt->job.data));
+      FLIGHT_ASSIGN_OR_RETURN(rt->partitions,
+                              learning::partition(rt->data.train->labels,
+                                                  static_cast<size_t>(rt->job.n_workers),
+                                                  rt->job.data.partition, rt->job.seed));
+      FLIGHT_ASSIGN_OR_RETURN(rt->strategy, aggregators::make_strategy(rt->job.strategy));
+      return rt;
+    };
+    StatusOr<std::shared_ptr<JobRuntime>> made = make();
+    if (!made.is_ok()) {
+      std::lock_guard<std::mutex> lock(mu);
+      cache.erase(key);  // let a later task retry (e.g. after the dataset appears)
+    }
+    promise.set_value(made);
+  }
+  return fut.get();
+}
+
+// One model per (thread, job): models are not thread-safe and building one per
+// task would dominate small tasks.
+StatusOr<learning::Model*> thread_model(const JobRuntime& rt) {
+  thread_local std::unordered_map<const JobRuntime*, std::unique_ptr<learning::Model>> models;
+  auto it = models.find(&rt);
+  if (it == models.end()) {
+    FLIGHT_ASSIGN_OR_RETURN(auto model, learning::make_model(rt.job.model));
+    it = models.emplace(&rt, std::move(model)).first;
+  }
+  return it->second.get();
+}
+
+template <typename T>
+Status read(const json& args, const char* key, T* out) {
+  if (!args.contains(key)) return invalid_argument(std::string("missing argument '") + key + "'");
+  try {
+    *out = args.at(key).get<T>();
+  } catch (const json::exception& e) {
+    return invalid_argument(std::string("argument '") + key + "': " + e.what());
+  }
+  return Status::ok();
+}
+
+transport::PutOptions put_options(const json& put) {
+  transport::PutOptions o;
+  o.scope = put.value("scope", std::string());
+  return o;
+}
+
+StatusOr<json> train_fn(const json& args, const faas::TaskContext& ctx) {
+  (void)ctx;
+  json job_json, model_json, put;
+  int64_t round = 0, worker_index = 0;
+  std::string node;
+  FLIGHT_RETURN_IF_ERROR(read(args, "job", &job_json));
+  FLIGHT_RETURN_IF_ERROR(read(args, "round", &round));
+  FLIGHT_RETURN_IF_ERROR(read(args, "node", &node));
+  FLIGHT_RETURN_IF_ERROR(read(args, "worker_index", &worker_index));
+  FLIGHT_RETURN_IF_ERROR(read(args, "model", &model_json));
+  FLIGHT_RETURN_IF_ERROR(read(args, "put", &put));
+  double speed = args.value("speed", 1.0);
+  FLIGHT_ASSIGN_OR_RETURN(auto rt, job_runtime(job_json));
+  if (worker_index < 0 || worker_index >= static_cast<int64_t>(rt->partitions.size())) {
+    return invalid_argument("worker " + node + ": worker_index " + std::to_string(worker_index) +
+                            " outside [0, " + std::to_string(rt->partitions.size()) + ")");
+  }
+  const auto& indices = rt->partitions[static_cast<size_t>(worker_index)];
+  FLIGHT_ASSIGN_OR_RETURN(auto model_ref, transport::Ref::from_json(model_json));
+  FLIGHT_ASSIGN_OR_RETURN(transport::Store * store, store_for(put.at("connector")));
+
+  json out;
+  out["n_samples"] = static_cast<int64_t>(indices.size());
+  out["weight"] = rt->strategy->worker_weight(static_cast<int64_t>(indices.size()));
+  out["bytes_fetched"] = model_ref.size;
+  if (rt->job.debug) {
+    // Framework-only measurement: the update is the model it was given.
+    out["update"] = model_json;
+    out["owned"] = false;
+    out["loss"] = 0.0;
+    out["accuracy"] = 0.0;
+    out["train_seconds"] = 0.0;
+    out["bytes_put"] = 0;
+    return out;
+  }
+  FLIGHT_ASSIGN_OR_RETURN(ParamSet global, store->get(model_ref));
+  FLIGHT_ASSIGN_OR_RETURN(learning::Model * model, thread_model(*rt));
+  auto hook = rt->strategy->worker_hook();
+  FLIGHT_ASSIGN_OR_RETURN(
+      auto res, learning::train(*model, global, *rt->data.train, indices, rt->job.train,
+                                task_seed(rt->job.seed, worker_index, round), hook.get()));
+  if (speed > 0 && speed < 1.0) {
+    // Simulated slow device: stretch the measured time to time / speed.
+    std::this_thread::sleep_for(std::chrono::duration<double>(res.seconds * (1.0 / speed - 1.0)));
+  }
+  FLIGHT_ASSIGN_OR_RETURN(auto ref, store->put(res.state, put_options(put)));
+  out["update"] = ref.to_json();
+  out["owned"] = true;
+  out["loss"] = res.loss;
+  out["accuracy"] = res.accuracy;
+  out["train_seconds"] = res.seconds;
+  out["bytes_put"] = ref.size;
+  return out;
+}
+
+StatusOr<json> aggregate_fn(const json& args, const faas::TaskContext& ctx) {
+  (void)ctx;
+  json job_json, children, put;
+  std::string node;
+  FLIGHT_RETURN_IF_ERROR(read(args, "job", &job_json));
+  FLIGHT_RETURN_IF_ERROR(read(args, "node", &node));
+  FLIGHT_RETURN_IF_ERROR(read(args, "children", &children));
+  FLIGHT_RETURN_IF_ERROR(read(args, "put", &put));
+  if (!children.is_array() || children.empty()) {
+    return invalid_argument("aggregator " + node + ": no child updates to aggregate");
+  }
+  FLIGHT_ASSIGN_OR_RETURN(auto rt, job_runtime(job_json));
+  FLIGHT_ASSIGN_OR_RETURN(transport::Store * store, store_for(put.at("connector")));
+
+  std::vector<transport::Ref> refs;
+  std::vector<double> weights;
+  std::vector<bool> owned;
+  int64_t count = 0;
+  uint64_t fetched = 0;
+  for (const auto& c : children) {
+    FLIGHT_ASSIGN_OR_RETURN(auto ref, transport::Ref::from_json(c.at("update")));
+    fetched += ref.size;
+    refs.push_back(std::move(ref));
+    weights.push_back(c.at("weight").get<double>());
+    owned.push_back(c.value("owned", true));
+    count += c.value("count", int64_t{1});
+  }
+  // Fold in list order (the engine sorts children by id, so results are
+  // bit-reproducible); fetch child i+1 while folding child i, so memory stays
+  // O(model) plus one update in flight.
+  auto fold = rt->strategy->begin();
+  std::future<StatusOr<ParamSet>> next =
+      std::async(std::launch::async, [&] { return store->get(refs[0]); });
+  for (size_t i = 0; i < refs.size(); ++i) {
+    StatusOr<ParamSet> cur = next.get();
+    if (i + 1 < refs.size()) {
+      next = std::async(std::launch::async, [&, i] { return store->get(refs[i + 1]); });
+    }
+    if (!cur.is_ok()) {
+      if (next.valid()) next.wait();
+      return cur.status().with_context("aggregator " + node + ": child " +
+                                       children[i].value("node", std::string("?")));
+    }
+    Status st = fold->accumulate(*cur, weights[i]);
+    if (!st.is_ok()) {
+      if (next.valid()) next.wait();
+      return st.with_context("aggregator " + node);
+    }
+    // The consumer owns a child's update: evicting it as soon as it is folded
+    // keeps a round's footprint at O(tree width), not O(workers).
+    if (owned[i]) (void)store->evict(refs[i]);
+  }
+  FLIGHT_ASSIGN_OR_RETURN(auto result, fold->finalize());
+  FLIGHT_ASSIGN_OR_RETURN(auto ref, store->put(result.params, put_options(put)));
+  json out;
+  out["update"] = ref.to_json();
+  out["owned"] = true;
+  out["weight"] = result.weight;
+  out["count"] = count;
+  out["bytes_fetched"] = fetched;
+  out["bytes_put"] = ref.size;
+  return out;
+}
+
+StatusOr<json> evaluate_fn(const json& args, const faas::TaskContext& ctx) {
+  (void)ctx;
+  json job_json, model_json;
+  FLIGHT_RETURN_IF_ERROR(read(args, "job", &job_json));
+  FLIGHT_RETURN_IF_ERROR(read(args, "model", &model_json));
+  int64_t batch = args.value("batch_size", int64_t{1024});
+  FLIGHT_ASSIGN_OR_RETURN(auto rt, job_runtime(job_json));
+  FLIGHT_ASSIGN_OR_RETURN(auto ref, transport::Ref::from_json(model_json));
+  FLIGHT_ASSIGN_OR_RETURN(transport::Store * store, store_for(ref.connector));
+  FLIGHT_ASSIGN_OR_RETURN(ParamSet params, store->get(ref));
+  const learning::Dataset& test = *rt->data.test;
+  int64_t begin = std::clamp<int64_t>(args.value("begin", int64_t{0}), 0, test.size());
+  int64_t end = std::clamp<int64_t>(args.value("end", test.size()), begin, test.size());
+  learning::Dataset shard;
+  shard.images = test.images.narrow(0, begin, end - begin);
+  shard.labels = test.labels.narrow(0, begin, end - begin);
+  shard.num_classes = test.num_classes;
+  FLIGHT_ASSIGN_OR_RETURN(learning::Model * model, thread_model(*rt));
+  FLIGHT_ASSIGN_OR_RETURN(auto res, learning::evaluate(*model, params, shard, batch));
+  return json{{"loss", res.loss}, {"accuracy", res.accuracy}, {"n", res.n}};
+}
+
+}  // namespace
+
+nlohmann::json Job::to_json() const {
+  return json{{"model", model.to_json()},         {"data", data.to_json()},
+              {"train", train.to_json()},
+              {"strategy", strategy.to_json()},   {"seed", seed},
+              {"n_workers", n_workers},           {"debug", debug}};
+}
+
+StatusOr<Job> Job::from_json(const nlohmann::json& j) {
+  Job job;
+  try {
+    FLIGHT_ASSIGN_OR_RETURN(job.model, learning::ModelSpec::from_json(j.at("model")));
+    FLIGHT_ASSIGN_OR_RETURN(job.data, learning::DataSpec::from_json(j.at("data")));
+    FLIGHT_ASSIGN_OR_RETURN(job.train, learning::TrainOptions::from_json(j.at("train")));
+    FLIGHT_ASSIGN_OR_RETURN(job.strategy, aggregators::StrategyOptions::from_json(j.at("strategy")));
+    job.seed = j.at("seed").get<uint64_t>();
+    job.n_workers = j.at("n_workers").get<int64_t>();
+    job.debug = j.value("debug", false);
+  } catch (const json::exception& e) {
+    return invalid_argument(std::string("malformed job: ") + e.what());
+  }
+  if (job.n_workers < 1) return invalid_argument("job.n_workers must be >= 1");
+  return job;
+}
+
+StatusOr<transport::Store*> store_for(const nlohmann::json& connector) {
+  static std::mutex mu;
+  static std::map<std::string, std::unique_ptr<transport::Store>> stores;
+  std::lock_guard<std::mutex> lock(mu);
+  const std::string key = connector.dump();
+  auto it = stores.find(key);
+  if (it == stores.end()) {
+    FLIGHT_ASSIGN_OR_RETURN(auto store, transport::Store::create(connector));
+    it = stores.emplace(key, std::move(store)).first;
+  }
+  return it->second.get();
+}
+
+uint64_t task_seed(uint64_t seed, int64_t worker_index, int64_t round) {
+  // splitmix64 over the three inputs.
+  auto mix = [](uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  return mix(mix(mix(seed) ^ static_cast<uint64_t>(worker_index)) ^ static_cast<uint64_t>(round));
+}
+
+void register_functions(faas::FunctionRegistry& registry) {
+  registry.add("train", train_fn);
+  registry.add("aggregate", aggregate_fn);
+  registry.add("evaluate", evaluate_fn);
+}
+
+}  // namespace flight::engine

@@ -1,0 +1,68 @@
+// The FaaS functions that make up a round — `train` (on workers), `aggregate`
+// (on aggregators) and `evaluate` — registered by name in a faas
+// FunctionRegistry, so the embedded invoker and the `flight endpoint` binary
+// run exactly the same code.
+//
+// Weights never travel in args or results: only transport::Ref JSON does.
+//
+//   train     args   {job, round, node, worker_index, model: Ref, put: {connector, scope},
+//                     speed?}
+//             result {update: Ref, owned: bool, n_samples, weight, loss, accuracy,
+//                     train_seconds, bytes_fetched, bytes_put}
+//   aggregate args   {job, round, node, children: [{node, update: Ref, owned, weight, count}],
+//                     put: {connector, scope}}
+//             result {update: Ref, owned: true, weight, count, bytes_fetched, bytes_put}
+//   evaluate  args   {job, model: Ref, batch_size, begin?, end?}
+//             result {loss, accuracy, n}
+//
+// `job` (Job::to_json) names the model, data, partition, training options and
+// strategy; each process parses it once and caches the datasets, partitions and
+// per-thread models it implies, so a task costs its own work plus microseconds.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "aggregators/strategy.h"
+#include "flight/base/status.h"
+#include "flight/learning/dataset.h"
+#include "flight/learning/model.h"
+#include "flight/learning/trainer.h"
+
+namespace flight::faas {
+class FunctionRegistry;
+}
+namespace flight::transport {
+class Store;
+}
+
+namespace flight::engine {
+
+struct Job {
+  learning::ModelSpec model;
+  learning::DataSpec data;  // with data.partition
+  learning::TrainOptions train;
+  aggregators::StrategyOptions strategy;
+  uint64_t seed = 0;
+  int64_t n_workers = 0;  // partitions are computed for this many workers
+  bool debug = false;     // no training: train returns the global model's Ref
+
+  nlohmann::json to_json() const;
+  static StatusOr<Job> from_json(const nlohmann::json& j);
+};
+
+// Registers train, aggregate and evaluate (replacing earlier registrations).
+void register_functions(faas::FunctionRegistry& registry);
+
+// The process-wide store that puts through `connector` (built once per
+// distinct config). Any store resolves any Ref.
+StatusOr<transport::Store*> store_for(const nlohmann::json& connector);
+
+// Seed of worker `worker_index`'s training in `round`: a hash, so that
+// neighbouring workers and rounds get unrelated streams.
+uint64_t task_seed(uint64_t seed, int64_t worker_index, int64_t round);
+
+}  // namespace flight::engine

@@ -1,0 +1,203 @@
+#include "flight/engine/metrics.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+
+#include "flight/base/strings.h"
+
+namespace flight::engine {
+namespace {
+
+std::string fmt(double v, int precision = 6) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.*g", precision, v);
+  return buf;
+}
+
+std::string csv_escape(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out += "\"\"";
+    else if (c == '\n') out += ' ';
+    else out += c;
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+Status CsvLog::open(const std::string& path, const std::vector<std::string>& header) {
+  bool fresh = !std::filesystem::exists(path) || std::filesystem::file_size(path) == 0;
+  out_.open(path, std::ios::app);
+  if (!out_) return unavailable("cannot open '" + path + "' for writing");
+  if (fresh) write(header);
+  return Status::ok();
+}
+
+void CsvLog::write(const std::vector<std::string>& cells) {
+  for (size_t i = 0; i < cells.size(); ++i) out_ << (i ? "," : "") << csv_escape(cells[i]);
+  out_ << "\n";
+  out_.flush();
+}
+
+std::vector<std::string> round_header(size_t tiers) {
+  std::vector<std::string> h = {"round", "start_s", "end_s", "seconds", "test_accuracy",
+                                "test_loss", "train_loss", "selected", "returned", "stragglers",
+                                "failed", "attempts", "bytes_put", "bytes_fetched",
+                                "coordinator_ingress", "train_seconds_max", "busy_seconds"};
+  for (size_t t = 1; t < tiers; ++t) h.push_back("bytes_up_tier" + std::to_string(t));
+  return h;
+}
+
+std::vector<std::string> round_cells(const RoundRow& r, size_t tiers) {
+  std::vector<std::string> c = {std::to_string(r.round),
+                                fmt(r.start, 9),
+                                fmt(r.end, 9),
+                                fmt(r.end - r.start),
+                                r.test_accuracy < 0 ? "" : fmt(r.test_accuracy, 17),
+                                r.test_loss < 0 ? "" : fmt(r.test_loss, 17),
+                                fmt(r.train_loss, 17),
+                                std::to_string(r.selected),
+                                std::to_string(r.returned),
+                                std::to_string(r.stragglers),
+                                std::to_string(r.failed),
+                                std::to_string(r.attempts),
+                                std::to_string(r.bytes_put),
+                                std::to_string(r.bytes_fetched),
+                                std::to_string(r.coordinator_ingress),
+                                fmt(r.train_seconds_max),
+                                fmt(r.busy_seconds)};
+  for (size_t t = 1; t < tiers; ++t) {
+    c.push_back(std::to_string(t < r.bytes_up_by_tier.size() ? r.bytes_up_by_tier[t] : 0));
+  }
+  return c;
+}
+
+std::vector<std::string> task_header() {
+  return {"round", "task_id", "node", "parent", "kind", "endpoint", "tier", "status",
+          "submitted_s", "started_s", "finished_s", "train_loss", "train_accuracy",
+          "train_seconds", "samples", "bytes_fetched", "bytes_put", "error"};
+}
+
+std::vector<std::string> task_cells(const TaskRow& t) {
+  return {std::to_string(t.round), t.task_id, t.node, t.parent, t.kind, t.endpoint,
+          std::to_string(t.tier), t.status, fmt(t.submitted, 9), fmt(t.started, 9),
+          fmt(t.finished, 9), fmt(t.train_loss), fmt(t.train_accuracy), fmt(t.train_seconds),
+          std::to_string(t.samples), std::to_string(t.bytes_fetched), std::to_string(t.bytes_put),
+          t.error};
+}
+
+Status truncate_csv_rounds(const std::string& path, int64_t last_round) {
+  if (!std::filesystem::exists(path)) return Status::ok();
+  std::ifstream in(path);
+  std::string line, kept;
+  bool header = true;
+  while (std::getline(in, line)) {
+    if (header) {
+      kept += line + "\n";
+      header = false;
+      continue;
+    }
+    auto comma = line.find(',');
+    try {
+      if (std::stoll(line.substr(0, comma)) <= last_round) kept += line + "\n";
+    } catch (const std::exception&) {
+      // A torn last line from a killed run: drop it.
+    }
+  }
+  in.close();
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << kept;
+    if (!out) return unavailable("cannot write '" + tmp + "'");
+  }
+  std::filesystem::rename(tmp, path);
+  return Status::ok();
+}
+
+StatusOr<std::vector<RoundRow>> read_rounds_csv(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return not_found("cannot open '" + path + "'");
+  std::string line;
+  std::vector<RoundRow> rows;
+  if (!std::getline(in, line)) return rows;
+  while (std::getline(in, line)) {
+    auto cells = split(line, ',');
+    if (cells.size() < 7) continue;
+    RoundRow r;
+    try {
+      r.round = std::stoll(cells[0]);
+      r.start = std::stod(cells[1]);
+      r.end = std::stod(cells[2]);
+      r.test_accuracy = cells[4].empty() ? -1 : std::stod(cells[4]);
+      r.test_loss = cells[5].empty() ? -1 : std::stod(cells[5]);
+    } catch (const std::exception&) {
+      continue;
+    }
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+Status write_accuracy_svg(const std::string& path, const std::vector<RoundRow>& all_rows,
+                          const std::string& title) {
+  std::vector<RoundRow> rows;
+  for (const auto& r : all_rows) {
+    if (r.test_accuracy >= 0) rows.push_back(r);
+  }
+  const double w = 900, h = 380, pad_l = 60, pad_r = 20, pad_t = 40, pad_b = 50, gap = 60;
+  const double panel_w = (w - pad_l - pad_r - gap) / 2, panel_h = h - pad_t - pad_b;
+  double max_round = 1, max_time = 1e-9;
+  for (const auto& r : rows) {
+    max_round = std::max(max_round, static_cast<double>(r.round));
+    max_time = std::max(max_time, r.end);
+  }
+  std::ostringstream s;
+  s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << w << "' height='" << h
+    << "' font-family='sans-serif' font-size='12'>\n"
+    << "<rect width='100%' height='100%' fill='white'/>\n"
+    << "<text x='" << w / 2 << "' y='22' text-anchor='middle' font-size='15'>"
+    << title << " — test accuracy</text>\n";
+  auto panel = [&](double x0, const char* xlabel, double xmax, bool by_time) {
+    s << "<rect x='" << x0 << "' y='" << pad_t << "' width='" << panel_w << "' height='"
+      << panel_h << "' fill='none' stroke='#444'/>\n";
+    for (int i = 0; i <= 5; ++i) {
+      double y = pad_t + panel_h - panel_h * i / 5.0;
+      s << "<line x1='" << x0 << "' x2='" << x0 + panel_w << "' y1='" << y << "' y2='" << y
+        << "' stroke='#ddd'/><text x='" << x0 - 6 << "' y='" << y + 4
+        << "' text-anchor='end'>" << fmt(i / 5.0, 2) << "</text>\n";
+      double x = x0 + panel_w * i / 5.0;
+      s << "<text x='" << x << "' y='" << pad_t + panel_h + 16 << "' text-anchor='middle'>"
+        << fmt(xmax * i / 5.0, 3) << "</text>\n";
+    }
+    s << "<text x='" << x0 + panel_w / 2 << "' y='" << h - 12 << "' text-anchor='middle'>"
+      << xlabel << "</text>\n<polyline fill='none' stroke='#1f77b4' stroke-width='2' points='";
+    for (const auto& r : rows) {
+      double xv = by_time ? r.end : static_cast<double>(r.round);
+      s << x0 + panel_w * xv / xmax << "," << pad_t + panel_h - panel_h * r.test_accuracy << " ";
+    }
+    s << "'/>\n";
+    for (const auto& r : rows) {
+      double xv = by_time ? r.end : static_cast<double>(r.round);
+      s << "<circle r='2.5' fill='#1f77b4' cx='" << x0 + panel_w * xv / xmax << "' cy='"
+        << pad_t + panel_h - panel_h * r.test_accuracy << "'/>\n";
+    }
+  };
+  panel(pad_l, "round", max_round, false);
+  panel(pad_l + panel_w + gap, "wall time (s)", max_time, true);
+  s << "</svg>\n";
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << s.str();
+    if (!out) return unavailable("cannot write '" + tmp + "'");
+  }
+  std::filesystem::rename(tmp, path);
+  return Status::ok();
+}
+
+}  // namespace flight::engine

@@ -1,0 +1,132 @@
+// ExperimentConfig: defaults, overrides, and errors that name file, line and key.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "flight/engine/config.h"
+#include "flight/engine/yaml_json.h"
+#include "tests/support/process.h"
+
+namespace flight::engine {
+namespace {
+
+std::string write(const testing::TempDir& dir, const std::string& name, const std::string& text) {
+  std::ofstream(dir.file(name)) << text;
+  return dir.file(name);
+}
+
+const char* kMinimal = R"(name: t
+topology: topo.yaml
+rounds: 3
+)";
+
+TEST(Config, DefaultsAreFilledIn) {
+  testing::TempDir dir;
+  auto c = ExperimentConfig::load(write(dir, "c.yaml", kMinimal));
+  ASSERT_TRUE(c.is_ok()) << c.status();
+  EXPECT_EQ(c->name, "t");
+  EXPECT_EQ(c->rounds, 3);
+  EXPECT_EQ(c->mode, "sync");
+  EXPECT_EQ(c->control.kind, "local");
+  EXPECT_EQ(c->threads, 2);
+  EXPECT_EQ(c->output.dir, "runs/t");
+  EXPECT_EQ(c->data_plane.connector["kind"], "memory");
+  EXPECT_EQ(c->topology.file, dir.file("topo.yaml"));  // relative to the config file
+  EXPECT_EQ(c->strategy.name, "fedavg");
+}
+
+TEST(Config, UnknownKeyNamesKeyLineAndSuggestion) {
+  testing::TempDir dir;
+  auto path = write(dir, "c.yaml", "name: t\ntopology: x.yaml\nrouns: 3\n");
+  auto c = ExperimentConfig::load(path);
+  ASSERT_FALSE(c.is_ok());
+  const std::string m = c.status().message();
+  EXPECT_NE(m.find(path + ":3:"), std::string::npos) << m;
+  EXPECT_NE(m.find("'rouns'"), std::string::npos) << m;
+  EXPECT_NE(m.find("did you mean 'rounds'"), std::string::npos) << m;
+}
+
+TEST(Config, NestedUnknownKeyAndWrongTypeHaveLines) {
+  testing::TempDir dir;
+  auto c = ExperimentConfig::load(
+      write(dir, "c.yaml", "name: t\ntopology: x.yaml\nfaults:\n  deadline: 3\n"));
+  ASSERT_FALSE(c.is_ok());
+  EXPECT_NE(c.status().message().find(":4:"), std::string::npos) << c.status();
+  EXPECT_NE(c.status().message().find("did you mean 'round_deadline_s'"), std::string::npos)
+      << c.status();
+  auto d = ExperimentConfig::load(write(dir, "d.yaml", "name: t\ntopology: x.yaml\nrounds: many\n"));
+  ASSERT_FALSE(d.is_ok());
+  EXPECT_NE(d.status().message().find(":3:"), std::string::npos) << d.status();
+  EXPECT_NE(d.status().message().find("rounds"), std::string::npos) << d.status();
+}
+
+TEST(Config, LayerSectionErrorsCarryTheSectionLine) {
+  testing::TempDir dir;
+  auto c = ExperimentConfig::load(
+      write(dir, "c.yaml", "name: t\ntopology: x.yaml\n\ntrain:\n  lr: -1\n"));
+  ASSERT_FALSE(c.is_ok());
+  EXPECT_NE(c.status().message().find(":4:"), std::string::npos) << c.status();
+  EXPECT_NE(c.status().message().find("train"), std::string::npos) << c.status();
+  auto s = ExperimentConfig::load(
+      write(dir, "s.yaml", "name: t\ntopology: x.yaml\nstrategy: {name: fedvag}\n"));
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_NE(s.status().message().find("fedavg"), std::string::npos) << s.status();
+}
+
+TEST(Config, OverridesApplyWithYamlTypes) {
+  testing::TempDir dir;
+  auto c = ExperimentConfig::load(write(dir, "c.yaml", kMinimal),
+                                  {"rounds=7", "train.lr=0.25", "strategy.participation=0.5",
+                                   "control.rest.url=http://127.0.0.1:1"});
+  ASSERT_TRUE(c.is_ok()) << c.status();
+  EXPECT_EQ(c->rounds, 7);
+  EXPECT_DOUBLE_EQ(c->train.lr, 0.25);
+  EXPECT_DOUBLE_EQ(c->strategy.participation, 0.5);
+  EXPECT_EQ(c->control.kind, "rest");
+  auto bad = ExperimentConfig::load(write(dir, "d.yaml", kMinimal), {"rounds"});
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("key=value"), std::string::npos);
+  auto typo = ExperimentConfig::load(write(dir, "e.yaml", kMinimal), {"roundz=2"});
+  ASSERT_FALSE(typo.is_ok());
+  EXPECT_NE(typo.status().message().find("did you mean 'rounds'"), std::string::npos);
+}
+
+TEST(Config, ResolvedConfigLoadsBackToTheSameConfig) {
+  testing::TempDir dir;
+  auto c = ExperimentConfig::load(write(dir, "c.yaml", R"(name: rt
+seed: 9
+topology: {generate: balanced, branching: 2, height: 2}
+model: {name: mlp}
+data: {dataset: synthetic, partition: {method: dirichlet, alpha: 0.3}}
+train: {epochs: 2, lr: 0.1}
+strategy: {name: fedprox, params: {mu: 0.01}}
+faults: {round_deadline_s: 5, min_fraction: 0.5, on_insufficient: retry}
+)"));
+  ASSERT_TRUE(c.is_ok()) << c.status();
+  auto text = json_to_yaml(c->to_json());
+  auto doc = parse_yaml_document(text, "resolved");
+  ASSERT_TRUE(doc.is_ok()) << doc.status() << "\n" << text;
+  auto back = ExperimentConfig::from_json(doc->value, "resolved", dir.path());
+  ASSERT_TRUE(back.is_ok()) << back.status() << "\n" << text;
+  EXPECT_EQ(back->to_json(), c->to_json()) << text;
+}
+
+TEST(Config, InvalidValuesAreRejected) {
+  testing::TempDir dir;
+  for (const char* extra : {"rounds: 0\n", "mode: asynch\n", "threads: 0\n",
+                            "faults: {min_fraction: 0}\n", "faults: {on_insufficient: pray}\n",
+                            "control: carrier-pigeon\n", "control: {rest: {}}\n"}) {
+    auto c = ExperimentConfig::load(write(dir, "c.yaml", std::string("name: t\ntopology: x.yaml\n") + extra));
+    ASSERT_FALSE(c.is_ok()) << extra;
+    EXPECT_EQ(c.status().message().find("duplicate"), std::string::npos) << c.status();
+  }
+  auto empty = ExperimentConfig::load(write(dir, "e.yaml", ""));
+  EXPECT_FALSE(empty.is_ok());
+  auto list = ExperimentConfig::load(write(dir, "l.yaml", "- a\n- b\n"));
+  EXPECT_FALSE(list.is_ok());
+  auto missing = ExperimentConfig::load(dir.file("nope.yaml"));
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace flight::engine
