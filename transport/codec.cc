@@ -1,0 +1,344 @@
+#include "transport/codec.h"
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/from_blob.h>
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_set>
+
+#include "transport/checksum.h"
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "the ParamSet codec writes host-order tensor data and assumes little-endian");
+
+namespace flight::transport {
+namespace {
+
+constexpr char kMagic[8] = {'F', 'L', 'T', 'P', 'A', 'R', 'A', 'M'};
+constexpr size_t kChecksumOffset = 40;
+constexpr size_t kRecordFixedBytes = 24;  // name_len, dtype, ndim, pad, offset, nbytes
+// Copy granularity of the fused copy + checksum pass: small enough that the
+// bytes just written are still in L2 when the checksum reads them.
+constexpr size_t kFuseChunk = 128 * 1024;
+
+uint64_t align_up(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
+
+// Wire dtype codes are the format's own, so LibTorch renumbering its enum cannot
+// change the format.
+struct DtypeInfo {
+  uint8_t code;
+  c10::ScalarType type;
+  const char* name;
+};
+constexpr DtypeInfo kDtypes[] = {
+    {1, c10::ScalarType::Float, "float32"},
+    {2, c10::ScalarType::Double, "float64"},
+    {3, c10::ScalarType::Half, "float16"},
+    {4, c10::ScalarType::BFloat16, "bfloat16"},
+    {5, c10::ScalarType::Char, "int8"},
+    {6, c10::ScalarType::Short, "int16"},
+    {7, c10::ScalarType::Int, "int32"},
+    {8, c10::ScalarType::Long, "int64"},
+    {9, c10::ScalarType::Byte, "uint8"},
+    {10, c10::ScalarType::Bool, "bool"},
+    {11, c10::ScalarType::ComplexHalf, "complex32"},
+    {12, c10::ScalarType::ComplexFloat, "complex64"},
+    {13, c10::ScalarType::ComplexDouble, "complex128"},
+};
+
+const DtypeInfo* dtype_by_type(c10::ScalarType t) {
+  for (const auto& d : kDtypes) {
+    if (d.type == t) return &d;
+  }
+  return nullptr;
+}
+
+const DtypeInfo* dtype_by_code(uint8_t code) {
+  for (const auto& d : kDtypes) {
+    if (d.code == code) return &d;
+  }
+  return nullptr;
+}
+
+template <typename T>
+void put_le(uint8_t* p, T v) {
+  std::memcpy(p, &v, sizeof(T));
+}
+template <typename T>
+T get_le(const uint8_t* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;
+}
+
+struct Layout {
+  uint64_t table_size = 0;
+  uint64_t data_offset = 0;
+  uint64_t total_size = 0;
+  std::vector<uint64_t> offsets;
+  std::vector<uint64_t> nbytes;
+  std::vector<uint8_t> codes;
+};
+
+Status check_tensor(const ParamEntry& e, const DtypeInfo** info) {
+  const at::Tensor& t = e.tensor;
+  if (!t.defined()) return invalid_argument("tensor '" + e.name + "' is undefined");
+  if (t.layout() != c10::kStrided) {
+    return invalid_argument("tensor '" + e.name +
+                            "' is not dense (sparse tensors cannot be encoded)");
+  }
+  *info = dtype_by_type(t.scalar_type());
+  if (*info == nullptr) {
+    return invalid_argument("tensor '" + e.name + "' has dtype " +
+                            std::string(c10::toString(t.scalar_type())) +
+                            ", which the ParamSet codec does not encode");
+  }
+  if (t.dim() > static_cast<int64_t>(kCodecMaxDims)) {
+    return invalid_argument("tensor '" + e.name + "' has " + std::to_string(t.dim()) +
+                            " dimensions (the codec allows " + std::to_string(kCodecMaxDims) + ")");
+  }
+  if (e.name.size() > kCodecMaxNameBytes) {
+    return invalid_argument("a tensor name is " + std::to_string(e.name.size()) +
+                            " bytes long (the codec allows " + std::to_string(kCodecMaxNameBytes) +
+                            ")");
+  }
+  return Status::ok();
+}
+
+StatusOr<Layout> plan(const ParamSet& params) {
+  Layout l;
+  l.table_size = 0;
+  for (const auto& e : params) {
+    const DtypeInfo* info = nullptr;
+    FLIGHT_RETURN_IF_ERROR(check_tensor(e, &info));
+    l.codes.push_back(info->code);
+    l.table_size += align_up(kRecordFixedBytes + 8 * e.tensor.dim() + e.name.size(), 8);
+  }
+  l.data_offset = align_up(kCodecPreambleBytes + l.table_size, kBufferAlignment);
+  uint64_t cursor = l.data_offset;
+  for (const auto& e : params) {
+    uint64_t n = static_cast<uint64_t>(e.tensor.numel()) * e.tensor.element_size();
+    cursor = align_up(cursor, kBufferAlignment);
+    l.offsets.push_back(cursor);
+    l.nbytes.push_back(n);
+    cursor += n;
+  }
+  l.total_size = cursor;
+  return l;
+}
+
+// Copies `n` bytes and extends the checksum over the copy in cache-sized steps.
+uint32_t copy_and_checksum(uint8_t* dst, const uint8_t* src, size_t n, uint32_t crc) {
+  while (n > 0) {
+    size_t step = std::min(n, kFuseChunk);
+    std::memcpy(dst, src, step);
+    crc = crc32c_extend(crc, dst, step);
+    dst += step;
+    src += step;
+    n -= step;
+  }
+  return crc;
+}
+
+}  // namespace
+
+StatusOr<uint64_t> encoded_size(const ParamSet& params) {
+  FLIGHT_ASSIGN_OR_RETURN(Layout l, plan(params));
+  return l.total_size;
+}
+
+StatusOr<uint32_t> encode_into(const ParamSet& params, uint8_t* dest, size_t size) {
+  FLIGHT_ASSIGN_OR_RETURN(Layout l, plan(params));
+  if (size != l.total_size) {
+    return invalid_argument("encode_into: destination is " + std::to_string(size) +
+                            " bytes, the encoding needs " + std::to_string(l.total_size));
+  }
+  // Preamble.
+  std::memset(dest, 0, l.data_offset);
+  std::memcpy(dest, kMagic, 8);
+  put_le<uint32_t>(dest + 8, kCodecVersion);
+  put_le<uint32_t>(dest + 12, static_cast<uint32_t>(params.size()));
+  put_le<uint64_t>(dest + 16, l.total_size);
+  put_le<uint64_t>(dest + 24, l.data_offset);
+  put_le<uint64_t>(dest + 32, l.table_size);
+  // Entry table.
+  uint8_t* p = dest + kCodecPreambleBytes;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto& e = params[i];
+    uint8_t* rec = p;
+    put_le<uint32_t>(rec, static_cast<uint32_t>(e.name.size()));
+    rec[4] = l.codes[i];
+    rec[5] = static_cast<uint8_t>(e.tensor.dim());
+    put_le<uint64_t>(rec + 8, l.offsets[i]);
+    put_le<uint64_t>(rec + 16, l.nbytes[i]);
+    rec += kRecordFixedBytes;
+    for (int64_t d = 0; d < e.tensor.dim(); ++d) {
+      put_le<int64_t>(rec, e.tensor.size(d));
+      rec += 8;
+    }
+    std::memcpy(rec, e.name.data(), e.name.size());
+    p += align_up(kRecordFixedBytes + 8 * e.tensor.dim() + e.name.size(), 8);
+  }
+  uint32_t crc = crc32c_extend(0, dest, kChecksumOffset);
+  crc = crc32c_extend(crc, dest + kChecksumOffset + 4, l.data_offset - kChecksumOffset - 4);
+  // Data, in offset order, with the zero padding between tensors.
+  uint64_t cursor = l.data_offset;
+  for (size_t i = 0; i < params.size(); ++i) {
+    uint64_t off = l.offsets[i];
+    if (off > cursor) {
+      std::memset(dest + cursor, 0, off - cursor);
+      crc = crc32c_extend(crc, dest + cursor, off - cursor);
+    }
+    const at::Tensor& t = params[i].tensor;
+    uint64_t n = l.nbytes[i];
+    if (n > 0) {
+      if (t.is_contiguous() && t.device().is_cpu()) {
+        crc = copy_and_checksum(dest + off, static_cast<const uint8_t*>(t.data_ptr()), n, crc);
+      } else {
+        // Strided or off-CPU: let ATen gather it straight into place.
+        at::from_blob(dest + off, t.sizes(), t.options().device(c10::kCPU)).copy_(t);
+        crc = crc32c_extend(crc, dest + off, n);
+      }
+    }
+    cursor = off + n;
+  }
+  put_le<uint32_t>(dest + kChecksumOffset, crc);
+  return crc;
+}
+
+StatusOr<Bytes> encode(const ParamSet& params) {
+  FLIGHT_ASSIGN_OR_RETURN(uint64_t total, encoded_size(params));
+  FLIGHT_ASSIGN_OR_RETURN(auto buf, Buffer::allocate(total));
+  FLIGHT_RETURN_IF_ERROR(encode_into(params, buf->data(), buf->size()).status());
+  return Bytes(std::move(buf));
+}
+
+StatusOr<CodecHeader> peek_header(ByteView bytes) {
+  if (bytes.size < kCodecPreambleBytes) {
+    return data_loss("truncated ParamSet encoding: " + std::to_string(bytes.size) +
+                     " bytes, shorter than the " + std::to_string(kCodecPreambleBytes) +
+                     "-byte preamble");
+  }
+  const uint8_t* b = bytes.data;
+  if (std::memcmp(b, kMagic, 8) != 0) {
+    return invalid_argument("not a Flight ParamSet encoding (bad magic in the first 8 bytes)");
+  }
+  CodecHeader h;
+  h.version = get_le<uint32_t>(b + 8);
+  h.entry_count = get_le<uint32_t>(b + 12);
+  h.total_size = get_le<uint64_t>(b + 16);
+  h.data_offset = get_le<uint64_t>(b + 24);
+  h.table_size = get_le<uint64_t>(b + 32);
+  h.checksum = get_le<uint32_t>(b + kChecksumOffset);
+  if (h.version != kCodecVersion) {
+    return invalid_argument("unsupported ParamSet format version " + std::to_string(h.version) +
+                            " (this build reads version " + std::to_string(kCodecVersion) + ")");
+  }
+  if (h.total_size > bytes.size) {
+    return data_loss("truncated ParamSet encoding: the header says " +
+                     std::to_string(h.total_size) + " bytes, only " + std::to_string(bytes.size) +
+                     " are present");
+  }
+  if (h.total_size < bytes.size) {
+    return data_loss("ParamSet encoding has " + std::to_string(bytes.size - h.total_size) +
+                     " unexpected trailing bytes (header says " + std::to_string(h.total_size) +
+                     ")");
+  }
+  // From here every size is bounded by the real input size.
+  if (h.table_size > h.total_size || h.data_offset > h.total_size ||
+      kCodecPreambleBytes + h.table_size > h.data_offset || h.data_offset % kBufferAlignment != 0) {
+    return data_loss("corrupt ParamSet preamble: table of " + std::to_string(h.table_size) +
+                     " bytes and data offset " + std::to_string(h.data_offset) +
+                     " do not fit an encoding of " + std::to_string(h.total_size) + " bytes");
+  }
+  if (static_cast<uint64_t>(h.entry_count) * kRecordFixedBytes > h.table_size) {
+    return data_loss("corrupt ParamSet preamble: " + std::to_string(h.entry_count) +
+                     " entries cannot fit a " + std::to_string(h.table_size) + "-byte table");
+  }
+  return h;
+}
+
+namespace {
+
+StatusOr<ParamSet> decode_impl(Bytes bytes, bool verify) {
+  if (!bytes) return invalid_argument("decode: null buffer");
+  const uint8_t* b = bytes->data();
+  FLIGHT_ASSIGN_OR_RETURN(CodecHeader h, peek_header(ByteView(*bytes)));
+  if (verify) {
+    uint32_t crc = crc32c_extend(0, b, kChecksumOffset);
+    crc = crc32c_extend(crc, b + kChecksumOffset + 4, h.total_size - kChecksumOffset - 4);
+    if (crc != h.checksum) {
+      char msg[128];
+      std::snprintf(msg, sizeof msg,
+                    "ParamSet checksum mismatch: header says %08x, the %llu bytes hash to %08x",
+                    h.checksum, static_cast<unsigned long long>(h.total_size), crc);
+      return data_loss(msg);
+    }
+  }
+  // The checksum matched, but the table is still parsed as untrusted input: a
+  // well-formed checksum over a malicious table must not crash either.
+  const uint8_t* p = b + kCodecPreambleBytes;
+  const uint8_t* table_end = p + h.table_size;
+  std::unordered_set<std::string> names;
+  ParamSet out;
+  uint64_t prev_end = h.data_offset;
+  for (uint32_t i = 0; i < h.entry_count; ++i) {
+    std::string where = "ParamSet entry " + std::to_string(i);
+    if (static_cast<size_t>(table_end - p) < kRecordFixedBytes) {
+      return data_loss(where + ": entry table ends early");
+    }
+    uint32_t name_len = get_le<uint32_t>(p);
+    uint8_t code = p[4];
+    uint8_t ndim = p[5];
+    uint64_t offset = get_le<uint64_t>(p + 8);
+    uint64_t nbytes = get_le<uint64_t>(p + 16);
+    if (ndim > kCodecMaxDims) return data_loss(where + ": " + std::to_string(ndim) + " dimensions");
+    if (name_len > kCodecMaxNameBytes) {
+      return data_loss(where + ": name length " + std::to_string(name_len));
+    }
+    uint64_t rec = align_up(kRecordFixedBytes + 8ull * ndim + name_len, 8);
+    if (rec > static_cast<uint64_t>(table_end - p)) {
+      return data_loss(where + ": record overruns the entry table");
+    }
+    const DtypeInfo* info = dtype_by_code(code);
+    if (info == nullptr) return data_loss(where + ": unknown dtype code " + std::to_string(code));
+    std::vector<int64_t> dims(ndim);
+    uint64_t numel = 1;
+    bool overflow = false;
+    for (uint8_t d = 0; d < ndim; ++d) {
+      dims[d] = get_le<int64_t>(p + kRecordFixedBytes + 8 * d);
+      if (dims[d] < 0) return data_loss(where + ": negative dimension");
+      if (dims[d] != 0 && numel > (UINT64_MAX / static_cast<uint64_t>(dims[d]))) overflow = true;
+      numel *= static_cast<uint64_t>(dims[d]);
+    }
+    std::string name(reinterpret_cast<const char*>(p + kRecordFixedBytes + 8 * ndim), name_len);
+    where = "ParamSet entry " + std::to_string(i) + " ('" + name + "')";
+    uint64_t elem = c10::elementSize(info->type);
+    if (overflow || numel > h.total_size || numel * elem != nbytes) {
+      return data_loss(where + ": shape and byte count disagree");
+    }
+    if (offset % kBufferAlignment != 0 || offset < prev_end || offset > h.total_size ||
+        nbytes > h.total_size - offset) {
+      return data_loss(where + ": data offset " + std::to_string(offset) + " (+" +
+                       std::to_string(nbytes) + " bytes) is outside the data region");
+    }
+    if (!names.insert(name).second) return data_loss(where + ": duplicate name");
+    prev_end = offset + nbytes;
+    Bytes keep = bytes;
+    at::Tensor t = at::from_blob(
+        const_cast<uint8_t*>(b + offset), dims, [keep](void*) mutable { keep.reset(); },
+        at::TensorOptions().dtype(info->type));
+    out.add(std::move(name), std::move(t));
+    p += rec;
+  }
+  return out;
+}
+
+}  // namespace
+
+StatusOr<ParamSet> decode(Bytes bytes) { return decode_impl(std::move(bytes), true); }
+
+StatusOr<ParamSet> decode_trusted(Bytes bytes) { return decode_impl(std::move(bytes), false); }
+
+}  // namespace flight::transport

@@ -1,0 +1,82 @@
+// The ParamSet wire codec.
+//
+// Layout (all integers little-endian; tensor data in host byte order, and the
+// codec only builds on little-endian hosts):
+//
+//   [0, 64)         preamble: magic "FLTPARAM", u32 version, u32 entry_count,
+//                   u64 total_size, u64 data_offset, u64 table_size,
+//                   u32 checksum, 20 reserved zero bytes
+//   [64, 64+table)  entry table, one record per tensor in ParamSet order:
+//                   u32 name_len, u8 dtype, u8 ndim, u16 0, u64 offset, u64 nbytes,
+//                   i64 dims[ndim], name bytes, zero padding to 8
+//   [data_offset, total_size)
+//                   raw tensor bytes, each tensor at a 64-byte-aligned offset,
+//                   zero padding between them
+//
+// The checksum is CRC32C over every byte of the encoding except the checksum
+// field itself (preamble, table, padding and data), so any flipped bit is caught.
+//
+// Decoding verifies the checksum and every size and offset, then wraps the
+// buffer with at::from_blob: no tensor data is copied, and each tensor keeps the
+// buffer alive (a decoded ParamSet stays valid after the Store's cache or the
+// connector drops the buffer). Decoded tensors alias a buffer that other readers
+// may share (the Store's cache): treat them as read-only and clone() before
+// modifying in place.
+//
+// Dtypes: float32, float64, float16, bfloat16, int8, int16, int32, int64, uint8,
+// bool, complex32, complex64, complex128; any shape, including 0-dim and empty.
+// Non-contiguous inputs are encoded in contiguous (row-major) order.
+//
+// Thread safety: pure functions.
+#pragma once
+
+#include <cstdint>
+
+#include "flight/base/status.h"
+#include "flight/params/param_set.h"
+#include "transport/buffer.h"
+
+namespace flight::transport {
+
+constexpr uint32_t kCodecVersion = 1;
+constexpr size_t kCodecPreambleBytes = 64;
+// Limits that bound what a (possibly hostile) header can ask the decoder to believe.
+constexpr uint32_t kCodecMaxDims = 32;
+constexpr uint32_t kCodecMaxNameBytes = 64 * 1024;
+
+// What the preamble says, read without verifying the checksum.
+struct CodecHeader {
+  uint32_t version = 0;
+  uint32_t entry_count = 0;
+  uint64_t total_size = 0;
+  uint64_t data_offset = 0;
+  uint64_t table_size = 0;
+  uint32_t checksum = 0;
+};
+
+// Exact size of encode(params); InvalidArgument for an unsupported tensor
+// (sparse, quantized, undefined dtype), naming the entry.
+StatusOr<uint64_t> encoded_size(const ParamSet& params);
+
+// Encodes into one new aligned buffer: a single pass that copies each tensor and
+// extends the checksum over the bytes while they are still in cache.
+StatusOr<Bytes> encode(const ParamSet& params);
+
+// As encode(), into caller memory of exactly encoded_size(params) bytes; returns
+// the checksum written into the preamble.
+StatusOr<uint32_t> encode_into(const ParamSet& params, uint8_t* dest, size_t size);
+
+// Decodes without copying tensor data (see above). Errors:
+//   DataLoss        truncated input, trailing bytes, checksum mismatch, or a
+//                   table that contradicts the sizes
+//   InvalidArgument not a ParamSet encoding (magic) or an unsupported version
+StatusOr<ParamSet> decode(Bytes bytes);
+
+// As decode() without the checksum pass, for a buffer this process encoded
+// itself (the Store caches its own puts this way). Structure is still checked.
+StatusOr<ParamSet> decode_trusted(Bytes bytes);
+
+// Reads and sanity-checks the preamble only (magic, version, sizes vs `bytes`).
+StatusOr<CodecHeader> peek_header(ByteView bytes);
+
+}  // namespace flight::transport

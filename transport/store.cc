@@ -1,0 +1,253 @@
+#include "transport/store.h"
+
+#include <algorithm>
+#include <exception>
+
+#include "transport/codec.h"
+#include "transport/json_options.h"
+#include "transport/registry.h"
+
+namespace flight::transport {
+
+Status StoreOptions::validate() const { return Status::ok(); }
+
+StatusOr<StoreOptions> StoreOptions::from_json(const nlohmann::json& j) {
+  const std::string what = "store options";
+  FLIGHT_RETURN_IF_ERROR(json_options::check_keys(j, what, {"cache_bytes", "cache_puts"}));
+  StoreOptions o;
+  FLIGHT_RETURN_IF_ERROR(json_options::read_bytes(j, what, "cache_bytes", &o.cache_bytes));
+  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "cache_puts", &o.cache_puts));
+  FLIGHT_RETURN_IF_ERROR(o.validate());
+  return o;
+}
+
+nlohmann::json StoreOptions::to_json() const {
+  return {{"cache_bytes", cache_bytes}, {"cache_puts", cache_puts}};
+}
+
+nlohmann::json StoreStats::to_json() const {
+  return {{"bytes_put", bytes_put},
+          {"bytes_fetched", bytes_fetched},
+          {"puts", puts},
+          {"gets", gets},
+          {"cache_hits", cache_hits},
+          {"fetches", fetches},
+          {"cached_bytes", cached_bytes},
+          {"evictions", evictions}};
+}
+
+Store::Store(std::shared_ptr<Connector> connector, StoreOptions options)
+    : connector_(std::move(connector)),
+      config_(connector_->config()),
+      config_dump_(config_.dump()),
+      options_(std::move(options)) {}
+
+Store::~Store() = default;
+
+StatusOr<std::unique_ptr<Store>> Store::create(const nlohmann::json& connector_config,
+                                               const StoreOptions& options) {
+  FLIGHT_RETURN_IF_ERROR(options.validate());
+  FLIGHT_ASSIGN_OR_RETURN(std::unique_ptr<Connector> c, make_connector(connector_config));
+  return create(std::shared_ptr<Connector>(std::move(c)), options);
+}
+
+StatusOr<std::unique_ptr<Store>> Store::create(std::shared_ptr<Connector> connector,
+                                               const StoreOptions& options) {
+  if (!connector) return invalid_argument("Store::create: null connector");
+  FLIGHT_RETURN_IF_ERROR(options.validate());
+  // Shared, so that other Stores in this process resolve our Refs through the
+  // very same connector (for memory: the same space).
+  share_connector(connector);
+  return std::unique_ptr<Store>(new Store(std::move(connector), options));
+}
+
+Store& Store::process_default() {
+  static Store* s = [] {
+    auto made = create(nlohmann::json{{"kind", "memory"}});
+    FLIGHT_CHECK(made.is_ok(), "default store: " + made.status().to_string());
+    return made->release();
+  }();
+  return *s;
+}
+
+std::string Store::cache_id(const Ref& ref) { return ref.key + '\n' + ref.connector.dump(); }
+
+StatusOr<std::shared_ptr<Connector>> Store::resolve(const nlohmann::json& config) {
+  if (config.dump() == config_dump_) return connector_;
+  return shared_connector(config);
+}
+
+StatusOr<Ref> Store::put(const ParamSet& params, const PutOptions& options) {
+  FLIGHT_ASSIGN_OR_RETURN(uint64_t size, encoded_size(params));
+  FLIGHT_ASSIGN_OR_RETURN(std::shared_ptr<Buffer> buf, Buffer::allocate(size));
+  FLIGHT_ASSIGN_OR_RETURN(uint32_t checksum, encode_into(params, buf->data(), buf->size()));
+  Bytes bytes(std::move(buf));
+  PutHints hints;
+  hints.tags = options.tags;
+  hints.ttl_s = options.ttl_s;
+  FLIGHT_ASSIGN_OR_RETURN(std::string key, connector_->put_shared(bytes, hints));
+  Ref ref;
+  ref.connector = config_;
+  ref.key = std::move(key);
+  ref.size = size;
+  ref.checksum = checksum;
+  std::optional<ParamSet> view;
+  if (options_.cache_puts && size <= options_.cache_bytes) {
+    // Views of the buffer just encoded: no copy and no checksum pass.
+    auto decoded = decode_trusted(bytes);
+    if (decoded.is_ok()) view = std::move(*decoded);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  ++stats_.puts;
+  stats_.bytes_put += size;
+  if (!options.scope.empty()) scopes_[options.scope].push_back(ref);
+  if (view) cache_insert_locked(cache_id(ref), std::move(*view), size);
+  return ref;
+}
+
+Store::Result Store::fetch(const Ref& ref) {
+  FLIGHT_ASSIGN_OR_RETURN(std::shared_ptr<Connector> conn, resolve(ref.connector));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.fetches;
+  }
+  FLIGHT_ASSIGN_OR_RETURN(std::optional<Bytes> got, conn->get(ref.key));
+  if (!got) {
+    return not_found("object '" + ref.key + "' is not in the " + conn->kind() +
+                     " connector (evicted, expired, or its producer exited)");
+  }
+  Bytes bytes = std::move(*got);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.bytes_fetched += bytes->size();
+  }
+  if (bytes->size() != ref.size) {
+    return data_loss("object '" + ref.key + "' has " + std::to_string(bytes->size()) +
+                     " bytes, its Ref says " + std::to_string(ref.size));
+  }
+  FLIGHT_ASSIGN_OR_RETURN(CodecHeader header, peek_header(ByteView(*bytes)));
+  if (header.checksum != ref.checksum) {
+    return data_loss("object '" + ref.key + "' is not the one its Ref names (checksum " +
+                     std::to_string(header.checksum) + " vs " + std::to_string(ref.checksum) + ")");
+  }
+  return decode(std::move(bytes));
+}
+
+StatusOr<ParamSet> Store::get(const Ref& ref) {
+  std::string id = cache_id(ref);
+  std::promise<Result> promise;
+  std::shared_future<Result> waiting;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.gets;
+    auto hit = index_.find(id);
+    if (hit != index_.end()) {
+      ++stats_.cache_hits;
+      lru_.splice(lru_.begin(), lru_, hit->second);
+      return hit->second->value;
+    }
+    auto pending = inflight_.find(id);
+    if (pending != inflight_.end()) {
+      waiting = pending->second;
+    } else {
+      inflight_.emplace(id, promise.get_future().share());
+    }
+  }
+  // Another thread is fetching this Ref: share its result.
+  if (waiting.valid()) return waiting.get();
+  Result result = internal_error("fetch did not complete");
+  try {
+    result = fetch(ref);
+  } catch (const std::exception& e) {
+    // Decoding runs ATen code; nothing it throws may leave waiters hanging.
+    result = internal_error(std::string("fetching '") + ref.key + "': " + e.what());
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (result.is_ok() && ref.size <= options_.cache_bytes) {
+      cache_insert_locked(id, *result, ref.size);
+    }
+    inflight_.erase(id);
+  }
+  promise.set_value(result);
+  return result;
+}
+
+Status Store::evict(const Ref& ref) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cache_erase_locked(cache_id(ref));
+    for (auto it = scopes_.begin(); it != scopes_.end();) {
+      auto& refs = it->second;
+      refs.erase(std::remove(refs.begin(), refs.end(), ref), refs.end());
+      it = refs.empty() ? scopes_.erase(it) : std::next(it);
+    }
+    ++stats_.evictions;
+  }
+  FLIGHT_ASSIGN_OR_RETURN(std::shared_ptr<Connector> conn, resolve(ref.connector));
+  return conn->evict(ref.key);
+}
+
+Status Store::evict_scope(const std::string& scope) {
+  std::vector<Ref> refs;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = scopes_.find(scope);
+    if (it == scopes_.end()) return Status::ok();
+    refs = std::move(it->second);
+    scopes_.erase(it);
+    for (const auto& r : refs) cache_erase_locked(cache_id(r));
+    stats_.evictions += refs.size();
+  }
+  Status first = Status::ok();
+  for (const auto& r : refs) {
+    auto conn = resolve(r.connector);
+    Status st = conn.is_ok() ? (*conn)->evict(r.key) : conn.status();
+    if (!st.is_ok() && first.is_ok()) first = st.with_context("evicting scope '" + scope + "'");
+  }
+  return first;
+}
+
+std::vector<std::string> Store::scopes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& kv : scopes_) out.push_back(kv.first);
+  return out;
+}
+
+StoreStats Store::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  StoreStats s = stats_;
+  s.cached_bytes = cached_bytes_;
+  return s;
+}
+
+void Store::reset_stats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_ = StoreStats{};
+}
+
+void Store::cache_insert_locked(const std::string& id, ParamSet value, uint64_t bytes) {
+  if (bytes > options_.cache_bytes || options_.cache_bytes == 0) return;
+  cache_erase_locked(id);
+  // Evicted ParamSets stay valid for whoever holds them (shared buffers); the
+  // cache just stops pointing at them.
+  while (cached_bytes_ + bytes > options_.cache_bytes && !lru_.empty()) {
+    cached_bytes_ -= lru_.back().bytes;
+    index_.erase(lru_.back().id);
+    lru_.pop_back();
+  }
+  lru_.push_front(CacheEntry{id, std::move(value), bytes});
+  index_[id] = lru_.begin();
+  cached_bytes_ += bytes;
+}
+
+void Store::cache_erase_locked(const std::string& id) {
+  auto it = index_.find(id);
+  if (it == index_.end()) return;
+  cached_bytes_ -= it->second->bytes;
+  lru_.erase(it->second);
+  index_.erase(it);
+}
+
+}  // namespace flight::transport
