@@ -1,0 +1,347 @@
+// Robust strategies: coordinate-wise median, trimmed mean (Yin et al. 2018),
+// krum and multi-krum (Blanchard et al. 2017). They need every update at
+// once, so their Aggregation buffers the updates (shallow handles) and does
+// the work in finalize().
+//
+// Weights: median and trimmed_mean are unweighted (an attacker could inflate
+// its weight); multi_krum averages the selected updates by their weights;
+// krum returns the one selected update. The partial result passed upward has
+// weight = number of updates combined.
+//
+// NaN: a NaN coordinate sorts as +inf, so a minority of NaN updates cannot
+// break the ordering (std::nth_element needs a strict weak order) and is
+// trimmed away like any other outlier; a NaN distance makes a krum score +inf.
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <mutex>
+#include <numeric>
+
+#include "aggregators/internal.h"
+#include "flight/params/param_ops.h"
+
+namespace flight::aggregators {
+namespace {
+
+constexpr int64_t kCoordinateGrain = 1 << 14;
+
+// Buffers updates; subclasses combine them in combine().
+class BufferedAggregation : public Aggregation {
+ public:
+  Status accumulate(const ParamSet& update, double weight) override {
+    if (finalized_) return failed_precondition("accumulate after finalize");
+    FLIGHT_RETURN_IF_ERROR(check_weight(weight, updates_.size()));
+    if (updates_.empty()) {
+      FLIGHT_RETURN_IF_ERROR(check_supported(update));
+      layout_ = layout_of(update);
+    } else {
+      FLIGHT_RETURN_IF_ERROR(check_layout(layout_, update, updates_.size()));
+    }
+    ParamSet held;
+    for (const auto& e : update) held.add(e.name, e.tensor.contiguous());
+    updates_.push_back(std::move(held));
+    weights_.push_back(weight);
+    return Status::ok();
+  }
+
+  size_t count() const override { return updates_.size(); }
+
+  StatusOr<Weighted> finalize() override {
+    if (finalized_) return failed_precondition("finalize called twice on one aggregation");
+    if (updates_.empty()) return failed_precondition("no updates to aggregate");
+    finalized_ = true;
+    StatusOr<ParamSet> combined = combine();
+    const double n = static_cast<double>(updates_.size());
+    updates_.clear();
+    if (!combined.is_ok()) return combined.status();
+    return Weighted{std::move(combined).value(), n};
+  }
+
+ protected:
+  virtual StatusOr<ParamSet> combine() = 0;
+
+  std::vector<TensorMeta> layout_;
+  std::vector<ParamSet> updates_;
+  std::vector<double> weights_;
+  bool finalized_ = false;
+};
+
+// Elementwise max of tensor i over the given updates (non-floating tensors).
+at::Tensor max_over(const std::vector<ParamSet>& updates, const std::vector<size_t>& which,
+                    size_t i) {
+  at::Tensor out = updates[which[0]][i].tensor.clone(at::MemoryFormat::Contiguous);
+  for (size_t k = 1; k < which.size(); ++k) add_scaled_(out, updates[which[k]][i].tensor, 1.0);
+  return out;
+}
+
+std::vector<size_t> all_indices(size_t n) {
+  std::vector<size_t> v(n);
+  std::iota(v.begin(), v.end(), 0);
+  return v;
+}
+
+// Applies `reduce(values, K) -> T` to every coordinate of floating tensor i
+// across all updates, in parallel over coordinates. values[] is a per-thread
+// scratch buffer the reducer may reorder; NaNs arrive as +inf.
+template <typename T, typename Reduce>
+at::Tensor reduce_coordinates_typed(const std::vector<at::Tensor>& inputs, const Reduce& reduce) {
+  const size_t k = inputs.size();
+  const int64_t n = inputs[0].numel();
+  at::Tensor out = at::empty(inputs[0].sizes(), inputs[0].options());
+  std::vector<const T*> ptrs(k);
+  for (size_t j = 0; j < k; ++j) ptrs[j] = inputs[j].data_ptr<T>();
+  T* po = out.data_ptr<T>();
+  at::parallel_for(0, n, kCoordinateGrain, [&](int64_t b, int64_t e) {
+    std::vector<T> buf(k);
+    for (int64_t c = b; c < e; ++c) {
+      for (size_t j = 0; j < k; ++j) {
+        const T v = ptrs[j][c];
+        buf[j] = std::isnan(v) ? std::numeric_limits<T>::infinity() : v;
+      }
+      po[c] = reduce(buf.data(), k);
+    }
+  });
+  return out;
+}
+
+template <typename Reduce>
+at::Tensor reduce_coordinates(const std::vector<ParamSet>& updates, size_t i,
+                              const Reduce& reduce) {
+  const at::ScalarType dtype = updates[0][i].tensor.scalar_type();
+  const at::ScalarType work = accumulator_dtype(dtype);
+  std::vector<at::Tensor> inputs;
+  inputs.reserve(updates.size());
+  for (const auto& u : updates) {
+    const at::Tensor& t = u[i].tensor;
+    inputs.push_back(t.scalar_type() == work ? t.contiguous() : t.to(work).contiguous());
+  }
+  at::Tensor out = work == at::kDouble ? reduce_coordinates_typed<double>(inputs, reduce)
+                                       : reduce_coordinates_typed<float>(inputs, reduce);
+  return out.scalar_type() == dtype ? out : out.to(dtype);
+}
+
+// ---------------------------------------------------------------- median
+
+// Coordinate-wise median; for an even count, the mean of the two middle values.
+struct MedianReduce {
+  template <typename T>
+  T operator()(T* v, size_t k) const {
+    const size_t mid = k / 2;
+    std::nth_element(v, v + mid, v + k);
+    if (k % 2 == 1) return v[mid];
+    const T lower = *std::max_element(v, v + mid);
+    return static_cast<T>((static_cast<double>(lower) + v[mid]) / 2);
+  }
+};
+
+class MedianAggregation : public BufferedAggregation {
+ protected:
+  StatusOr<ParamSet> combine() override {
+    ParamSet out;
+    const auto all = all_indices(updates_.size());
+    for (size_t i = 0; i < layout_.size(); ++i) {
+      out.add(layout_[i].name, at::isFloatingType(layout_[i].dtype)
+                                   ? reduce_coordinates(updates_, i, MedianReduce{})
+                                   : max_over(updates_, all, i));
+    }
+    return out;
+  }
+};
+
+// ---------------------------------------------------------------- trimmed mean
+
+// Drops the `trim` smallest and `trim` largest values of each coordinate and
+// averages the rest (in double).
+struct TrimmedMeanReduce {
+  size_t trim;
+  template <typename T>
+  T operator()(T* v, size_t k) const {
+    std::sort(v, v + k);
+    double sum = 0;
+    for (size_t j = trim; j < k - trim; ++j) sum += v[j];
+    return static_cast<T>(sum / static_cast<double>(k - 2 * trim));
+  }
+};
+
+class TrimmedMeanAggregation : public BufferedAggregation {
+ public:
+  explicit TrimmedMeanAggregation(double beta) : beta_(beta) {}
+
+ protected:
+  StatusOr<ParamSet> combine() override {
+    const size_t k = updates_.size();
+    const size_t trim = static_cast<size_t>(std::floor(beta_ * static_cast<double>(k)));
+    ParamSet out;
+    const auto all = all_indices(k);
+    for (size_t i = 0; i < layout_.size(); ++i) {
+      out.add(layout_[i].name, at::isFloatingType(layout_[i].dtype)
+                                   ? reduce_coordinates(updates_, i, TrimmedMeanReduce{trim})
+                                   : max_over(updates_, all, i));
+    }
+    return out;
+  }
+
+ private:
+  double beta_;
+};
+
+// ---------------------------------------------------------------- krum
+
+// Pairwise squared distances over all floating tensors, accumulated in double.
+// Blocked: each block of kBlock coordinates of all K updates (K x 16 KiB) stays
+// in L2 while all K(K-1)/2 pairs are computed on it, so the updates are read
+// from memory once rather than K times.
+std::vector<double> pairwise_distances(const std::vector<ParamSet>& updates,
+                                       const std::vector<TensorMeta>& layout) {
+  constexpr int64_t kBlock = 4096;
+  const size_t k = updates.size();
+  std::vector<double> dist(k * k, 0.0);
+  for (size_t i = 0; i < layout.size(); ++i) {
+    if (!at::isFloatingType(layout[i].dtype)) continue;
+    std::vector<at::Tensor> inputs;
+    for (const auto& u : updates) inputs.push_back(u[i].tensor.to(at::kFloat).contiguous());
+    std::vector<const float*> p(k);
+    for (size_t j = 0; j < k; ++j) p[j] = inputs[j].data_ptr<float>();
+    const int64_t n = inputs[0].numel();
+    const int64_t blocks = (n + kBlock - 1) / kBlock;
+    std::mutex mu;
+    std::vector<std::pair<int64_t, std::vector<double>>> parts;
+    at::parallel_for(0, blocks, 4, [&](int64_t b0, int64_t b1) {
+      std::vector<double> local(k * k, 0.0);
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        const int64_t s = blk * kBlock;
+        const int64_t len = std::min(n, s + kBlock) - s;
+        for (size_t a = 0; a < k; ++a) {
+          for (size_t b = a + 1; b < k; ++b) {
+            local[a * k + b] += squared_distance_f32(p[a] + s, p[b] + s, len);
+          }
+        }
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      parts.emplace_back(b0, std::move(local));
+    });
+    // Chunk order, not completion order: the result is reproducible.
+    std::sort(parts.begin(), parts.end(),
+              [](const auto& x, const auto& y) { return x.first < y.first; });
+    for (const auto& part : parts) {
+      for (size_t j = 0; j < k * k; ++j) dist[j] += part.second[j];
+    }
+  }
+  for (size_t a = 0; a < k; ++a) {
+    for (size_t b = a + 1; b < k; ++b) dist[b * k + a] = dist[a * k + b];
+  }
+  return dist;
+}
+
+class KrumAggregation : public BufferedAggregation {
+ public:
+  // m = 0 means "n - f" (multi_krum's default); krum passes m = 1.
+  KrumAggregation(std::string name, int64_t f, int64_t m) : name_(std::move(name)), f_(f), m_(m) {}
+
+ protected:
+  StatusOr<ParamSet> combine() override {
+    const size_t n = updates_.size();
+    const size_t f = static_cast<size_t>(f_);
+    if (n <= 2 * f + 2) {
+      return invalid_argument(name_ + " with f = " + std::to_string(f) +
+                              " needs more than 2f + 2 = " + std::to_string(2 * f + 2) +
+                              " updates, got " + std::to_string(n));
+    }
+    const size_t m = m_ == 0 ? n - f : static_cast<size_t>(m_);
+    if (m > n) {
+      return invalid_argument(name_ + ": m = " + std::to_string(m) + " exceeds the " +
+                              std::to_string(n) + " updates received");
+    }
+    const std::vector<double> dist = pairwise_distances(updates_, layout_);
+    // score(i) = sum of squared distances to its n - f - 2 nearest neighbours.
+    const size_t neighbours = n - f - 2;
+    std::vector<double> score(n);
+    std::vector<double> row;
+    for (size_t i = 0; i < n; ++i) {
+      row.clear();
+      for (size_t j = 0; j < n; ++j) {
+        if (j == i) continue;
+        const double d = dist[i * n + j];
+        row.push_back(std::isnan(d) ? std::numeric_limits<double>::infinity() : d);
+      }
+      std::partial_sort(row.begin(), row.begin() + neighbours, row.end());
+      score[i] = std::accumulate(row.begin(), row.begin() + neighbours, 0.0);
+    }
+    std::vector<size_t> order = all_indices(n);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return score[a] < score[b]; });
+    order.resize(m);
+    std::sort(order.begin(), order.end());
+    selected_ = order;
+
+    if (m == 1) return updates_[order[0]].clone();
+    WeightedMeanAggregation mean;
+    for (size_t idx : order) FLIGHT_RETURN_IF_ERROR(mean.accumulate(updates_[idx], weights_[idx]));
+    FLIGHT_ASSIGN_OR_RETURN(Weighted w, mean.finalize());
+    return std::move(w.params);
+  }
+
+ private:
+  std::string name_;
+  int64_t f_;
+  int64_t m_;
+  std::vector<size_t> selected_;
+};
+
+// ---------------------------------------------------------------- strategies
+
+class RobustStrategy : public Strategy {
+ public:
+  using Factory = std::function<std::unique_ptr<Aggregation>()>;
+  RobustStrategy(StrategyOptions o, nlohmann::json params, Factory factory)
+      : Strategy(std::move(o)), params_(std::move(params)), factory_(std::move(factory)) {}
+
+  bool needs_all_updates() const override { return true; }
+  std::unique_ptr<Aggregation> begin() const override { return factory_(); }
+  nlohmann::json params_json() const override { return params_; }
+
+ private:
+  nlohmann::json params_;
+  Factory factory_;
+};
+
+StatusOr<std::unique_ptr<Strategy>> make_krum(const StrategyOptions& o, bool multi) {
+  ParamReader r(o.name, o.params);
+  int64_t f = r.integer("f", 1);
+  int64_t m = multi ? r.integer("m", 0) : 1;
+  if (f < 0) r.fail("f", "must be >= 0");
+  if (m < 0) r.fail("m", "must be >= 1 (or 0 for n - f)");
+  FLIGHT_RETURN_IF_ERROR(r.finish());
+  nlohmann::json params = {{"f", f}};
+  if (multi) params["m"] = m;
+  std::string name = o.name;
+  return std::make_unique<RobustStrategy>(
+      o, params, [name, f, m] { return std::make_unique<KrumAggregation>(name, f, m); });
+}
+
+}  // namespace
+
+void register_robust_strategies(StrategyRegistry& registry) {
+  registry.add("median", [](const StrategyOptions& o) -> StatusOr<std::unique_ptr<Strategy>> {
+    ParamReader r(o.name, o.params);
+    FLIGHT_RETURN_IF_ERROR(r.finish());
+    return std::make_unique<RobustStrategy>(o, nlohmann::json::object(),
+                                            [] { return std::make_unique<MedianAggregation>(); });
+  });
+  registry.add("trimmed_mean", [](const StrategyOptions& o) -> StatusOr<std::unique_ptr<Strategy>> {
+    ParamReader r(o.name, o.params);
+    double beta = r.number("beta", 0.1);
+    if (!(beta >= 0 && beta < 0.5)) r.fail("beta", "must be in [0, 0.5)");
+    FLIGHT_RETURN_IF_ERROR(r.finish());
+    return std::make_unique<RobustStrategy>(o, nlohmann::json{{"beta", beta}}, [beta] {
+      return std::make_unique<TrimmedMeanAggregation>(beta);
+    });
+  });
+  registry.add("krum", [](const StrategyOptions& o) { return make_krum(o, false); });
+  registry.add("multi_krum", [](const StrategyOptions& o) { return make_krum(o, true); });
+}
+
+}  // namespace flight::aggregators
