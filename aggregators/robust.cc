@@ -11,7 +11,6 @@
 // NaN: a NaN coordinate sorts as +inf, so a minority of NaN updates cannot
 // break the ordering (std::nth_element needs a strict weak order) and is
 // trimmed away like any other outlier; a NaN distance makes a krum score +inf.
-#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 
 #include <algorithm>
@@ -94,7 +93,7 @@ at::Tensor reduce_coordinates_typed(const std::vector<at::Tensor>& inputs, const
   std::vector<const T*> ptrs(k);
   for (size_t j = 0; j < k; ++j) ptrs[j] = inputs[j].data_ptr<T>();
   T* po = out.data_ptr<T>();
-  at::parallel_for(0, n, kCoordinateGrain, [&](int64_t b, int64_t e) {
+  parallel_chunks(n, kCoordinateGrain, [&](int64_t b, int64_t e) {
     std::vector<T> buf(k);
     for (int64_t c = b; c < e; ++c) {
       for (size_t j = 0; j < k; ++j) {
@@ -209,7 +208,7 @@ std::vector<double> pairwise_distances(const std::vector<ParamSet>& updates,
     const int64_t blocks = (n + kBlock - 1) / kBlock;
     std::mutex mu;
     std::vector<std::pair<int64_t, std::vector<double>>> parts;
-    at::parallel_for(0, blocks, 4, [&](int64_t b0, int64_t b1) {
+    parallel_chunks(blocks, 4, [&](int64_t b0, int64_t b1) {
       std::vector<double> local(k * k, 0.0);
       for (int64_t blk = b0; blk < b1; ++blk) {
         const int64_t s = blk * kBlock;

@@ -1,30 +1,121 @@
 #include "flight/params/param_ops.h"
 
-#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <exception>
+#include <memory>
 #include <mutex>
+#include <thread>
 #include <utility>
 #include <vector>
 
 namespace flight {
 namespace {
 
-// Below this many elements a tensor is folded on the calling thread: waking the
-// pool costs more than it saves. Above it the loop is split across the
-// intra-op threads (both cores here), which is what lets a fold approach memory
-// bandwidth rather than one core's load throughput.
+// Below this many elements a tensor is folded on the calling thread: waking a
+// helper costs more than it saves. Above it the loop is split across the pool
+// (both cores here), which is what lets a fold approach memory bandwidth
+// rather than one core's load throughput.
 constexpr int64_t kParallelGrain = 1 << 16;
+
+// One parallel_chunks call: chunks are claimed through an atomic counter by the
+// caller and by any helper that picks up one of its tickets.
+struct Job {
+  const std::function<void(int64_t, int64_t)>* f = nullptr;
+  int64_t n = 0;
+  int64_t chunks = 0;
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> done{0};
+  std::mutex mu;
+  std::condition_variable cv;
+  std::exception_ptr error;
+
+  // Runs chunks until none is left unclaimed.
+  void work() {
+    for (int64_t c = next.fetch_add(1); c < chunks; c = next.fetch_add(1)) {
+      const int64_t b = n * c / chunks;
+      const int64_t e = n * (c + 1) / chunks;
+      try {
+        (*f)(b, e);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!error) error = std::current_exception();
+      }
+      if (done.fetch_add(1) + 1 == chunks) {
+        std::lock_guard<std::mutex> lock(mu);
+        cv.notify_all();
+      }
+    }
+  }
+};
+
+class Pool {
+ public:
+  static Pool& instance() {
+    // Leaked on purpose: helpers blocked on the queue must not be joined
+    // during static destruction.
+    static Pool* pool = new Pool(default_threads());
+    return *pool;
+  }
+
+  static int default_threads() {
+    return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  }
+
+  int threads() const { return threads_.load(); }
+  void set_threads(int n) {
+    n = n <= 0 ? default_threads() : n;
+    std::lock_guard<std::mutex> lock(mu_);
+    while (static_cast<int>(helpers_.size()) < n - 1) {
+      helpers_.emplace_back([this] { loop(); });
+      helpers_.back().detach();
+    }
+    threads_.store(n);
+  }
+
+  void post(std::shared_ptr<Job> job, int64_t tickets) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (int64_t i = 0; i < tickets; ++i) queue_.push_back(job);
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  explicit Pool(int n) { set_threads(n); }
+
+  void loop() {
+    for (;;) {
+      std::shared_ptr<Job> job;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return !queue_.empty(); });
+        job = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      job->work();
+    }
+  }
+
+  std::atomic<int> threads_{1};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Job>> queue_;
+  std::vector<std::thread> helpers_;
+};
 
 template <typename F>
 void for_chunks(int64_t n, const F& f) {
   if (n < 2 * kParallelGrain) {
     f(0, n);
   } else {
-    at::parallel_for(0, n, kParallelGrain, f);
+    parallel_chunks(n, kParallelGrain, f);
   }
 }
 
@@ -70,6 +161,37 @@ Status check_pair(const ParamSet& a, const ParamSet& b) {
 }
 
 }  // namespace
+
+void parallel_chunks(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& f) {
+  if (n <= 0) return;
+  Pool& pool = Pool::instance();
+  // A few chunks per thread: on a shared machine one helper may be descheduled,
+  // and the others (the caller included) then take over its share.
+  const int threads = pool.threads();
+  const int64_t chunks =
+      threads <= 1 ? 1
+                   : std::min<int64_t>(int64_t{4} * threads,
+                                       std::max<int64_t>(1, n / std::max<int64_t>(grain, 1)));
+  if (chunks <= 1) {
+    f(0, n);
+    return;
+  }
+  auto job = std::make_shared<Job>();
+  job->f = &f;
+  job->n = n;
+  job->chunks = chunks;
+  pool.post(job, chunks - 1);
+  job->work();
+  // Every chunk has been claimed; wait for helpers still running theirs. `f`
+  // outlives the wait, so late helpers (which find nothing to claim) never
+  // touch it.
+  std::unique_lock<std::mutex> lock(job->mu);
+  job->cv.wait(lock, [&] { return job->done.load() == chunks; });
+  if (job->error) std::rethrow_exception(job->error);
+}
+
+void set_param_ops_threads(int n) { Pool::instance().set_threads(n); }
+int param_ops_threads() { return Pool::instance().threads(); }
 
 bool is_floating(const at::Tensor& t) { return at::isFloatingType(t.scalar_type()); }
 

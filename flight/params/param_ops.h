@@ -12,6 +12,12 @@
 //   bool). Max is associative and commutative, so it gives the same answer
 //   through any aggregation tree. Complex tensors are rejected.
 //
+// Threads: large tensors are split into chunks run on a small process-wide
+// pool (hardware_concurrency - 1 helpers plus the calling thread), independent
+// of ATen's intra-op setting (which trainers often pin to 1). Several callers
+// may run at once; a caller never waits for a busy pool: it runs whatever
+// chunks no helper has claimed.
+//
 // Preconditions: tensors live on the CPU and carry no autograd history that
 // matters (updates are plain data). Destination tensors ("acc", "y") must be
 // contiguous; sources may be any layout (made contiguous on the fly).
@@ -22,10 +28,23 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <functional>
+
 #include "flight/base/status.h"
 #include "flight/params/param_set.h"
 
 namespace flight {
+
+// Runs f(begin, end) over [0, n) in at most 4 x param_ops_threads() contiguous
+// chunks of at least `grain` elements (one chunk, on the caller, when n is
+// small). Chunk boundaries depend only on n, grain and the thread count, so
+// per-chunk reductions combined in chunk order are reproducible. f must not
+// call parallel_chunks itself. An exception from f is rethrown on the caller.
+void parallel_chunks(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& f);
+// Threads used by parallel_chunks (including the caller); n <= 0 restores
+// the default, std::thread::hardware_concurrency().
+void set_param_ops_threads(int n);
+int param_ops_threads();
 
 // float32, float64, float16, bfloat16.
 bool is_floating(const at::Tensor& t);

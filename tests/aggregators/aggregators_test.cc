@@ -6,10 +6,14 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <set>
+#include <stdexcept>
+#include <thread>
 
 #include "aggregators/strategy.h"
 #include "flight/params/param_ops.h"
@@ -94,6 +98,58 @@ TEST(ParamOps, ParallelPathMatchesATen) {
   ASSERT_TRUE(d2.is_ok());
   double ref = (acc.to(at::kDouble) - x.to(at::kDouble)).pow(2).sum().item<double>();
   EXPECT_NEAR(*d2, ref, 1e-6 * ref);  // float32 differences, float lanes per block
+}
+
+TEST(ParamOps, ParallelChunksCoverTheRangeOnceAndRethrow) {
+  const int64_t n = (1 << 20) + 17;
+  std::mutex mu;
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  parallel_chunks(n, 1024, [&](int64_t b, int64_t e) {
+    std::lock_guard<std::mutex> lock(mu);
+    ranges.emplace_back(b, e);
+  });
+  std::sort(ranges.begin(), ranges.end());
+  ASSERT_FALSE(ranges.empty());
+  EXPECT_EQ(ranges.front().first, 0);
+  EXPECT_EQ(ranges.back().second, n);
+  for (size_t i = 0; i + 1 < ranges.size(); ++i) {
+    EXPECT_EQ(ranges[i].second, ranges[i + 1].first);  // tiles [0, n), no overlap
+    EXPECT_GE(ranges[i].second - ranges[i].first, 1024);
+  }
+  EXPECT_EQ(ranges.size() > 1, param_ops_threads() > 1);
+  EXPECT_THROW(parallel_chunks(n, 1024,
+                               [&](int64_t b, int64_t) {
+                                 if (b > 0) throw std::runtime_error("chunk failed");
+                               }),
+               std::runtime_error);
+}
+
+TEST(ParamOps, ConcurrentFoldsAreIndependentAndMatchOneThread) {
+  // Several aggregator tasks fold at once (the engine runs them on a pool);
+  // each result must equal the single-threaded fold bit for bit.
+  std::mt19937_64 rng(9);
+  std::vector<ParamSet> updates;
+  for (int i = 0; i < 6; ++i) {
+    updates.push_back(params({{"w", at::randn({300000})}, {"b", at::randn({7})}}));
+  }
+  auto fold = [&](int offset) {
+    auto s = make_strategy(StrategyOptions{});
+    auto agg = (*s)->begin();
+    for (size_t i = 0; i < updates.size(); ++i) {
+      EXPECT_TRUE(agg->accumulate(updates[(i + offset) % updates.size()], 1.0 + i).is_ok());
+    }
+    return std::move(agg->finalize().value().params);
+  };
+  set_param_ops_threads(1);
+  std::vector<ParamSet> serial;
+  for (int t = 0; t < 4; ++t) serial.push_back(fold(t));
+  set_param_ops_threads(0);
+  EXPECT_GE(param_ops_threads(), 1);
+  std::vector<ParamSet> parallel(4);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) threads.emplace_back([&, t] { parallel[t] = fold(t); });
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < 4; ++t) EXPECT_TRUE(parallel[t].equal(serial[t])) << t;
 }
 
 TEST(ParamOps, IncompatibleOperandsNameTheTensorAndLeaveTheDestination) {

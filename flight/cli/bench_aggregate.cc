@@ -1,0 +1,261 @@
+// `flight bench aggregate`: what folding K model updates costs.
+//
+// Cases (one JSON line each, DESIGN.md "Benchmarks"), for every K in --k and
+// every update size in --numel (float32 elements, one tensor per update):
+//   fedavg  effective GB/s = bytes of all K updates / time of one fold
+//           (begin, K accumulate()s with distinct weights, finalize()).
+//           Baseline `memcpy`: copying the same K updates, one after another,
+//           into one model-sized buffer with the same threads (the practical
+//           limit for touching those bytes once). The fold moves 12 bytes per
+//           element (read x, read + write acc) against memcpy's 8, so ~0.67 is
+//           the ceiling when memory-bound.
+//   median  seconds for the coordinate-wise median of the K updates.
+//   krum    seconds for krum (f = 1) over the K updates (needs K >= 5; smaller
+//           K is skipped).
+//   Both report baseline `fedavg_same_updates` (the fold's time on the same
+//   updates; ratio = fedavg time / their time, i.e. how far from one
+//   memory-bound pass they are).
+// Memory: the updates come from a pool of at most --max-gb of distinct
+// buffers; when K x size exceeds it, the K updates cycle through the pool
+// (reported as "distinct_updates"). Each pooled 25M-element update (100 MB)
+// is about the size of this machine's L3, so consecutive reads of different
+// buffers still come from DRAM. Times are the best of --repeat runs.
+#include <ATen/ops/empty.h>
+#include <ATen/ops/rand.h>
+
+#include <algorithm>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "aggregators/strategy.h"
+#include "flight/base/bench.h"
+#include "flight/base/strings.h"
+#include "flight/base/time.h"
+#include "flight/cli/command.h"
+#include "flight/params/param_ops.h"
+
+namespace flight::cli {
+namespace {
+
+struct AggregateBenchArgs {
+  std::string ks = "2,16,64";
+  std::string numels = "1000000,25000000";
+  std::string cases = "fedavg,median,krum";
+  int repeat = 3;
+  double max_gb = 2.0;
+  int threads = 0;  // 0: all cores (param_ops default)
+};
+
+bool parse_list(const std::string& s, std::vector<int64_t>* out) {
+  out->clear();
+  for (const auto& part : split(s, ',')) {
+    std::string t = trim(part);
+    if (t.empty()) continue;
+    try {
+      size_t used = 0;
+      long long v = std::stoll(t, &used);
+      if (used != t.size() || v <= 0) return false;
+      out->push_back(v);
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+  return !out->empty();
+}
+
+template <typename F>
+double best_of(int reps, F&& f) {
+  double best = 1e300;
+  for (int i = 0; i < reps; ++i) best = std::min(best, f());
+  return best;
+}
+
+// The fold under test, through the public Strategy API the engine uses.
+StatusOr<double> time_fold(aggregators::Strategy& s, const std::vector<ParamSet>& updates) {
+  Stopwatch watch;
+  auto agg = s.begin();
+  for (size_t i = 0; i < updates.size(); ++i) {
+    FLIGHT_RETURN_IF_ERROR(agg->accumulate(updates[i], static_cast<double>(100 + i)));
+  }
+  FLIGHT_ASSIGN_OR_RETURN(aggregators::Weighted w, agg->finalize());
+  double t = watch.seconds();
+  if (w.params.empty()) return internal_error("empty aggregate");
+  return t;
+}
+
+// Baseline: each update copied into one model-sized buffer, chunks split
+// across the same threads as the fold (flight::parallel_chunks).
+double time_memcpy(const std::vector<ParamSet>& updates, at::Tensor& dest) {
+  Stopwatch watch;
+  char* d = static_cast<char*>(dest.data_ptr());
+  for (const auto& u : updates) {
+    const char* src = static_cast<const char*>(u[0].tensor.data_ptr());
+    const int64_t bytes = u[0].tensor.numel() * 4;
+    parallel_chunks(bytes, 1 << 18, [&](int64_t b, int64_t e) {
+      std::memcpy(d + b, src + b, static_cast<size_t>(e - b));
+    });
+  }
+  return watch.seconds();
+}
+
+std::unique_ptr<aggregators::Strategy> strategy(const nlohmann::json& j) {
+  auto o = aggregators::StrategyOptions::from_json(j);
+  if (!o.is_ok()) return nullptr;
+  auto s = aggregators::make_strategy(*o);
+  return s.is_ok() ? std::move(s).value() : nullptr;
+}
+
+int run(const AggregateBenchArgs& a) {
+  std::vector<int64_t> ks, numels;
+  if (!parse_list(a.ks, &ks)) return usage_error("--k must be a list of positive integers");
+  if (!parse_list(a.numels, &numels)) {
+    return usage_error("--numel must be a list of positive integers");
+  }
+  std::vector<std::string> cases;
+  for (const auto& c : split(a.cases, ',')) {
+    std::string t = trim(c);
+    if (t.empty()) continue;
+    if (t != "fedavg" && t != "median" && t != "krum") {
+      return usage_error("unknown case '" + t + "'" +
+                         did_you_mean(t, {"fedavg", "median", "krum"}) +
+                         " (known: fedavg, median, krum)");
+    }
+    cases.push_back(t);
+  }
+  auto wants = [&](const std::string& c) {
+    return std::find(cases.begin(), cases.end(), c) != cases.end();
+  };
+  if (a.repeat < 1) return usage_error("--repeat must be >= 1");
+  if (!(a.max_gb > 0)) return usage_error("--max-gb must be > 0");
+  set_param_ops_threads(a.threads);
+  const int threads = param_ops_threads();
+
+  auto fedavg = strategy({{"name", "fedavg"}});
+  auto median = strategy({{"name", "median"}});
+  auto krum = strategy({{"name", "krum"}, {"params", {{"f", 1}}}});
+  if (!fedavg || !median || !krum) return fail("could not create the strategies");
+  const int64_t max_k = *std::max_element(ks.begin(), ks.end());
+
+  for (int64_t numel : numels) {
+    const double update_bytes = static_cast<double>(numel) * 4;
+    const int64_t pool_size = std::max<int64_t>(
+        1, std::min<int64_t>(max_k, static_cast<int64_t>(a.max_gb * 1e9 / update_bytes)));
+    std::vector<at::Tensor> pool;
+    for (int64_t i = 0; i < pool_size; ++i) pool.push_back(at::rand({numel}));
+    at::Tensor dest = at::empty({numel});
+    dest.zero_();  // fault the pages in outside the timed region
+
+    for (int64_t k : ks) {
+      std::vector<ParamSet> updates;
+      for (int64_t i = 0; i < k; ++i) {
+        ParamSet p;
+        p.add("w", pool[static_cast<size_t>(i % pool_size)]);
+        updates.push_back(std::move(p));
+      }
+      const int64_t distinct = std::min(k, pool_size);
+      if (distinct < k) {
+        std::cerr << "flight bench aggregate: k=" << k << " numel=" << numel << " needs "
+                  << human_bytes(update_bytes * k) << "; cycling " << distinct
+                  << " distinct updates (--max-gb " << a.max_gb << ")" << std::endl;
+      }
+      const nlohmann::json params = {{"k", k}, {"numel", numel}, {"dtype", "float32"}};
+      const double bytes = update_bytes * static_cast<double>(k);
+
+      // The fold's time is also the robust cases' baseline.
+      Status fold_error = Status::ok();
+      double fold_s = best_of(a.repeat, [&] {
+        auto t = time_fold(*fedavg, updates);
+        if (!t.is_ok()) {
+          fold_error = t.status();
+          return 1e300;
+        }
+        return *t;
+      });
+      if (!fold_error.is_ok()) return fail("fedavg fold failed: " + fold_error.message());
+
+      if (wants("fedavg")) {
+        time_memcpy(updates, dest);  // warm-up
+        double copy_s = best_of(a.repeat, [&] { return time_memcpy(updates, dest); });
+        BenchRecord r;
+        r.bench = "aggregate";
+        r.case_name = "fedavg";
+        r.params = params;
+        r.value = bytes / fold_s / 1e9;
+        r.unit = "GB/s";
+        r.baseline = "memcpy";
+        r.baseline_value = bytes / copy_s / 1e9;
+        r.extra = {{"seconds", fold_s},
+                   {"memcpy_seconds", copy_s},
+                   {"distinct_updates", distinct},
+                   {"threads", threads}};
+        emit_bench(r);
+      }
+
+      auto robust = [&](const std::string& name, aggregators::Strategy& s,
+                        const nlohmann::json& extra) -> int {
+        Status err = Status::ok();
+        double t = best_of(a.repeat, [&] {
+          auto r = time_fold(s, updates);
+          if (!r.is_ok()) {
+            err = r.status();
+            return 1e300;
+          }
+          return *r;
+        });
+        if (!err.is_ok()) return fail(name + " failed: " + err.message());
+        BenchRecord r;
+        r.bench = "aggregate";
+        r.case_name = name;
+        r.params = params;
+        for (auto it = extra.begin(); it != extra.end(); ++it) r.params[it.key()] = it.value();
+        r.value = t;
+        r.unit = "s";
+        r.baseline = "fedavg_same_updates";
+        r.baseline_value = fold_s;
+        r.higher_is_better = false;
+        r.extra = {{"distinct_updates", distinct}, {"threads", threads}};
+        emit_bench(r);
+        return kExitOk;
+      };
+      if (wants("median")) {
+        if (int rc = robust("median", *median, nlohmann::json::object()); rc != kExitOk) return rc;
+      }
+      if (wants("krum")) {
+        if (k < 5) {
+          std::cerr << "flight bench aggregate: krum skipped at k=" << k
+                    << " (f = 1 needs more than 2f + 2 = 4 updates)" << std::endl;
+        } else if (int rc = robust("krum", *krum, {{"f", 1}}); rc != kExitOk) {
+          return rc;
+        }
+      }
+    }
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+FLIGHT_COMMAND(
+    bench_aggregate,
+    {"bench", "aggregate", "Aggregation throughput: fedavg GB/s vs memcpy, median and krum time",
+     [](CLI::App* app) {
+       auto a = std::make_shared<AggregateBenchArgs>();
+       app->add_option("--k", a->ks, "Numbers of updates, comma-separated")->capture_default_str();
+       app->add_option("--numel", a->numels, "float32 elements per update, comma-separated")
+           ->capture_default_str();
+       app->add_option("--cases", a->cases, "fedavg,median,krum")->capture_default_str();
+       app->add_option("--repeat", a->repeat, "Runs per case; the best is reported")
+           ->capture_default_str();
+       app->add_option("--max-gb", a->max_gb,
+                       "Memory for distinct update buffers (GB); beyond it updates "
+                       "cycle through the pool")
+           ->capture_default_str();
+       app->add_option("--threads", a->threads, "Threads for the folds and memcpy (0: all cores)")
+           ->capture_default_str();
+       return [a] { return run(*a); };
+     }});
+
+}  // namespace flight::cli
