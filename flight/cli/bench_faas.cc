@@ -1,0 +1,357 @@
+// `flight bench faas`: control-plane throughput and latency with no-op tasks,
+// in-process (LocalInvoker) and over REST (1 `flight serve` + 2 `flight
+// endpoint` processes on loopback, spawned from this very binary).
+//
+// Baselines, measured in the same run:
+//   local_*        a bare mutex/condvar thread pool with a promise per task
+//   rest_throughput  LocalInvoker with the same batch (what REST costs on top)
+//   rest_latency   one HTTP round trip (GET /v1/healthz) on a kept-alive connection
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <sstream>
+#include <thread>
+
+#include "flight/base/bench.h"
+#include "flight/base/ids.h"
+#include "flight/base/logging.h"
+#include "flight/base/strings.h"
+#include "flight/base/time.h"
+#include "flight/cli/command.h"
+#include "flight/faas/http_client.h"
+#include "flight/faas/local_invoker.h"
+#include "flight/faas/rest_invoker.h"
+
+extern char** environ;
+
+namespace flight::cli {
+namespace {
+
+struct BenchArgs {
+  size_t tasks = 20000;
+  size_t rounds = 1000;
+  size_t threads = 2;
+};
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = static_cast<size_t>(p * (v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+// The practical floor for LocalInvoker: a minimal pool, same thread count.
+class BarePool {
+ public:
+  explicit BarePool(size_t threads) {
+    for (size_t i = 0; i < threads; ++i) {
+      threads_.emplace_back([this] {
+        while (true) {
+          std::function<void()> f;
+          {
+            std::unique_lock<std::mutex> lock(mu_);
+            cv_.wait(lock, [this] { return stop_ || !q_.empty(); });
+            if (q_.empty()) return;
+            f = std::move(q_.front());
+            q_.pop_front();
+          }
+          f();
+        }
+      });
+    }
+  }
+  ~BarePool() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  std::future<int> submit() {
+    auto p = std::make_shared<std::promise<int>>();
+    auto f = p->get_future();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      q_.push_back([p] { p->set_value(0); });
+    }
+    cv_.notify_one();
+    return f;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> q_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+double bare_throughput(size_t threads, size_t n) {
+  BarePool pool(threads);
+  std::vector<std::future<int>> fs;
+  fs.reserve(n);
+  Stopwatch sw;
+  for (size_t i = 0; i < n; ++i) fs.push_back(pool.submit());
+  for (auto& f : fs) f.get();
+  return n / sw.seconds();
+}
+
+std::vector<double> bare_latency_ms(size_t threads, size_t rounds) {
+  BarePool pool(threads);
+  std::vector<double> ms;
+  for (size_t i = 0; i < rounds; ++i) {
+    Stopwatch sw;
+    pool.submit().get();
+    ms.push_back(sw.seconds() * 1e3);
+  }
+  return ms;
+}
+
+faas::TaskSpec noop() {
+  faas::TaskSpec s;
+  s.endpoint = "bench";
+  s.function = "noop";
+  return s;
+}
+
+// Tasks/s for `n` no-op tasks submitted `batch` at a time, all in flight.
+StatusOr<double> invoker_throughput(faas::Invoker& inv, size_t n, size_t batch) {
+  std::vector<faas::TaskHandle> handles;
+  handles.reserve(n);
+  Stopwatch sw;
+  for (size_t done = 0; done < n; done += batch) {
+    size_t k = std::min(batch, n - done);
+    if (k == 1) {
+      handles.push_back(inv.submit(noop()));
+    } else {
+      auto hs = inv.submit_batch(std::vector<faas::TaskSpec>(k, noop()));
+      handles.insert(handles.end(), hs.begin(), hs.end());
+    }
+  }
+  for (auto& h : handles) {
+    auto r = h.wait();
+    if (!r.ok())
+      return internal_error("task " + r.task_id + " " + faas::task_state_name(r.state) + ": " +
+                            r.error);
+  }
+  return n / sw.seconds();
+}
+
+StatusOr<std::vector<double>> invoker_latency_ms(faas::Invoker& inv, size_t rounds) {
+  std::vector<double> ms;
+  for (size_t i = 0; i < rounds; ++i) {
+    Stopwatch sw;
+    auto r = inv.submit(noop()).wait();
+    if (!r.ok()) return internal_error("task " + r.task_id + ": " + r.error);
+    ms.push_back(sw.seconds() * 1e3);
+  }
+  return ms;
+}
+
+// A child `flight` process, SIGTERMed (then reaped) on destruction.
+class Child {
+ public:
+  Child(const std::vector<std::string>& args, const std::string& out_path) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 2, (out_path + ".err").c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    std::vector<std::string> copy = args;
+    std::vector<char*> argv;
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    int rc = posix_spawn(&pid_, "/proc/self/exe", &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) pid_ = -1;
+  }
+  ~Child() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGTERM);
+    int status = 0;
+    for (int i = 0; i < 500; ++i) {  // up to ~5 s, then SIGKILL
+      if (waitpid(pid_, &status, WNOHANG) == pid_) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    kill(pid_, SIGKILL);
+    waitpid(pid_, &status, 0);
+  }
+  bool ok() const { return pid_ > 0; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+int run_bench(const BenchArgs& a) {
+  const size_t n = a.tasks;
+  // --- local ---
+  double bare = bare_throughput(a.threads, n);
+  faas::LocalInvokerOptions lo;
+  lo.threads = a.threads;
+  auto local = faas::make_local_invoker(lo);
+  double local_tp[2] = {0, 0};
+  const size_t batches[2] = {1, 100};
+  for (int b = 0; b < 2; ++b) {
+    auto tp = invoker_throughput(*local, n, batches[b]);
+    if (!tp.is_ok()) return fail("local_throughput: " + tp.status().message());
+    local_tp[b] = *tp;
+    BenchRecord r;
+    r.bench = "faas";
+    r.case_name = "local_throughput";
+    r.params = {{"batch", batches[b]}, {"tasks", n}, {"threads", a.threads}};
+    r.value = *tp;
+    r.unit = "tasks/s";
+    r.baseline = "bare_thread_pool";
+    r.baseline_value = bare;
+    emit_bench(r);
+  }
+  {
+    auto bare_ms = bare_latency_ms(a.threads, a.rounds);
+    auto ms = invoker_latency_ms(*local, a.rounds);
+    if (!ms.is_ok()) return fail("local_latency: " + ms.status().message());
+    BenchRecord r;
+    r.bench = "faas";
+    r.case_name = "local_latency";
+    r.params = {{"rounds", a.rounds}, {"threads", a.threads}};
+    r.value = percentile(*ms, 0.5);
+    r.unit = "ms";
+    r.baseline = "bare_thread_pool";
+    r.baseline_value = percentile(bare_ms, 0.5);
+    r.higher_is_better = false;
+    r.extra = {{"p99", percentile(*ms, 0.99)}};
+    emit_bench(r);
+  }
+  (void)local->close();
+
+  // --- REST: 1 service + 2 endpoints ---
+  std::string dir = std::filesystem::temp_directory_path() / ("flight-bench-faas-" + random_hex(8));
+  std::filesystem::create_directories(dir);
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+  } cleanup{dir};
+  const std::string token = random_hex(32);
+  { std::ofstream(dir + "/token") << token << "\n"; }
+  auto service = std::make_unique<Child>(
+      std::vector<std::string>{"flight", "--log-level", "warn", "serve", "--port", "0",
+                               "--token-file", dir + "/token", "--threads", "2"},
+      dir + "/serve.out");
+  if (!service->ok()) return fail("cannot spawn flight serve");
+  std::string url;
+  for (int i = 0; i < 1000 && url.empty(); ++i) {
+    std::string out = slurp(dir + "/serve.out");
+    auto pos = out.find("listening on ");
+    if (pos != std::string::npos && out.find('\n', pos) != std::string::npos) {
+      url = trim(out.substr(pos + 13, out.find('\n', pos) - pos - 13));
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  if (url.empty()) return fail("flight serve did not start: " + slurp(dir + "/serve.out.err"));
+  std::vector<std::unique_ptr<Child>> endpoints;
+  for (int i = 0; i < 2; ++i) {
+    endpoints.push_back(std::make_unique<Child>(
+        std::vector<std::string>{"flight", "--log-level", "warn", "endpoint", "--service", url,
+                                 "--token-file", dir + "/token", "--name", "bench", "--threads",
+                                 std::to_string(a.threads), "--prefetch", "256"},
+        dir + "/endpoint" + std::to_string(i) + ".out"));
+  }
+  faas::RestInvokerOptions ro;
+  ro.url = url;
+  ro.token = token;
+  auto rest = faas::make_rest_invoker(ro);
+  if (!rest.is_ok()) return fail(rest.status().message());
+  // Warm-up: both endpoints registered and connections open.
+  {
+    auto tp = invoker_throughput(**rest, 200, 100);
+    if (!tp.is_ok()) return fail("rest warm-up: " + tp.status().message());
+  }
+  for (int b = 0; b < 2; ++b) {
+    size_t count = batches[b] == 1 ? std::max<size_t>(n / 10, 100) : n;
+    auto tp = invoker_throughput(**rest, count, batches[b]);
+    if (!tp.is_ok()) return fail("rest_throughput: " + tp.status().message());
+    BenchRecord r;
+    r.bench = "faas";
+    r.case_name = "rest_throughput";
+    r.params = {
+        {"batch", batches[b]}, {"tasks", count}, {"endpoints", 2}, {"endpoint_threads", a.threads}};
+    r.value = *tp;
+    r.unit = "tasks/s";
+    r.baseline = "local_invoker";
+    r.baseline_value = local_tp[b];
+    r.extra = {{"target", batches[b] == 100 ? 5000 : 0}};
+    if (batches[b] == 1) r.extra.erase("target");
+    emit_bench(r);
+  }
+  {
+    faas::HttpClient http(url, token);
+    std::vector<double> rtt;
+    for (size_t i = 0; i < a.rounds; ++i) {
+      Stopwatch sw;
+      auto h = http.get("/v1/healthz");
+      if (!h.is_ok() || !h->ok()) return fail("healthz failed during the benchmark");
+      rtt.push_back(sw.seconds() * 1e3);
+    }
+    auto ms = invoker_latency_ms(**rest, a.rounds);
+    if (!ms.is_ok()) return fail("rest_latency: " + ms.status().message());
+    BenchRecord r;
+    r.bench = "faas";
+    r.case_name = "rest_latency";
+    r.params = {{"rounds", a.rounds}, {"endpoints", 2}};
+    r.value = percentile(*ms, 0.5);
+    r.unit = "ms";
+    r.baseline = "http_roundtrip";
+    r.baseline_value = percentile(rtt, 0.5);
+    r.higher_is_better = false;
+    r.extra = {{"p99", percentile(*ms, 0.99)}, {"target_p50", 2.0}};
+    emit_bench(r);
+  }
+  (void)(*rest)->close();
+  endpoints.clear();
+  service.reset();
+  return kExitOk;
+}
+
+}  // namespace
+
+FLIGHT_COMMAND(
+    bench_faas,
+    {"bench", "faas",
+     "Control plane: no-op task throughput and latency, LocalInvoker and REST (1 service, 2 "
+     "endpoints)",
+     [](CLI::App* app) {
+       auto a = std::make_shared<BenchArgs>();
+       app->add_option("--tasks", a->tasks, "Tasks per throughput case")->capture_default_str();
+       app->add_option("--rounds", a->rounds, "Sequential tasks per latency case")
+           ->capture_default_str();
+       app->add_option("--threads", a->threads, "Pool threads (local) and per endpoint (REST)")
+           ->capture_default_str();
+       return [a] {
+         if (a->tasks < 100 || a->rounds < 10 || a->threads < 1) {
+           return usage_error("--tasks >= 100, --rounds >= 10, --threads >= 1");
+         }
+         return run_bench(*a);
+       };
+     }});
+
+}  // namespace flight::cli

@@ -1,0 +1,126 @@
+#include "flight/faas/invoker.h"
+
+#include "flight/base/logging.h"
+#include "flight/base/strings.h"
+#include "flight/base/time.h"
+#include "flight/faas/json_fields.h"
+
+namespace flight::faas {
+
+namespace {
+constexpr const char* kStateNames[] = {"pending", "running",   "succeeded",
+                                       "failed",  "cancelled", "deadline_exceeded"};
+}  // namespace
+
+const char* task_state_name(TaskState state) { return kStateNames[static_cast<int>(state)]; }
+
+StatusOr<TaskState> parse_task_state(std::string_view name) {
+  std::vector<std::string> known;
+  for (int i = 0; i < 6; ++i) {
+    if (name == kStateNames[i]) return static_cast<TaskState>(i);
+    known.emplace_back(kStateNames[i]);
+  }
+  return invalid_argument("unknown task state '" + std::string(name) + "'" +
+                          did_you_mean(name, known) + " (known: " + join(known, ", ") + ")");
+}
+
+bool is_terminal(TaskState state) {
+  return state != TaskState::kPending && state != TaskState::kRunning;
+}
+
+nlohmann::json TaskSpec::to_json() const {
+  return {
+      {"endpoint", endpoint}, {"function", function}, {"args", args}, {"deadline_s", deadline_s}};
+}
+
+StatusOr<TaskSpec> TaskSpec::from_json(const nlohmann::json& j, const std::string& where) {
+  FLIGHT_RETURN_IF_ERROR(
+      check_object(j, where, {"endpoint", "function", "args", "deadline_s", "id"}));
+  TaskSpec spec;
+  FLIGHT_RETURN_IF_ERROR(get_string(j, "endpoint", where, &spec.endpoint, /*required=*/true));
+  FLIGHT_RETURN_IF_ERROR(get_string(j, "function", where, &spec.function, /*required=*/true));
+  if (spec.endpoint.empty()) return invalid_argument(where + ".endpoint: must not be empty");
+  if (spec.function.empty()) return invalid_argument(where + ".function: must not be empty");
+  if (j.contains("args")) spec.args = j.at("args");
+  FLIGHT_RETURN_IF_ERROR(get_number(j, "deadline_s", where, &spec.deadline_s));
+  if (spec.deadline_s < 0) return invalid_argument(where + ".deadline_s: must be >= 0");
+  return spec;
+}
+
+nlohmann::json TaskResult::to_json() const {
+  return {{"id", task_id},
+          {"state", task_state_name(state)},
+          {"result", result},
+          {"error", error},
+          {"submitted_at", submitted_at},
+          {"started_at", started_at},
+          {"finished_at", finished_at}};
+}
+
+StatusOr<TaskResult> TaskResult::from_json(const nlohmann::json& j) {
+  if (!j.is_object()) return invalid_argument("task result: expected a JSON object");
+  TaskResult r;
+  FLIGHT_RETURN_IF_ERROR(get_string(j, "id", "task result", &r.task_id, true));
+  std::string state;
+  FLIGHT_RETURN_IF_ERROR(get_string(j, "state", "task result", &state, true));
+  FLIGHT_ASSIGN_OR_RETURN(r.state, parse_task_state(state));
+  if (j.contains("result")) r.result = j.at("result");
+  FLIGHT_RETURN_IF_ERROR(get_string(j, "error", "task result", &r.error));
+  FLIGHT_RETURN_IF_ERROR(get_number(j, "submitted_at", "task result", &r.submitted_at));
+  FLIGHT_RETURN_IF_ERROR(get_number(j, "started_at", "task result", &r.started_at));
+  FLIGHT_RETURN_IF_ERROR(get_number(j, "finished_at", "task result", &r.finished_at));
+  return r;
+}
+
+TaskCompletion::TaskCompletion(std::string id, double submitted_at, ResultCallback on_done)
+    : id_(std::move(id)),
+      submitted_at_(submitted_at),
+      future_(promise_.get_future().share()),
+      on_done_(std::move(on_done)) {}
+
+bool TaskCompletion::complete(TaskResult result) {
+  if (done_.exchange(true, std::memory_order_acq_rel)) return false;
+  result.task_id = id_;
+  if (result.submitted_at == 0) result.submitted_at = submitted_at_;
+  if (result.finished_at == 0) result.finished_at = wall_seconds();
+  if (on_done_) {
+    // Nothing may escape into an invoker thread; the task's outcome stands.
+    try {
+      on_done_(result);
+    } catch (const std::exception& e) {
+      spdlog::error("task {}: result callback threw: {}", id_, e.what());
+    } catch (...) {
+      spdlog::error("task {}: result callback threw a non-standard exception", id_);
+    }
+    on_done_ = nullptr;  // release captured state early
+  }
+  promise_.set_value(std::move(result));
+  return true;
+}
+
+const std::string& TaskHandle::id() const {
+  FLIGHT_CHECK(completion_ != nullptr, "id() of an empty TaskHandle");
+  return completion_->id();
+}
+
+std::shared_future<TaskResult> TaskHandle::future() const {
+  FLIGHT_CHECK(completion_ != nullptr, "future() of an empty TaskHandle");
+  return completion_->future();
+}
+
+TaskResult TaskHandle::wait() const { return future().get(); }
+
+Invoker::~Invoker() = default;
+
+Status Invoker::close() { return Status::ok(); }
+
+TaskResult make_terminal(TaskState state, std::string error, double submitted_at) {
+  TaskResult r;
+  r.state = state;
+  r.error = std::move(error);
+  r.submitted_at = submitted_at;
+  r.finished_at = wall_seconds();
+  return r;
+}
+
+}  // namespace flight::faas

@@ -1,0 +1,143 @@
+// The control-plane interface: submit named functions with JSON arguments to
+// (virtual or real) endpoints and get futures of their results.
+//
+// Two implementations share these semantics (and one conformance suite):
+//   - make_local_invoker (local_invoker.h): a bounded thread pool in-process.
+//   - make_rest_invoker  (rest_invoker.h):  a client of `flight serve`, whose
+//     tasks run on `flight endpoint` processes.
+//
+// Semantics every Invoker keeps:
+//   - A task ends in exactly one terminal state; the first outcome wins
+//     (result, error, deadline, cancellation). Later outcomes are discarded.
+//   - A function that returns an error Status or throws ends kFailed with the
+//     message in TaskResult::error.
+//   - deadline_s > 0: the future resolves kDeadlineExceeded at the deadline
+//     even if the function is still running (it sees TaskContext::cancelled()
+//     become true; a late result is discarded).
+//   - cancel(id): the future resolves kCancelled at once (if not already
+//     done); a running function sees cancelled() become true.
+//   - The callback runs once per task, before the future is fulfilled (so a
+//     future waiter sees the callback's effects). It runs on an invoker thread
+//     (or on the thread calling cancel(), or on the submitting thread when the
+//     submission itself is rejected). Callbacks may submit new tasks; they must
+//     not block for long and must not call close().
+//
+// Thread safety: all Invoker methods may be called concurrently.
+#pragma once
+
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "flight/base/status.h"
+
+namespace flight::faas {
+
+struct TaskSpec {
+  std::string endpoint;  // endpoint name (a label for LocalInvoker)
+  std::string function;  // registered function name
+  nlohmann::json args = nlohmann::json::object();
+  double deadline_s = 0;  // seconds from submission; 0 = none
+
+  // {"endpoint","function","args","deadline_s"}; from_json names the bad field.
+  nlohmann::json to_json() const;
+  static StatusOr<TaskSpec> from_json(const nlohmann::json& j, const std::string& where = "task");
+};
+
+enum class TaskState { kPending, kRunning, kSucceeded, kFailed, kCancelled, kDeadlineExceeded };
+
+// "pending", "running", "succeeded", "failed", "cancelled", "deadline_exceeded".
+const char* task_state_name(TaskState state);
+StatusOr<TaskState> parse_task_state(std::string_view name);
+bool is_terminal(TaskState state);
+
+struct TaskResult {
+  std::string task_id;
+  TaskState state = TaskState::kPending;
+  nlohmann::json result;    // the function's value when kSucceeded
+  std::string error;        // why, for every other terminal state
+  double submitted_at = 0;  // wall seconds (Unix epoch); 0 = unknown
+  double started_at = 0;
+  double finished_at = 0;
+
+  bool ok() const { return state == TaskState::kSucceeded; }
+
+  // {"id","state","result","error","submitted_at","started_at","finished_at"}.
+  nlohmann::json to_json() const;
+  static StatusOr<TaskResult> from_json(const nlohmann::json& j);
+};
+
+using ResultCallback = std::function<void(const TaskResult&)>;
+
+// Shared completion state of one task: a one-shot promise plus a cooperative
+// cancellation flag. Invoker implementations create it; users see TaskHandle.
+// Thread safety: all methods may be called concurrently.
+class TaskCompletion {
+ public:
+  TaskCompletion(std::string id, double submitted_at, ResultCallback on_done);
+
+  const std::string& id() const { return id_; }
+  double submitted_at() const { return submitted_at_; }
+  std::shared_future<TaskResult> future() const { return future_; }
+  bool done() const { return done_.load(std::memory_order_acquire); }
+
+  // First call wins: runs the callback (exceptions are logged and swallowed),
+  // then fulfils the future. Returns false when the task was already done.
+  // task_id and a zero submitted_at are filled in from this object.
+  bool complete(TaskResult result);
+
+  void request_cancel() { cancel_.store(true, std::memory_order_release); }
+  bool cancel_requested() const { return cancel_.load(std::memory_order_acquire) || done(); }
+
+ private:
+  const std::string id_;
+  const double submitted_at_;
+  std::atomic<bool> done_{false};
+  std::atomic<bool> cancel_{false};
+  std::promise<TaskResult> promise_;
+  std::shared_future<TaskResult> future_;
+  ResultCallback on_done_;
+};
+
+// A task's id and future. Cheap to copy; outlives the invoker safely.
+class TaskHandle {
+ public:
+  TaskHandle() = default;
+  explicit TaskHandle(std::shared_ptr<TaskCompletion> completion)
+      : completion_(std::move(completion)) {}
+
+  bool valid() const { return completion_ != nullptr; }
+  const std::string& id() const;
+  std::shared_future<TaskResult> future() const;
+  // Blocks until the task is terminal.
+  TaskResult wait() const;
+
+ private:
+  std::shared_ptr<TaskCompletion> completion_;
+};
+
+class Invoker {
+ public:
+  virtual ~Invoker();
+
+  virtual TaskHandle submit(TaskSpec spec, ResultCallback on_done = nullptr) = 0;
+  // One handle per spec, in order; on_done runs once per task.
+  virtual std::vector<TaskHandle> submit_batch(std::vector<TaskSpec> specs,
+                                               ResultCallback on_done = nullptr) = 0;
+  // Unknown or finished ids are ignored.
+  virtual void cancel(const std::string& task_id) = 0;
+  // Stops accepting new work from outside (callbacks may still submit), waits
+  // for outstanding tasks to finish, joins threads. Idempotent. Must not be
+  // called from a callback.
+  virtual Status close();
+};
+
+// Helpers for implementations.
+TaskResult make_terminal(TaskState state, std::string error, double submitted_at = 0);
+
+}  // namespace flight::faas

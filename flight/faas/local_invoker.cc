@@ -1,0 +1,204 @@
+#include "flight/faas/local_invoker.h"
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "flight/base/ids.h"
+#include "flight/base/logging.h"
+#include "flight/base/time.h"
+#include "flight/faas/deadline_timer.h"
+#include "flight/faas/json_fields.h"
+
+namespace flight::faas {
+
+Status LocalInvokerOptions::validate() const {
+  if (threads < 1) return invalid_argument("local invoker: threads must be >= 1");
+  if (max_queue < 1) return invalid_argument("local invoker: max_queue must be >= 1");
+  return Status::ok();
+}
+
+StatusOr<LocalInvokerOptions> LocalInvokerOptions::from_json(const nlohmann::json& j) {
+  const std::string where = "local invoker options";
+  FLIGHT_RETURN_IF_ERROR(check_object(j, where, {"threads", "max_queue", "block_when_full"}));
+  LocalInvokerOptions o;
+  FLIGHT_RETURN_IF_ERROR(get_size(j, "threads", where, &o.threads));
+  FLIGHT_RETURN_IF_ERROR(get_size(j, "max_queue", where, &o.max_queue));
+  FLIGHT_RETURN_IF_ERROR(get_bool(j, "block_when_full", where, &o.block_when_full));
+  FLIGHT_RETURN_IF_ERROR(o.validate());
+  return o;
+}
+
+nlohmann::json LocalInvokerOptions::to_json() const {
+  return {{"threads", threads}, {"max_queue", max_queue}, {"block_when_full", block_when_full}};
+}
+
+namespace {
+
+// The invoker whose thread this is (pool or timer), so submit() knows not to
+// block on its own queue.
+thread_local const void* t_invoker_thread_of = nullptr;
+
+class LocalInvoker final : public Invoker {
+ public:
+  LocalInvoker(const LocalInvokerOptions& options, FunctionRegistry& functions)
+      : options_(options), functions_(functions), timer_([this] { t_invoker_thread_of = this; }) {
+    FLIGHT_CHECK(options_.validate().is_ok(), options_.validate().message());
+    for (size_t i = 0; i < options_.threads; ++i) workers_.emplace_back([this] { work(); });
+  }
+
+  ~LocalInvoker() override { (void)close(); }
+
+  TaskHandle submit(TaskSpec spec, ResultCallback on_done) override {
+    auto c = std::make_shared<TaskCompletion>(new_id("task"), wall_seconds(), std::move(on_done));
+    enqueue(c, std::move(spec));
+    return TaskHandle(c);
+  }
+
+  std::vector<TaskHandle> submit_batch(std::vector<TaskSpec> specs,
+                                       ResultCallback on_done) override {
+    std::vector<TaskHandle> out;
+    out.reserve(specs.size());
+    for (auto& spec : specs) out.push_back(submit(std::move(spec), on_done));
+    return out;
+  }
+
+  void cancel(const std::string& task_id) override {
+    std::shared_ptr<TaskCompletion> c;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = live_.find(task_id);
+      if (it == live_.end()) return;
+      c = it->second;
+    }
+    c->request_cancel();
+    c->complete(make_terminal(TaskState::kCancelled, "cancelled by the caller"));
+  }
+
+  Status close() override {
+    FLIGHT_CHECK(t_invoker_thread_of != this, "close() called from an invoker thread");
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (closed_) return Status::ok();
+      closing_ = true;
+      not_full_.notify_all();
+      idle_.wait(lock, [this] { return queue_.empty() && running_ == 0; });
+      closed_ = true;
+    }
+    not_empty_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+    timer_.stop();
+    return Status::ok();
+  }
+
+ private:
+  struct Job {
+    std::shared_ptr<TaskCompletion> completion;
+    TaskSpec spec;
+  };
+
+  void enqueue(const std::shared_ptr<TaskCompletion>& c, TaskSpec spec) {
+    const bool from_pool = t_invoker_thread_of == this;
+    double deadline_s = spec.deadline_s;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (!from_pool) {
+        if (options_.block_when_full) {
+          not_full_.wait(lock, [this] { return closing_ || queue_.size() < options_.max_queue; });
+        }
+        if (closing_ || queue_.size() >= options_.max_queue) {
+          lock.unlock();
+          c->complete(
+              make_terminal(TaskState::kFailed, closing_ ? "local invoker is closed"
+                                                         : "local invoker queue full (" +
+                                                               std::to_string(options_.max_queue) +
+                                                               " tasks waiting); retry later"));
+          return;
+        }
+      }
+      live_.emplace(c->id(), c);
+      queue_.push_back(Job{c, std::move(spec)});
+    }
+    not_empty_.notify_one();
+    if (deadline_s > 0) {
+      std::weak_ptr<TaskCompletion> weak = c;
+      timer_.schedule_after(deadline_s, [weak, deadline_s] {
+        if (auto c = weak.lock()) {
+          c->request_cancel();
+          c->complete(make_terminal(TaskState::kDeadlineExceeded,
+                                    "deadline of " + std::to_string(deadline_s) + " s exceeded"));
+        }
+      });
+    }
+  }
+
+  void work() {
+    t_invoker_thread_of = this;
+    while (true) {
+      Job job;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        not_empty_.wait(lock, [this] { return closed_ || !queue_.empty(); });
+        if (queue_.empty()) return;  // closed_ and drained
+        job = std::move(queue_.front());
+        queue_.pop_front();
+        ++running_;
+      }
+      not_full_.notify_one();
+      run(job);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        live_.erase(job.completion->id());
+        --running_;
+        if (running_ == 0 && queue_.empty()) idle_.notify_all();
+      }
+    }
+  }
+
+  void run(Job& job) {
+    auto& c = job.completion;
+    if (c->done()) return;  // cancelled or past its deadline while queued
+    TaskContext ctx;
+    ctx.task_id = c->id();
+    ctx.endpoint = job.spec.endpoint;
+    ctx.cancelled = [raw = c.get()] { return raw->cancel_requested(); };
+    double started = wall_seconds();
+    StatusOr<nlohmann::json> out = run_function(functions_, job.spec.function, job.spec.args, ctx);
+    TaskResult r;
+    r.started_at = started;
+    r.finished_at = wall_seconds();
+    if (out.is_ok()) {
+      r.state = TaskState::kSucceeded;
+      r.result = std::move(out).value();
+    } else {
+      r.state = TaskState::kFailed;
+      r.error = out.status().message();
+    }
+    c->complete(std::move(r));  // no lock held: the callback may submit
+  }
+
+  const LocalInvokerOptions options_;
+  FunctionRegistry& functions_;
+
+  std::mutex mu_;
+  std::condition_variable not_empty_, not_full_, idle_;
+  std::deque<Job> queue_;
+  std::unordered_map<std::string, std::shared_ptr<TaskCompletion>> live_;
+  size_t running_ = 0;
+  bool closing_ = false;  // no more submissions from outside the pool
+  bool closed_ = false;   // drained; workers exit
+  std::vector<std::thread> workers_;
+  DeadlineTimer timer_;
+};
+
+}  // namespace
+
+std::unique_ptr<Invoker> make_local_invoker(const LocalInvokerOptions& options,
+                                            FunctionRegistry& functions) {
+  return std::make_unique<LocalInvoker>(options, functions);
+}
+
+}  // namespace flight::faas

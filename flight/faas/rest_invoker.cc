@@ -1,0 +1,358 @@
+#include "flight/faas/rest_invoker.h"
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "flight/base/ids.h"
+#include "flight/base/logging.h"
+#include "flight/base/time.h"
+#include "flight/faas/deadline_timer.h"
+#include "flight/faas/http_client.h"
+#include "flight/faas/json_fields.h"
+
+namespace flight::faas {
+
+Status RestInvokerOptions::validate() const {
+  if (url.rfind("http://", 0) != 0) {
+    return invalid_argument("rest invoker: url must start with http:// (got '" + url + "')");
+  }
+  if (token.empty() && token_file.empty()) {
+    return invalid_argument("rest invoker: a bearer token is required (token or token_file)");
+  }
+  if (!(request_timeout_s > 0))
+    return invalid_argument("rest invoker: request_timeout_s must be > 0");
+  if (max_retries < 0) return invalid_argument("rest invoker: max_retries must be >= 0");
+  if (retry_backoff_s < 0) return invalid_argument("rest invoker: retry_backoff_s must be >= 0");
+  if (queue_full_timeout_s < 0)
+    return invalid_argument("rest invoker: queue_full_timeout_s must be >= 0");
+  if (!(poll_wait_s > 0)) return invalid_argument("rest invoker: poll_wait_s must be > 0");
+  if (max_batch < 1) return invalid_argument("rest invoker: max_batch must be >= 1");
+  if (close_timeout_s < 0) return invalid_argument("rest invoker: close_timeout_s must be >= 0");
+  return Status::ok();
+}
+
+StatusOr<RestInvokerOptions> RestInvokerOptions::from_json(const nlohmann::json& j) {
+  const std::string w = "rest invoker options";
+  FLIGHT_RETURN_IF_ERROR(check_object(
+      j, w,
+      {"url", "token", "token_file", "request_timeout_s", "max_retries", "retry_backoff_s",
+       "queue_full_timeout_s", "poll_wait_s", "max_batch", "close_timeout_s"}));
+  RestInvokerOptions o;
+  int64_t retries = o.max_retries;
+  FLIGHT_RETURN_IF_ERROR(get_string(j, "url", w, &o.url, true));
+  FLIGHT_RETURN_IF_ERROR(get_string(j, "token", w, &o.token));
+  FLIGHT_RETURN_IF_ERROR(get_string(j, "token_file", w, &o.token_file));
+  FLIGHT_RETURN_IF_ERROR(get_number(j, "request_timeout_s", w, &o.request_timeout_s));
+  FLIGHT_RETURN_IF_ERROR(get_int(j, "max_retries", w, &retries));
+  FLIGHT_RETURN_IF_ERROR(get_number(j, "retry_backoff_s", w, &o.retry_backoff_s));
+  FLIGHT_RETURN_IF_ERROR(get_number(j, "queue_full_timeout_s", w, &o.queue_full_timeout_s));
+  FLIGHT_RETURN_IF_ERROR(get_number(j, "poll_wait_s", w, &o.poll_wait_s));
+  FLIGHT_RETURN_IF_ERROR(get_size(j, "max_batch", w, &o.max_batch));
+  FLIGHT_RETURN_IF_ERROR(get_number(j, "close_timeout_s", w, &o.close_timeout_s));
+  o.max_retries = static_cast<int>(retries);
+  FLIGHT_RETURN_IF_ERROR(o.validate());
+  return o;
+}
+
+nlohmann::json RestInvokerOptions::to_json() const {
+  return {{"url", url},
+          {"token_file", token_file},
+          {"request_timeout_s", request_timeout_s},
+          {"max_retries", max_retries},
+          {"retry_backoff_s", retry_backoff_s},
+          {"queue_full_timeout_s", queue_full_timeout_s},
+          {"poll_wait_s", poll_wait_s},
+          {"max_batch", max_batch},
+          {"close_timeout_s", close_timeout_s}};
+}
+
+namespace {
+
+thread_local const void* t_rest_thread_of = nullptr;
+
+class RestInvoker final : public Invoker {
+ public:
+  RestInvoker(RestInvokerOptions options, std::string token)
+      : options_(std::move(options)),
+        token_(std::move(token)),
+        client_id_(new_id("client")),
+        timer_([this] { t_rest_thread_of = this; }) {
+    poller_ = std::thread([this] { poll_loop(); });
+  }
+
+  ~RestInvoker() override { (void)close(); }
+
+  TaskHandle submit(TaskSpec spec, ResultCallback on_done) override {
+    std::vector<TaskSpec> one;
+    one.push_back(std::move(spec));
+    return submit_batch(std::move(one), std::move(on_done)).front();
+  }
+
+  std::vector<TaskHandle> submit_batch(std::vector<TaskSpec> specs,
+                                       ResultCallback on_done) override {
+    std::vector<TaskHandle> handles;
+    handles.reserve(specs.size());
+    const double now = wall_seconds();
+    std::vector<std::shared_ptr<TaskCompletion>> cs;
+    cs.reserve(specs.size());
+    for (size_t i = 0; i < specs.size(); ++i) {
+      cs.push_back(std::make_shared<TaskCompletion>(new_id("task"), now, on_done));
+      handles.emplace_back(cs.back());
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closing_ && t_rest_thread_of != this) {
+        for (auto& c : cs) c->complete(make_terminal(TaskState::kFailed, "rest invoker is closed"));
+        return handles;
+      }
+      for (auto& c : cs) outstanding_.emplace(c->id(), c);
+    }
+    cv_.notify_all();
+    for (size_t i = 0; i < specs.size(); ++i) {
+      if (specs[i].deadline_s > 0) {
+        std::weak_ptr<TaskCompletion> weak = cs[i];
+        double d = specs[i].deadline_s;
+        timer_.schedule_after(d, [this, weak, d] {
+          if (auto c = weak.lock()) {
+            forget(c->id());
+            c->request_cancel();
+            c->complete(make_terminal(TaskState::kDeadlineExceeded,
+                                      "deadline of " + std::to_string(d) + " s exceeded"));
+          }
+        });
+      }
+    }
+    for (size_t start = 0; start < specs.size(); start += options_.max_batch) {
+      size_t end = std::min(specs.size(), start + options_.max_batch);
+      nlohmann::json tasks = nlohmann::json::array();
+      for (size_t i = start; i < end; ++i) {
+        nlohmann::json t = specs[i].to_json();
+        t["id"] = cs[i]->id();
+        tasks.push_back(std::move(t));
+      }
+      Status st = post_tasks(nlohmann::json{{"tasks", std::move(tasks)}});
+      if (!st.is_ok()) {
+        for (size_t i = start; i < end; ++i) {
+          forget(cs[i]->id());
+          cs[i]->complete(make_terminal(TaskState::kFailed, "submission failed: " + st.message()));
+        }
+      }
+    }
+    return handles;
+  }
+
+  void cancel(const std::string& task_id) override {
+    std::shared_ptr<TaskCompletion> c = forget(task_id);
+    if (!c) return;
+    c->request_cancel();
+    c->complete(make_terminal(TaskState::kCancelled, "cancelled by the caller"));
+    auto client = acquire_client();
+    auto r = client->post_json("/v1/tasks/" + task_id + "/cancel", nlohmann::json::object(), {},
+                               options_.request_timeout_s);
+    if (!r.is_ok()) spdlog::warn("cancel {}: {}", task_id, r.status().to_string());
+    release_client(std::move(client));
+  }
+
+  Status close() override {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (closed_) return Status::ok();
+      FLIGHT_CHECK(t_rest_thread_of != this, "close() called from an invoker thread");
+      closing_ = true;
+      cv_.notify_all();
+      bool drained = cv_.wait_for(lock, std::chrono::duration<double>(options_.close_timeout_s),
+                                  [this] { return outstanding_.empty(); });
+      if (!drained)
+        spdlog::warn("rest invoker: closing with {} tasks outstanding", outstanding_.size());
+      closed_ = true;
+      abort_ = true;
+    }
+    cv_.notify_all();
+    if (poller_.joinable()) poller_.join();
+    timer_.stop();
+    std::unordered_map<std::string, std::shared_ptr<TaskCompletion>> left;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      left.swap(outstanding_);
+    }
+    for (auto& kv : left) {
+      kv.second->complete(
+          make_terminal(TaskState::kCancelled, "invoker closed before the task finished"));
+    }
+    return Status::ok();
+  }
+
+ private:
+  std::unique_ptr<HttpClient> acquire_client() {
+    {
+      std::lock_guard<std::mutex> lock(clients_mu_);
+      if (!clients_.empty()) {
+        auto c = std::move(clients_.back());
+        clients_.pop_back();
+        return c;
+      }
+    }
+    return std::make_unique<HttpClient>(options_.url, token_);
+  }
+
+  void release_client(std::unique_ptr<HttpClient> c) {
+    std::lock_guard<std::mutex> lock(clients_mu_);
+    if (clients_.size() < 16) clients_.push_back(std::move(c));
+  }
+
+  std::shared_ptr<TaskCompletion> forget(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = outstanding_.find(id);
+    if (it == outstanding_.end()) return nullptr;
+    auto c = std::move(it->second);
+    outstanding_.erase(it);
+    if (outstanding_.empty()) cv_.notify_all();
+    return c;
+  }
+
+  Status post_tasks(const nlohmann::json& body) {
+    const std::string payload = body.dump();
+    const std::vector<std::string> headers = {"Idempotency-Key: " + random_hex(32),
+                                              "X-Flight-Client: " + client_id_};
+    auto client = acquire_client();
+    double backoff = options_.retry_backoff_s;
+    int failures = 0;
+    Stopwatch queue_full;
+    Status last;
+    while (true) {
+      auto r = client->request("POST", "/v1/tasks", payload, headers, options_.request_timeout_s);
+      if (r.is_ok() && r->ok()) {
+        release_client(std::move(client));
+        return Status::ok();
+      }
+      bool retry = false;
+      if (!r.is_ok()) {
+        last = r.status();
+        retry = ++failures <= options_.max_retries;
+      } else {
+        last = status_from_response(*r, "POST /v1/tasks");
+        if (r->status == 429) {
+          retry = queue_full.seconds() < options_.queue_full_timeout_s;
+        } else if (r->status >= 500) {
+          retry = ++failures <= options_.max_retries;
+        }
+      }
+      if (!retry) break;
+      std::this_thread::sleep_for(std::chrono::duration<double>(backoff));
+      backoff = std::min(2.0, std::max(0.001, backoff * 2));
+    }
+    release_client(std::move(client));
+    return last;
+  }
+
+  void deliver(const nlohmann::json& tasks) {
+    for (const auto& t : tasks) {
+      auto r = TaskResult::from_json(t);
+      if (!r.is_ok()) {
+        spdlog::warn("rest invoker: ignoring a malformed task view: {}", r.status().to_string());
+        continue;
+      }
+      if (!is_terminal(r->state)) continue;
+      if (auto c = forget(r->task_id)) c->complete(std::move(r).value());
+    }
+  }
+
+  // After an outage the completion stream may have lost entries: ask for the
+  // outstanding ids directly. Ids the service no longer knows failed.
+  void reconcile(HttpClient& client) {
+    std::vector<std::string> ids;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& kv : outstanding_) ids.push_back(kv.first);
+    }
+    for (size_t start = 0; start < ids.size(); start += 5000) {
+      std::vector<std::string> chunk(ids.begin() + start,
+                                     ids.begin() + std::min(ids.size(), start + 5000));
+      auto r = client.post_json("/v1/tasks/wait", {{"ids", chunk}, {"wait", 0}}, {},
+                                options_.request_timeout_s);
+      if (!r.is_ok() || !r->ok()) return;
+      auto j = r->json();
+      if (!j.is_ok()) return;
+      deliver(j->value("tasks", nlohmann::json::array()));
+      for (const auto& id : j->value("unknown", nlohmann::json::array())) {
+        if (auto c = forget(id.get<std::string>())) {
+          c->complete(make_terminal(TaskState::kFailed,
+                                    "the service no longer knows this task (lost in a restart "
+                                    "without durable state?)"));
+        }
+      }
+    }
+  }
+
+  void poll_loop() {
+    t_rest_thread_of = this;
+    HttpClient client(options_.url, token_);
+    client.set_abort_flag(&abort_);
+    const std::string path = "/v1/clients/" + client_id_ +
+                             "/completions?max=10000&wait=" + std::to_string(options_.poll_wait_s);
+    double backoff = options_.retry_backoff_s;
+    bool need_reconcile = false;
+    Stopwatch since_reconcile;
+    while (true) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return closed_ || !outstanding_.empty(); });
+        if (closed_) return;
+      }
+      if (need_reconcile || since_reconcile.seconds() > 30) {
+        reconcile(client);
+        need_reconcile = false;
+        since_reconcile.reset();
+      }
+      auto r = client.get(path, options_.poll_wait_s + options_.request_timeout_s);
+      if (r.is_ok() && r->ok()) {
+        backoff = options_.retry_backoff_s;
+        auto j = r->json();
+        if (j.is_ok()) deliver(j->value("tasks", nlohmann::json::array()));
+        continue;
+      }
+      if (abort_) return;
+      Status st = r.is_ok() ? status_from_response(*r, "completions") : r.status();
+      spdlog::warn("rest invoker: {}; retrying in {:.2f} s", st.to_string(), backoff);
+      need_reconcile = true;
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::duration<double>(backoff), [this] { return closed_; });
+      backoff = std::min(2.0, std::max(0.01, backoff * 2));
+    }
+  }
+
+  const RestInvokerOptions options_;
+  const std::string token_;
+  const std::string client_id_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::unordered_map<std::string, std::shared_ptr<TaskCompletion>> outstanding_;
+  bool closing_ = false, closed_ = false;
+  std::atomic<bool> abort_{false};
+
+  std::mutex clients_mu_;
+  std::vector<std::unique_ptr<HttpClient>> clients_;
+
+  DeadlineTimer timer_;
+  std::thread poller_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Invoker>> make_rest_invoker(const RestInvokerOptions& options) {
+  FLIGHT_RETURN_IF_ERROR(options.validate());
+  std::string token = options.token;
+  if (token.empty()) {
+    FLIGHT_ASSIGN_OR_RETURN(token, read_token_file(options.token_file));
+  }
+  HttpClient probe(options.url, token);
+  auto r = probe.get("/v1/healthz", options.request_timeout_s);
+  if (!r.is_ok()) return r.status().with_context("rest invoker: service not reachable");
+  if (!r->ok()) return status_from_response(*r, "rest invoker: healthz");
+  return std::unique_ptr<Invoker>(std::make_unique<RestInvoker>(options, token));
+}
+
+}  // namespace flight::faas

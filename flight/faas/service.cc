@@ -1,0 +1,953 @@
+#include "flight/faas/service.h"
+
+#include <array>
+#include <atomic>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "flight/base/logging.h"
+#include "flight/base/strings.h"
+#include "flight/base/time.h"
+#include "flight/faas/json_fields.h"
+#include "flight/faas/service_state.h"
+
+namespace flight::faas {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+// ---------------------------------------------------------------------------
+// Options
+
+Status ServiceOptions::validate() const {
+  if (host.empty()) return invalid_argument("service: host must not be empty");
+  if (port < 0 || port > 65535) return invalid_argument("service: port must be in [0, 65535]");
+  if (token.empty() && token_file.empty()) {
+    return invalid_argument("service: a bearer token is required (token or token_file)");
+  }
+  if (threads < 1) return invalid_argument("service: threads must be >= 1");
+  if (max_body_bytes < 1024) return invalid_argument("service: max_body_bytes must be >= 1024");
+  if (max_batch < 1) return invalid_argument("service: max_batch must be >= 1");
+  if (!(lease_s > 0)) return invalid_argument("service: lease_s must be > 0");
+  if (max_attempts < 1) return invalid_argument("service: max_attempts must be >= 1");
+  if (max_queue < 1) return invalid_argument("service: max_queue must be >= 1");
+  if (!(read_timeout_s > 0)) return invalid_argument("service: read_timeout_s must be > 0");
+  if (max_wait_s < 0) return invalid_argument("service: max_wait_s must be >= 0");
+  if (!(result_ttl_s > 0)) return invalid_argument("service: result_ttl_s must be > 0");
+  if (!(sweep_interval_s > 0)) return invalid_argument("service: sweep_interval_s must be > 0");
+  return Status::ok();
+}
+
+StatusOr<ServiceOptions> ServiceOptions::from_json(const nlohmann::json& j) {
+  const std::string w = "service options";
+  FLIGHT_RETURN_IF_ERROR(
+      check_object(j, w,
+                   {"host", "port", "token", "token_file", "state", "state_prefix", "threads",
+                    "max_body_bytes", "max_batch", "lease_s", "max_attempts", "max_queue",
+                    "read_timeout_s", "max_wait_s", "result_ttl_s", "sweep_interval_s"}));
+  ServiceOptions o;
+  int64_t port = o.port, attempts = o.max_attempts;
+  size_t body = o.max_body_bytes;
+  FLIGHT_RETURN_IF_ERROR(get_string(j, "host", w, &o.host));
+  FLIGHT_RETURN_IF_ERROR(get_int(j, "port", w, &port));
+  FLIGHT_RETURN_IF_ERROR(get_string(j, "token", w, &o.token));
+  FLIGHT_RETURN_IF_ERROR(get_string(j, "token_file", w, &o.token_file));
+  FLIGHT_RETURN_IF_ERROR(get_string(j, "state", w, &o.state));
+  FLIGHT_RETURN_IF_ERROR(get_string(j, "state_prefix", w, &o.state_prefix));
+  FLIGHT_RETURN_IF_ERROR(get_size(j, "threads", w, &o.threads));
+  FLIGHT_RETURN_IF_ERROR(get_size(j, "max_body_bytes", w, &body));
+  FLIGHT_RETURN_IF_ERROR(get_size(j, "max_batch", w, &o.max_batch));
+  FLIGHT_RETURN_IF_ERROR(get_number(j, "lease_s", w, &o.lease_s));
+  FLIGHT_RETURN_IF_ERROR(get_int(j, "max_attempts", w, &attempts));
+  FLIGHT_RETURN_IF_ERROR(get_size(j, "max_queue", w, &o.max_queue));
+  FLIGHT_RETURN_IF_ERROR(get_number(j, "read_timeout_s", w, &o.read_timeout_s));
+  FLIGHT_RETURN_IF_ERROR(get_number(j, "max_wait_s", w, &o.max_wait_s));
+  FLIGHT_RETURN_IF_ERROR(get_number(j, "result_ttl_s", w, &o.result_ttl_s));
+  FLIGHT_RETURN_IF_ERROR(get_number(j, "sweep_interval_s", w, &o.sweep_interval_s));
+  o.port = static_cast<int>(port);
+  o.max_attempts = static_cast<int>(attempts);
+  o.max_body_bytes = body;
+  FLIGHT_RETURN_IF_ERROR(o.validate());
+  return o;
+}
+
+nlohmann::json ServiceOptions::to_json() const {
+  return {{"host", host},
+          {"port", port},
+          {"token_file", token_file},
+          {"state", state},
+          {"state_prefix", state_prefix},
+          {"threads", threads},
+          {"max_body_bytes", max_body_bytes},
+          {"max_batch", max_batch},
+          {"lease_s", lease_s},
+          {"max_attempts", max_attempts},
+          {"max_queue", max_queue},
+          {"read_timeout_s", read_timeout_s},
+          {"max_wait_s", max_wait_s},
+          {"result_ttl_s", result_ttl_s},
+          {"sweep_interval_s", sweep_interval_s}};
+}
+
+// ---------------------------------------------------------------------------
+// HTTP helpers
+
+namespace {
+
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+
+const char* error_code_name(http::status s) {
+  switch (s) {
+    case http::status::bad_request:
+      return "bad_request";
+    case http::status::unauthorized:
+      return "unauthenticated";
+    case http::status::not_found:
+      return "not_found";
+    case http::status::method_not_allowed:
+      return "method_not_allowed";
+    case http::status::request_timeout:
+      return "request_timeout";
+    case http::status::conflict:
+      return "conflict";
+    case http::status::payload_too_large:
+      return "payload_too_large";
+    case http::status::request_header_fields_too_large:
+      return "header_too_large";
+    case http::status::too_many_requests:
+      return "too_many_requests";
+    case http::status::service_unavailable:
+      return "unavailable";
+    default:
+      return "internal";
+  }
+}
+
+Response json_response(http::status status, const nlohmann::json& body, unsigned version = 11) {
+  Response res{status, version};
+  res.set(http::field::server, "flight");
+  res.set(http::field::content_type, "application/json");
+  res.body() = body.dump();
+  res.prepare_payload();
+  return res;
+}
+
+Response error_response(http::status status, const std::string& message, unsigned version = 11) {
+  Response res = json_response(status,
+                               {{"error",
+                                 {{"code", error_code_name(status)},
+                                  {"status", static_cast<int>(status)},
+                                  {"message", message}}}},
+                               version);
+  if (status == http::status::unauthorized) res.set(http::field::www_authenticate, "Bearer");
+  if (status == http::status::too_many_requests) res.set(http::field::retry_after, "1");
+  return res;
+}
+
+http::status http_status_for(const Status& st) {
+  switch (st.code()) {
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kOutOfRange:
+      return http::status::bad_request;
+    case StatusCode::kUnauthenticated:
+      return http::status::unauthorized;
+    case StatusCode::kNotFound:
+      return http::status::not_found;
+    case StatusCode::kAlreadyExists:
+    case StatusCode::kFailedPrecondition:
+      return http::status::conflict;
+    case StatusCode::kResourceExhausted:
+      return http::status::too_many_requests;
+    case StatusCode::kUnavailable:
+      return http::status::service_unavailable;
+    default:
+      return http::status::internal_server_error;
+  }
+}
+
+Response status_response(const Status& st, unsigned version) {
+  return error_response(http_status_for(st), st.message(), version);
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string url_decode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2])));
+      i += 2;
+    } else if (s[i] == '+') {
+      out.push_back(' ');
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+std::string fnv1a_hex(std::string_view s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  char buf[17];
+  snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) diff |= a[i] ^ b[i % (b.empty() ? 1 : b.size())];
+  return diff == 0 && !b.empty();
+}
+
+struct Target {
+  std::vector<std::string> segments;  // "/v1/tasks/x" -> {"v1","tasks","x"}
+  std::map<std::string, std::string> query;
+};
+
+Target parse_target(std::string_view target) {
+  Target t;
+  auto q = target.find('?');
+  std::string_view path = target.substr(0, q);
+  for (auto& seg : split(path, '/')) {
+    if (!seg.empty()) t.segments.push_back(url_decode(seg));
+  }
+  if (q != std::string_view::npos) {
+    for (auto& kv : split(target.substr(q + 1), '&')) {
+      if (kv.empty()) continue;
+      auto eq = kv.find('=');
+      if (eq == std::string::npos) {
+        t.query[url_decode(kv)] = "";
+      } else {
+        t.query[url_decode(kv.substr(0, eq))] = url_decode(kv.substr(eq + 1));
+      }
+    }
+  }
+  return t;
+}
+
+StatusOr<double> query_number(const Target& t, const char* key, double def, double lo, double hi) {
+  auto it = t.query.find(key);
+  if (it == t.query.end()) return def;
+  char* end = nullptr;
+  double v = strtod(it->second.c_str(), &end);
+  if (it->second.empty() || end == nullptr || *end != '\0' || !(v >= lo)) {
+    return invalid_argument(std::string("query parameter '") + key + "': expected a number >= " +
+                            std::to_string(lo) + ", got '" + it->second + "'");
+  }
+  return std::min(v, hi);
+}
+
+StatusOr<nlohmann::json> parse_body(const Request& req) {
+  if (req.body().empty()) return invalid_argument("request body is empty; expected a JSON object");
+  try {
+    nlohmann::json j = nlohmann::json::parse(req.body());
+    if (!j.is_object()) {
+      return invalid_argument(std::string("request body: expected a JSON object, got ") +
+                              j.type_name());
+    }
+    return j;
+  } catch (const nlohmann::json::parse_error& e) {
+    return invalid_argument(std::string("malformed JSON body: ") + e.what());
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+class ServiceCore {
+ public:
+  explicit ServiceCore(ServiceOptions options) : options_(std::move(options)) {}
+  ~ServiceCore() { stop(); }
+
+  Status start();
+  void stop();
+  int port() const { return port_; }
+  const ServiceOptions& options() const { return options_; }
+  ServiceState& state() { return *state_; }
+  const std::string& token() const { return token_; }
+  void count_response(unsigned status) {
+    if (status < http_counts_.size()) http_counts_[status].fetch_add(1, std::memory_order_relaxed);
+  }
+  std::string http_metrics() const {
+    std::string out =
+        "# HELP flight_http_responses_total HTTP responses by status code.\n"
+        "# TYPE flight_http_responses_total counter\n";
+    for (size_t i = 0; i < http_counts_.size(); ++i) {
+      uint64_t n = http_counts_[i].load(std::memory_order_relaxed);
+      if (n)
+        out += "flight_http_responses_total{code=\"" + std::to_string(i) + "\"} " +
+               std::to_string(n) + "\n";
+    }
+    return out;
+  }
+
+ private:
+  void do_accept();
+  void schedule_sweep();
+
+  ServiceOptions options_;
+  std::string token_;
+  std::unique_ptr<ServiceState> state_;  // outlives ioc_ (declared before it)
+  std::unique_ptr<net::io_context> ioc_;
+  std::unique_ptr<tcp::acceptor> acceptor_;
+  std::unique_ptr<net::steady_timer> sweep_timer_;
+  std::vector<std::thread> threads_;
+  int port_ = 0;
+  bool running_ = false;
+  std::array<std::atomic<uint64_t>, 600> http_counts_{};
+};
+
+namespace {
+
+// One connection. Everything runs on the connection's strand.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket&& socket, ServiceCore& svc)
+      : stream_(std::move(socket)),
+        svc_(svc),
+        read_timer_(stream_.get_executor()),
+        timer_(stream_.get_executor()) {}
+
+  void run() {
+    net::dispatch(stream_.get_executor(),
+                  beast::bind_front_handler(&Session::do_read, shared_from_this()));
+  }
+
+ private:
+  using Attempt = std::function<std::optional<Response>(const WaiterPtr&)>;
+
+  void do_read() {
+    parser_.emplace();
+    parser_->body_limit(svc_.options().max_body_bytes);
+    parser_->header_limit(16 * 1024);
+    // Our own timer rather than tcp_stream's expiry: that one closes the
+    // socket, and a stalled client should still read its 408.
+    stream_.expires_never();
+    read_timed_out_ = false;
+    read_timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(svc_.options().read_timeout_s)));
+    read_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec) return;
+      self->read_timed_out_ = true;
+      beast::error_code ignored;
+      self->stream_.socket().cancel(ignored);
+    });
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&Session::on_read, shared_from_this()));
+  }
+
+  void on_read(beast::error_code ec, std::size_t) {
+    read_timer_.cancel();
+    if (ec == http::error::end_of_stream || ec == net::error::eof ||
+        ec == net::error::connection_reset) {
+      return close();
+    }
+    if (read_timed_out_ && ec == net::error::operation_aborted) {
+      // A client that started a request and stalled gets 408; an idle
+      // keep-alive connection is just closed.
+      if (parser_->got_some()) {
+        return send(error_response(http::status::request_timeout,
+                                   "request not received within " +
+                                       std::to_string(svc_.options().read_timeout_s) + " s"),
+                    /*keep_alive=*/false);
+      }
+      return close();
+    }
+    if (ec == http::error::body_limit) {
+      return send(error_response(http::status::payload_too_large,
+                                 "request body exceeds the limit of " +
+                                     std::to_string(svc_.options().max_body_bytes) + " bytes"),
+                  false);
+    }
+    if (ec == http::error::header_limit) {
+      return send(error_response(http::status::request_header_fields_too_large,
+                                 "request headers exceed 16384 bytes"),
+                  false);
+    }
+    if (ec) {
+      return send(
+          error_response(http::status::bad_request, "malformed HTTP request: " + ec.message()),
+          false);
+    }
+    req_ = parser_->release();
+    handle();
+  }
+
+  void send(Response res, bool keep_alive) {
+    res.version(11);
+    res.keep_alive(keep_alive);
+    svc_.count_response(res.result_int());
+    res_ = std::make_shared<Response>(std::move(res));
+    stream_.expires_after(std::chrono::seconds(30));
+    http::async_write(
+        stream_, *res_,
+        beast::bind_front_handler(&Session::on_write, shared_from_this(), keep_alive));
+  }
+
+  void respond(Response res) { send(std::move(res), req_.keep_alive()); }
+
+  void on_write(bool keep_alive, beast::error_code ec, std::size_t) {
+    res_.reset();
+    std::vector<std::string> leased = std::move(leased_ids_);
+    leased_ids_.clear();
+    if (ec) {
+      // The endpoint never saw these leases: hand them back at once rather
+      // than let them wait for lease expiry.
+      if (!leased.empty()) (void)svc_.state().release(leased_endpoint_, leased);
+      return close();
+    }
+    if (!keep_alive) return linger_close();
+    do_read();
+  }
+
+  // Half-close, then drain what the client is still sending (e.g. the rest of
+  // an oversized body), so the kernel does not reset the connection before
+  // the client has read our response.
+  void linger_close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.expires_after(std::chrono::seconds(2));
+    drain_.resize(16 * 1024);
+    stream_.async_read_some(net::buffer(drain_),
+                            beast::bind_front_handler(&Session::on_drain, shared_from_this()));
+  }
+
+  void on_drain(beast::error_code ec, std::size_t) {
+    if (ec) return close();
+    stream_.async_read_some(net::buffer(drain_),
+                            beast::bind_front_handler(&Session::on_drain, shared_from_this()));
+  }
+
+  void close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+  }
+
+  // --- long polls -------------------------------------------------------
+
+  void long_poll(double wait_s, Attempt attempt) {
+    if (wait_s <= 0) return respond(*attempt(nullptr));
+    auto waiter = std::make_shared<Waiter>();
+    const uint64_t gen = ++wait_gen_;
+    std::weak_ptr<Session> weak = shared_from_this();
+    auto exec = stream_.get_executor();
+    waiter->wake = [weak, exec, gen] {
+      net::post(exec, [weak, gen] {
+        if (auto self = weak.lock()) self->on_wake(gen);
+      });
+    };
+    waiter_ = waiter;
+    attempt_ = std::move(attempt);
+    if (auto r = attempt_(waiter_)) return finish_wait(std::move(*r));
+    stream_.expires_never();
+    timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(wait_s)));
+    timer_.async_wait([self = shared_from_this(), gen](beast::error_code ec) {
+      if (ec || gen != self->wait_gen_ || !self->waiter_) return;
+      self->svc_.state().remove_waiter(self->waiter_);
+      auto r = self->attempt_(nullptr);
+      self->finish_wait(std::move(*r));
+    });
+    watch_disconnect(gen);
+  }
+
+  // A client that vanishes mid-poll (e.g. a SIGKILLed endpoint) must not keep
+  // a waiter that would lease tasks into a dead socket: read while waiting;
+  // EOF or an error ends the wait. (Pipelined bytes are kept for the parser.)
+  void watch_disconnect(uint64_t gen) {
+    watching_ = true;
+    stream_.async_read_some(buffer_.prepare(4096),
+                            [self = shared_from_this(), gen](beast::error_code ec, std::size_t n) {
+                              self->watching_ = false;
+                              if (!ec) self->buffer_.commit(n);
+                              if (gen != self->wait_gen_ || !self->waiter_)
+                                return;  // the wait already ended
+                              if (!ec) return self->watch_disconnect(gen);
+                              self->svc_.state().remove_waiter(self->waiter_);
+                              self->waiter_.reset();
+                              self->attempt_ = nullptr;
+                              ++self->wait_gen_;
+                              self->timer_.cancel();
+                              self->close();
+                            });
+  }
+
+  void on_wake(uint64_t gen) {
+    if (gen != wait_gen_ || !waiter_) return;
+    if (auto r = attempt_(waiter_)) finish_wait(std::move(*r));
+    // else: the attempt registered the waiter again; keep waiting.
+  }
+
+  void finish_wait(Response res) {
+    svc_.state().remove_waiter(waiter_);
+    waiter_.reset();
+    attempt_ = nullptr;
+    ++wait_gen_;  // stale wake-ups and timer completions are ignored
+    timer_.cancel();
+    if (watching_) {
+      // Cancel the disconnect watch before the response is written and the
+      // next request read (its completion is queued ahead of ours).
+      beast::error_code ignored;
+      stream_.socket().cancel(ignored);
+    }
+    respond(std::move(res));
+  }
+
+  // --- routing ----------------------------------------------------------
+
+  void handle();
+  bool authorized(std::string* why) const;
+
+  Response method_not_allowed(const char* allow) {
+    Response r = error_response(http::status::method_not_allowed,
+                                std::string("method ") + std::string(req_.method_string()) +
+                                    " not allowed here (allowed: " + allow + ")");
+    r.set(http::field::allow, allow);
+    return r;
+  }
+
+  void route_endpoints(const Target& t);
+  void route_tasks(const Target& t);
+  void route_results();
+  void route_clients(const Target& t);
+
+  beast::tcp_stream stream_;
+  ServiceCore& svc_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  Request req_;
+  std::shared_ptr<Response> res_;
+  std::vector<char> drain_;
+  net::steady_timer read_timer_;
+  bool read_timed_out_ = false;
+  net::steady_timer timer_;
+  WaiterPtr waiter_;
+  Attempt attempt_;
+  uint64_t wait_gen_ = 0;
+  bool watching_ = false;
+  std::string leased_endpoint_;
+  std::vector<std::string> leased_ids_;  // in the response being written
+};
+
+bool Session::authorized(std::string* why) const {
+  auto it = req_.find(http::field::authorization);
+  if (it == req_.end()) {
+    *why = "missing bearer token (send 'Authorization: Bearer <token>')";
+    return false;
+  }
+  std::string_view value(it->value().data(), it->value().size());
+  if (value.size() < 7 || to_lower(value.substr(0, 7)) != "bearer ") {
+    *why = "Authorization header must use the Bearer scheme";
+    return false;
+  }
+  if (!constant_time_equal(trim(value.substr(7)), svc_.token())) {
+    *why = "invalid bearer token";
+    return false;
+  }
+  return true;
+}
+
+void Session::handle() {
+  const Target t = parse_target(std::string_view(req_.target().data(), req_.target().size()));
+  const auto& seg = t.segments;
+  const auto method = req_.method();
+  if (seg.size() == 2 && seg[0] == "v1" && seg[1] == "healthz") {
+    if (method != http::verb::get) return respond(method_not_allowed("GET"));
+    return respond(json_response(http::status::ok,
+                                 {{"status", "ok"}, {"state", svc_.state().backend().describe()}}));
+  }
+  std::string why;
+  if (!authorized(&why)) return respond(error_response(http::status::unauthorized, why));
+  if (seg.size() == 1 && seg[0] == "metrics") {
+    if (method != http::verb::get) return respond(method_not_allowed("GET"));
+    Response res{http::status::ok, 11};
+    res.set(http::field::content_type, "text/plain; version=0.0.4");
+    res.body() = svc_.state().metrics_text() + svc_.http_metrics();
+    res.prepare_payload();
+    return respond(std::move(res));
+  }
+  if (seg.size() >= 2 && seg[0] == "v1") {
+    if (seg[1] == "endpoints") return route_endpoints(t);
+    if (seg[1] == "tasks") return route_tasks(t);
+    if (seg[1] == "results" && seg.size() == 2) return route_results();
+    if (seg[1] == "clients") return route_clients(t);
+  }
+  respond(error_response(http::status::not_found,
+                         "no route for " + std::string(req_.method_string()) + " " +
+                             std::string(req_.target()) + " (see docs/rest-api.md)"));
+}
+
+void Session::route_endpoints(const Target& t) {
+  const auto& seg = t.segments;
+  const auto method = req_.method();
+  const unsigned v = req_.version();
+  auto& state = svc_.state();
+  if (seg.size() == 2) {  // /v1/endpoints
+    if (method != http::verb::post) return respond(method_not_allowed("POST"));
+    auto body = parse_body(req_);
+    if (!body.is_ok()) return respond(status_response(body.status(), v));
+    std::string name;
+    std::vector<std::string> functions;
+    Status st = check_object(*body, "endpoint registration", {"name", "functions", "meta"});
+    if (st.is_ok()) st = get_string(*body, "name", "endpoint registration", &name, true);
+    if (st.is_ok()) st = get_string_list(*body, "functions", "endpoint registration", &functions);
+    if (st.is_ok() && name.empty())
+      st = invalid_argument("endpoint registration.name: must not be empty");
+    nlohmann::json meta = body->value("meta", nlohmann::json::object());
+    if (st.is_ok() && !meta.is_object())
+      st = invalid_argument("endpoint registration.meta: expected an object");
+    if (!st.is_ok()) return respond(status_response(st, v));
+    return respond(
+        json_response(http::status::created, state.register_endpoint(name, functions, meta)));
+  }
+  const std::string& id = seg[2];
+  if (seg.size() == 3) {  // /v1/endpoints/{id}
+    if (method == http::verb::get) {
+      auto e = state.get_endpoint(id);
+      if (!e.is_ok()) return respond(status_response(e.status(), v));
+      return respond(json_response(http::status::ok, *e));
+    }
+    if (method == http::verb::delete_) {
+      Status st = state.deregister_endpoint(id);
+      if (!st.is_ok()) return respond(status_response(st, v));
+      return respond(json_response(http::status::ok, {{"deregistered", id}}));
+    }
+    return respond(method_not_allowed("GET, DELETE"));
+  }
+  if (seg.size() != 4)
+    return respond(error_response(http::status::not_found, "no such endpoint route"));
+  if (seg[3] == "tasks") {  // long-poll lease
+    if (method != http::verb::get) return respond(method_not_allowed("GET"));
+    auto wait = query_number(t, "wait", 0, 0, svc_.options().max_wait_s);
+    auto max = query_number(t, "max", 1, 1, 10000);
+    if (!wait.is_ok()) return respond(status_response(wait.status(), v));
+    if (!max.is_ok()) return respond(status_response(max.status(), v));
+    size_t n = static_cast<size_t>(*max);
+    return long_poll(*wait, [this, id, n, v](const WaiterPtr& w) -> std::optional<Response> {
+      auto r = svc_.state().lease_or_wait(id, n, w);
+      if (!r.is_ok()) return status_response(r.status(), v);
+      if (!r->has_value()) return std::nullopt;
+      leased_endpoint_ = id;
+      leased_ids_.clear();
+      for (const auto& t : (**r)["tasks"]) leased_ids_.push_back(t["id"].get<std::string>());
+      return json_response(http::status::ok, **r);
+    });
+  }
+  if (seg[3] == "heartbeat" || seg[3] == "release") {
+    if (method != http::verb::post) return respond(method_not_allowed("POST"));
+    auto body = parse_body(req_);
+    if (!body.is_ok()) return respond(status_response(body.status(), v));
+    std::vector<std::string> ids;
+    Status st = check_object(*body, seg[3], {"task_ids"});
+    if (st.is_ok()) st = get_string_list(*body, "task_ids", seg[3], &ids, true);
+    if (!st.is_ok()) return respond(status_response(st, v));
+    auto r = seg[3] == "heartbeat" ? state.heartbeat(id, ids) : state.release(id, ids);
+    if (!r.is_ok()) return respond(status_response(r.status(), v));
+    return respond(json_response(http::status::ok, *r));
+  }
+  respond(error_response(http::status::not_found, "no endpoint route '" + seg[3] + "'"));
+}
+
+void Session::route_tasks(const Target& t) {
+  const auto& seg = t.segments;
+  const auto method = req_.method();
+  const unsigned v = req_.version();
+  auto& state = svc_.state();
+  if (seg.size() == 2) {  // POST /v1/tasks
+    if (method != http::verb::post) return respond(method_not_allowed("POST"));
+    auto body = parse_body(req_);
+    if (!body.is_ok()) return respond(status_response(body.status(), v));
+    Status st = check_object(*body, "request body", {"tasks"});
+    if (!st.is_ok()) return respond(status_response(st, v));
+    auto it = body->find("tasks");
+    if (it == body->end() || !it->is_array()) {
+      return respond(error_response(http::status::bad_request,
+                                    "request body.tasks: expected an array of task objects"));
+    }
+    if (it->empty())
+      return respond(error_response(http::status::bad_request, "request body.tasks is empty"));
+    if (it->size() > svc_.options().max_batch) {
+      return respond(error_response(http::status::payload_too_large,
+                                    "too many tasks in one request: " + std::to_string(it->size()) +
+                                        " > " + std::to_string(svc_.options().max_batch)));
+    }
+    std::vector<ServiceState::Submission> subs;
+    subs.reserve(it->size());
+    for (size_t i = 0; i < it->size(); ++i) {
+      std::string where = "tasks[" + std::to_string(i) + "]";
+      auto spec = TaskSpec::from_json((*it)[i], where);
+      if (!spec.is_ok()) return respond(status_response(spec.status(), v));
+      ServiceState::Submission s;
+      s.spec = std::move(spec).value();
+      st = get_string((*it)[i], "id", where, &s.id);
+      if (!st.is_ok()) return respond(status_response(st, v));
+      subs.push_back(std::move(s));
+    }
+    std::string key, client;
+    if (auto h = req_.find("Idempotency-Key"); h != req_.end()) key = std::string(h->value());
+    if (auto h = req_.find("X-Flight-Client"); h != req_.end()) client = std::string(h->value());
+    if (key.size() > 256)
+      return respond(
+          error_response(http::status::bad_request, "Idempotency-Key longer than 256 characters"));
+    auto out =
+        state.submit(std::move(subs), key, key.empty() ? "" : fnv1a_hex(req_.body()), client);
+    if (!out.is_ok()) return respond(status_response(out.status(), v));
+    return respond(json_response(out->replayed ? http::status::ok : http::status::created,
+                                 {{"task_ids", out->ids}, {"replayed", out->replayed}}));
+  }
+  if (seg.size() == 3 && seg[2] == "wait") {  // POST /v1/tasks/wait
+    if (method != http::verb::post) return respond(method_not_allowed("POST"));
+    auto body = parse_body(req_);
+    if (!body.is_ok()) return respond(status_response(body.status(), v));
+    std::vector<std::string> ids;
+    double wait = 0;
+    size_t max = 10000;
+    Status st = check_object(*body, "wait request", {"ids", "wait", "max"});
+    if (st.is_ok()) st = get_string_list(*body, "ids", "wait request", &ids, true);
+    if (st.is_ok()) st = get_number(*body, "wait", "wait request", &wait);
+    if (st.is_ok()) st = get_size(*body, "max", "wait request", &max);
+    if (st.is_ok() && wait < 0) st = invalid_argument("wait request.wait: must be >= 0");
+    if (st.is_ok() && ids.size() > 10000)
+      st = invalid_argument("wait request.ids: at most 10000 ids");
+    if (!st.is_ok()) return respond(status_response(st, v));
+    wait = std::min(wait, svc_.options().max_wait_s);
+    return long_poll(
+        wait, [this, ids = std::move(ids), max](const WaiterPtr& w) -> std::optional<Response> {
+          auto r = svc_.state().wait_tasks_or_wait(ids, std::max<size_t>(max, 1), w);
+          if (!r) return std::nullopt;
+          return json_response(http::status::ok, *r);
+        });
+  }
+  const std::string& id = seg[2];
+  if (seg.size() == 3) {  // GET /v1/tasks/{id}?wait=S
+    if (method != http::verb::get) return respond(method_not_allowed("GET"));
+    auto wait = query_number(t, "wait", 0, 0, svc_.options().max_wait_s);
+    if (!wait.is_ok()) return respond(status_response(wait.status(), v));
+    return long_poll(*wait, [this, id, v](const WaiterPtr& w) -> std::optional<Response> {
+      auto r = svc_.state().task_or_wait(id, w);
+      if (!r.is_ok()) return status_response(r.status(), v);
+      if (!r->has_value()) return std::nullopt;
+      return json_response(http::status::ok, **r);
+    });
+  }
+  if (seg.size() == 4 && seg[3] == "result") {
+    if (method != http::verb::post) return respond(method_not_allowed("POST"));
+    auto body = parse_body(req_);
+    if (!body.is_ok()) return respond(status_response(body.status(), v));
+    ServiceState::ResultIn r;
+    r.task_id = id;
+    std::string state_name;
+    Status st =
+        check_object(*body, "result", {"state", "result", "error", "started_at", "finished_at"});
+    if (st.is_ok()) st = get_string(*body, "state", "result", &state_name);
+    if (st.is_ok()) st = get_string(*body, "error", "result", &r.error);
+    if (st.is_ok()) st = get_number(*body, "started_at", "result", &r.started_at);
+    if (st.is_ok()) st = get_number(*body, "finished_at", "result", &r.finished_at);
+    if (st.is_ok()) {
+      if (state_name.empty()) state_name = body->contains("error") ? "failed" : "succeeded";
+      auto s = parse_task_state(state_name);
+      if (!s.is_ok()) {
+        st = s.status().with_context("result.state");
+      } else if (*s != TaskState::kSucceeded && *s != TaskState::kFailed) {
+        st = invalid_argument("result.state: must be 'succeeded' or 'failed'");
+      } else {
+        r.state = *s;
+      }
+    }
+    if (!st.is_ok()) return respond(status_response(st, v));
+    r.result = body->value("result", nlohmann::json());
+    std::vector<ServiceState::ResultIn> one;
+    one.push_back(std::move(r));
+    std::string outcome = state.post_results(std::move(one)).front();
+    if (outcome == "unknown task") {
+      return respond(
+          error_response(http::status::not_found, "task '" + id + "' is unknown (or expired)"));
+    }
+    return respond(json_response(http::status::ok,
+                                 {{"accepted", outcome == "accepted"}, {"outcome", outcome}}));
+  }
+  if (seg.size() == 4 && seg[3] == "cancel") {
+    if (method != http::verb::post) return respond(method_not_allowed("POST"));
+    auto r = state.cancel(id);
+    if (!r.is_ok()) return respond(status_response(r.status(), v));
+    return respond(json_response(http::status::ok, *r));
+  }
+  respond(error_response(http::status::not_found, "no task route " + std::string(req_.target())));
+}
+
+void Session::route_results() {
+  const unsigned v = req_.version();
+  if (req_.method() != http::verb::post) return respond(method_not_allowed("POST"));
+  auto body = parse_body(req_);
+  if (!body.is_ok()) return respond(status_response(body.status(), v));
+  Status st = check_object(*body, "request body", {"results"});
+  auto it = body->find("results");
+  if (st.is_ok() && (it == body->end() || !it->is_array())) {
+    st = invalid_argument("request body.results: expected an array of result objects");
+  }
+  std::vector<ServiceState::ResultIn> results;
+  for (size_t i = 0; st.is_ok() && i < it->size(); ++i) {
+    const auto& e = (*it)[i];
+    std::string where = "results[" + std::to_string(i) + "]";
+    ServiceState::ResultIn r;
+    std::string state_name = "succeeded";
+    st = check_object(e, where,
+                      {"task_id", "state", "result", "error", "started_at", "finished_at"});
+    if (st.is_ok()) st = get_string(e, "task_id", where, &r.task_id, true);
+    if (st.is_ok()) st = get_string(e, "state", where, &state_name, true);
+    if (st.is_ok()) st = get_string(e, "error", where, &r.error);
+    if (st.is_ok()) st = get_number(e, "started_at", where, &r.started_at);
+    if (st.is_ok()) st = get_number(e, "finished_at", where, &r.finished_at);
+    if (st.is_ok()) {
+      auto s = parse_task_state(state_name);
+      if (!s.is_ok() || (*s != TaskState::kSucceeded && *s != TaskState::kFailed)) {
+        st = invalid_argument(where + ".state: must be 'succeeded' or 'failed'");
+      } else {
+        r.state = *s;
+      }
+    }
+    r.result = e.is_object() ? e.value("result", nlohmann::json()) : nlohmann::json();
+    results.push_back(std::move(r));
+  }
+  if (!st.is_ok()) return respond(status_response(st, v));
+  auto outcomes = svc_.state().post_results(std::move(results));
+  respond(json_response(http::status::ok, {{"outcomes", outcomes}}));
+}
+
+void Session::route_clients(const Target& t) {
+  const auto& seg = t.segments;
+  const unsigned v = req_.version();
+  if (seg.size() != 4 || seg[3] != "completions") {
+    return respond(
+        error_response(http::status::not_found, "no client route " + std::string(req_.target())));
+  }
+  if (req_.method() != http::verb::get) return respond(method_not_allowed("GET"));
+  auto wait = query_number(t, "wait", 0, 0, svc_.options().max_wait_s);
+  auto max = query_number(t, "max", 1000, 1, 100000);
+  if (!wait.is_ok()) return respond(status_response(wait.status(), v));
+  if (!max.is_ok()) return respond(status_response(max.status(), v));
+  std::string client = seg[2];
+  size_t n = static_cast<size_t>(*max);
+  long_poll(*wait, [this, client, n](const WaiterPtr& w) -> std::optional<Response> {
+    auto r = svc_.state().completions_or_wait(client, n, w);
+    if (!r) return std::nullopt;
+    return json_response(http::status::ok, *r);
+  });
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+Status ServiceCore::start() {
+  FLIGHT_CHECK(!running_, "service already started");
+  FLIGHT_RETURN_IF_ERROR(options_.validate());
+  token_ = options_.token;
+  if (token_.empty()) {
+    FLIGHT_ASSIGN_OR_RETURN(token_, read_token_file(options_.token_file));
+  }
+  FLIGHT_ASSIGN_OR_RETURN(auto backend, make_state_backend(options_.state, options_.state_prefix));
+  StateLimits limits;
+  limits.lease_s = options_.lease_s;
+  limits.max_attempts = options_.max_attempts;
+  limits.max_queue_per_endpoint = options_.max_queue;
+  limits.result_ttl_s = options_.result_ttl_s;
+  state_ = std::make_unique<ServiceState>(limits, std::move(backend));
+  FLIGHT_RETURN_IF_ERROR(state_->load());
+
+  ioc_ = std::make_unique<net::io_context>(static_cast<int>(options_.threads));
+  beast::error_code ec;
+  auto address = net::ip::make_address(options_.host, ec);
+  if (ec) return invalid_argument("service: host '" + options_.host + "' is not an IP address");
+  tcp::endpoint ep(address, static_cast<unsigned short>(options_.port));
+  acceptor_ = std::make_unique<tcp::acceptor>(net::make_strand(*ioc_));
+  acceptor_->open(ep.protocol(), ec);
+  if (!ec) acceptor_->set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_->bind(ep, ec);
+  if (!ec) acceptor_->listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return unavailable("service: cannot listen on " + options_.host + ":" +
+                       std::to_string(options_.port) + ": " + ec.message());
+  }
+  port_ = acceptor_->local_endpoint().port();
+  do_accept();
+  sweep_timer_ = std::make_unique<net::steady_timer>(net::make_strand(*ioc_));
+  schedule_sweep();
+  running_ = true;
+  for (size_t i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { ioc_->run(); });
+  spdlog::info("flight service on {}:{} (state {}, {} threads)", options_.host, port_,
+               state_->backend().describe(), options_.threads);
+  return Status::ok();
+}
+
+void ServiceCore::do_accept() {
+  acceptor_->async_accept(net::make_strand(*ioc_),
+                          [this](beast::error_code ec, tcp::socket socket) {
+                            if (ec == net::error::operation_aborted) return;
+                            if (!ec) {
+                              beast::error_code ignored;
+                              socket.set_option(tcp::no_delay(true), ignored);
+                              std::make_shared<Session>(std::move(socket), *this)->run();
+                            } else {
+                              spdlog::warn("accept failed: {}", ec.message());
+                            }
+                            do_accept();
+                          });
+}
+
+void ServiceCore::schedule_sweep() {
+  sweep_timer_->expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(options_.sweep_interval_s)));
+  sweep_timer_->async_wait([this](beast::error_code ec) {
+    if (ec) return;
+    state_->sweep(wall_seconds());
+    schedule_sweep();
+  });
+}
+
+void ServiceCore::stop() {
+  if (!running_) return;
+  running_ = false;
+  ioc_->stop();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+  // Waiters hold executors of ioc_; drop them before it goes.
+  state_->clear_waiters();
+  sweep_timer_.reset();
+  acceptor_.reset();
+  ioc_.reset();  // destroys the sessions
+}
+
+Service::Service(ServiceOptions options)
+    : impl_(std::make_unique<ServiceCore>(std::move(options))) {}
+Service::~Service() = default;
+Status Service::start() { return impl_->start(); }
+int Service::port() const { return impl_->port(); }
+std::string Service::url() const {
+  return "http://" + impl_->options().host + ":" + std::to_string(impl_->port());
+}
+void Service::stop() { impl_->stop(); }
+
+}  // namespace flight::faas
