@@ -72,6 +72,8 @@ struct ByteView {
   ByteView(const Buffer& b) : data(b.data()), size(b.size()) {}  // NOLINT(runtime/explicit)
   ByteView(std::string_view s)                                   // NOLINT(runtime/explicit)
       : data(reinterpret_cast<const uint8_t*>(s.data())), size(s.size()) {}
+  ByteView(const std::string& s)  // NOLINT(runtime/explicit)
+      : data(reinterpret_cast<const uint8_t*>(s.data())), size(s.size()) {}
 };
 
 // Upper bound of bytes kept in the recycling pool for large blocks (default

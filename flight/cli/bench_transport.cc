@@ -1,0 +1,481 @@
+// `flight bench transport`: the data plane against its physical limits, each
+// baseline measured in the same run (DESIGN.md, "Benchmarks").
+//
+//   codec_encode   ParamSet -> bytes          vs memcpy of the tensor bytes
+//   codec_decode   bytes -> ParamSet (checksum verified, zero-copy)  vs memcpy
+//   tcp_put_get    put in a producer process, get in this one
+//                                             vs a raw loopback socket pull of the same bytes
+//   redis_put_get  connector put + get        vs raw hiredis SET + GET of one value
+//   file_put_get   connector put + get        (no baseline)
+//
+// Values are GB/s (1e9 bytes/s) over the object size, from the median of the
+// repetitions; ratio = value / baseline_value.
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "flight/base/bench.h"
+#include "flight/base/ids.h"
+#include "flight/base/strings.h"
+#include "flight/base/time.h"
+#include "flight/cli/command.h"
+#include "transport/buffer.h"
+#include "transport/codec.h"
+#include "transport/registry.h"
+#include "transport/sample_params.h"
+
+extern char** environ;
+
+namespace flight::cli {
+namespace {
+
+using transport::Buffer;
+using transport::Bytes;
+using transport::ByteView;
+using transport::Connector;
+
+struct Args {
+  std::string sizes = "1KB,1MB,64MB,256MB";
+  std::string cases = "codec_encode,codec_decode,tcp_put_get,redis_put_get,file_put_get";
+  bool quick = false;
+  std::string redis;      // redis://host:port; empty = start a private redis-server
+  double budget_s = 1.0;  // rough time per measurement
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+double gbps(uint64_t bytes, double seconds) { return seconds > 0 ? bytes / seconds / 1e9 : 0; }
+
+// Repetitions for one measurement: enough for a stable median, bounded by a
+// byte budget so that 256 MiB cases stay short.
+int reps_for(uint64_t size, double budget_s, double est_gbps) {
+  double per = std::max(1e-7, size / (est_gbps * 1e9));
+  int n = static_cast<int>(budget_s / per);
+  return std::clamp(n, 3, 2000);
+}
+
+BenchRecord record(const std::string& name, uint64_t size, double value) {
+  BenchRecord r;
+  r.bench = "transport";
+  r.case_name = name;
+  r.params = {{"size", size}};
+  r.value = value;
+  r.unit = "GB/s";
+  return r;
+}
+
+void fill(uint8_t* p, size_t n) {
+  for (size_t i = 0; i < n; i += 4096) p[i] = static_cast<uint8_t>(i / 4096);
+  if (n) std::memset(p, 'x', std::min<size_t>(n, 64));
+}
+
+// memcpy between two pre-touched buffers: the codec's physical limit.
+double memcpy_gbps(uint64_t n, int reps) {
+  std::vector<uint8_t> src(n, 1), dst(n, 2);
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    Stopwatch sw;
+    std::memcpy(dst.data(), src.data(), n);
+    asm volatile("" ::: "memory");
+    t.push_back(sw.seconds());
+  }
+  return gbps(n, median(t));
+}
+
+void bench_codec(uint64_t size, const Args& a, bool encode_case, bool decode_case) {
+  ParamSet params = transport::sample_params(size, 1);
+  uint64_t n = params.nbytes();
+  int reps = reps_for(n, a.budget_s, 5);
+  double base = memcpy_gbps(n, reps);
+  if (encode_case) {
+    std::vector<double> t;
+    for (int i = 0; i < reps; ++i) {
+      Stopwatch sw;
+      auto b = transport::encode(params);
+      t.push_back(sw.seconds());
+      if (!b.is_ok()) throw std::runtime_error(b.status().to_string());
+    }
+    BenchRecord r = record("codec_encode", size, gbps(n, median(t)));
+    r.baseline = "memcpy";
+    r.baseline_value = base;
+    r.extra = {{"tensor_bytes", n}, {"reps", reps}};
+    emit_bench(r);
+  }
+  if (decode_case) {
+    Bytes bytes = *transport::encode(params);
+    std::vector<double> t;
+    for (int i = 0; i < reps; ++i) {
+      Stopwatch sw;
+      auto p = transport::decode(bytes);
+      double s = sw.seconds();
+      if (!p.is_ok()) throw std::runtime_error(p.status().to_string());
+      t.push_back(s);
+    }
+    BenchRecord r = record("codec_decode", size, gbps(n, median(t)));
+    r.baseline = "memcpy";
+    r.baseline_value = base;
+    r.extra = {{"tensor_bytes", n}, {"reps", reps}, {"verified", "crc32c over all bytes"}};
+    emit_bench(r);
+  }
+}
+
+// A child process with pipes on stdin/stdout.
+class Child {
+ public:
+  explicit Child(const std::vector<std::string>& argv) {
+    int in[2], out[2];
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    std::vector<char*> args;
+    for (const auto& s : argv) args.push_back(const_cast<char*>(s.c_str()));
+    args.push_back(nullptr);
+    int rc = posix_spawnp(&pid_, args[0], &fa, nullptr, args.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(in[0]);
+    ::close(out[1]);
+    if (rc != 0) throw std::runtime_error("cannot start " + argv[0] + ": " + std::strerror(rc));
+    to_ = fdopen(in[1], "w");
+    from_ = fdopen(out[0], "r");
+  }
+  ~Child() {
+    if (to_) std::fclose(to_);
+    if (from_) std::fclose(from_);
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      int st;
+      ::waitpid(pid_, &st, 0);
+    }
+  }
+  void tell(const std::string& line) {
+    std::fprintf(to_, "%s\n", line.c_str());
+    std::fflush(to_);
+  }
+  std::string ask(const std::string& line) {
+    std::fprintf(to_, "%s\n", line.c_str());
+    std::fflush(to_);
+    char buf[4096];
+    if (!std::fgets(buf, sizeof buf, from_)) throw std::runtime_error("helper process exited");
+    std::string s = buf;
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    return s;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  FILE* to_ = nullptr;
+  FILE* from_ = nullptr;
+};
+
+std::string self_exe() {
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "flight";
+  buf[n] = '\0';
+  return buf;
+}
+
+int connect_loopback(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
+void bench_tcp(const std::vector<uint64_t>& sizes, const Args& a) {
+  Child peer({self_exe(), "transport-peer", "--mode", "bench", "--connector", R"({"kind":"tcp"})"});
+  int raw_port = std::stoi(peer.ask("raw"));
+  int raw = connect_loopback(raw_port);
+  if (raw < 0) throw std::runtime_error("cannot reach the helper's raw socket");
+  auto conn = transport::make_connector({{"kind", "tcp"}});
+  if (!conn.is_ok()) throw std::runtime_error(conn.status().to_string());
+  for (uint64_t size : sizes) {
+    int reps = reps_for(size, a.budget_s, 1.5);
+    // Baseline: request n bytes, receive them into a pre-touched buffer.
+    std::vector<uint8_t> dst(size, 1);
+    std::vector<double> base;
+    for (int i = 0; i < reps; ++i) {
+      Stopwatch sw;
+      uint64_t n = size;
+      if (::send(raw, &n, 8, 0) != 8) throw std::runtime_error("raw send failed");
+      size_t got = 0;
+      while (got < size) {
+        ssize_t r = ::recv(raw, dst.data() + got, size - got, 0);
+        if (r <= 0) throw std::runtime_error("raw recv failed");
+        got += static_cast<size_t>(r);
+      }
+      base.push_back(sw.seconds());
+    }
+    std::vector<double> total, put_t, get_t;
+    for (int i = 0; i < reps; ++i) {
+      std::string line = peer.ask("put " + std::to_string(size));
+      auto sp = line.find(' ');
+      if (sp == std::string::npos) throw std::runtime_error("helper: " + line);
+      std::string key = line.substr(0, sp);
+      double put_s = std::stod(line.substr(sp + 1));
+      Stopwatch sw;
+      auto v = (*conn)->get(key);
+      double get_s = sw.seconds();
+      if (!v.is_ok() || !v->has_value() || (**v)->size() != size) {
+        throw std::runtime_error("tcp get failed: " + v.status().to_string());
+      }
+      v = std::optional<Bytes>();  // release before the next get (the pool reuses it)
+      peer.ask("evict " + key);
+      put_t.push_back(put_s);
+      get_t.push_back(get_s);
+      total.push_back(put_s + get_s);
+    }
+    BenchRecord r = record("tcp_put_get", size, gbps(size, median(total)));
+    r.baseline = "raw_loopback_socket";
+    r.baseline_value = gbps(size, median(base));
+    r.extra = {
+        {"reps", reps}, {"put_s", median(put_t)}, {"get_s", median(get_t)}, {"processes", 2}};
+    emit_bench(r);
+  }
+  ::close(raw);
+  peer.tell("quit");
+}
+
+// A private redis-server on a free loopback port, for the duration of the bench.
+class RedisProcess {
+ public:
+  RedisProcess() {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    ::close(fd);
+    dir_ =
+        (std::filesystem::temp_directory_path() / ("flight-bench-redis-" + random_hex(8))).string();
+    std::filesystem::create_directories(dir_);
+    std::vector<std::string> argv = {"redis-server",
+                                     "--port",
+                                     std::to_string(port_),
+                                     "--bind",
+                                     "127.0.0.1",
+                                     "--save",
+                                     "",
+                                     "--appendonly",
+                                     "no",
+                                     "--dir",
+                                     dir_,
+                                     "--loglevel",
+                                     "warning",
+                                     "--logfile",
+                                     dir_ + "/redis.log"};
+    std::vector<char*> args;
+    for (auto& s : argv) args.push_back(s.data());
+    args.push_back(nullptr);
+    int rc = posix_spawnp(&pid_, "redis-server", nullptr, nullptr, args.data(), environ);
+    if (rc != 0)
+      throw std::runtime_error(std::string("cannot start redis-server: ") + std::strerror(rc));
+    for (int i = 0; i < 1000; ++i) {
+      redisContext* c = redisConnect("127.0.0.1", port_);
+      bool ok = c && !c->err;
+      if (ok) {
+        auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
+        ok = r != nullptr;
+        if (r) freeReplyObject(r);
+      }
+      if (c) redisFree(c);
+      if (ok) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));  // startup poll, not a test
+    }
+    throw std::runtime_error("redis-server did not start on port " + std::to_string(port_));
+  }
+  ~RedisProcess() {
+    ::kill(pid_, SIGTERM);
+    int st;
+    ::waitpid(pid_, &st, 0);
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+  std::string dir_;
+};
+
+void bench_redis(const std::vector<uint64_t>& sizes, const Args& a) {
+  std::unique_ptr<RedisProcess> own;
+  std::string url = a.redis;
+  if (url.empty()) {
+    own = std::make_unique<RedisProcess>();
+    url = own->url();
+  }
+  auto conn = transport::make_connector({{"kind", "redis"}, {"url", url}});
+  if (!conn.is_ok()) throw std::runtime_error(conn.status().to_string());
+  nlohmann::json cfg = (*conn)->config();
+  std::string host = cfg["host"];
+  int port = cfg["port"];
+  redisContext* raw = redisConnect(host.c_str(), port);
+  if (raw == nullptr || raw->err) throw std::runtime_error("cannot connect to " + url);
+  for (uint64_t size : sizes) {
+    int reps = reps_for(size, a.budget_s, 0.8);
+    auto src = *Buffer::allocate(size);
+    fill(src->data(), size);
+    std::string key = "flight-bench-raw-" + random_hex(8);
+    std::vector<double> base;
+    for (int i = 0; i < reps; ++i) {
+      Stopwatch sw;
+      auto* r1 = static_cast<redisReply*>(
+          redisCommand(raw, "SET %b %b", key.data(), key.size(), src->data(), size));
+      auto* r2 = static_cast<redisReply*>(redisCommand(raw, "GET %b", key.data(), key.size()));
+      double s = sw.seconds();
+      if (!r1 || !r2 || r2->type != REDIS_REPLY_STRING || r2->len != size) {
+        throw std::runtime_error("raw hiredis SET/GET failed");
+      }
+      freeReplyObject(r1);
+      freeReplyObject(r2);
+      freeReplyObject(redisCommand(raw, "DEL %b", key.data(), key.size()));
+      base.push_back(s);
+    }
+    std::vector<double> total, put_t, get_t;
+    for (int i = 0; i < reps; ++i) {
+      Stopwatch sw;
+      auto k = (*conn)->put(ByteView(*src));
+      double put_s = sw.seconds();
+      if (!k.is_ok()) throw std::runtime_error(k.status().to_string());
+      Stopwatch sw2;
+      auto v = (*conn)->get(*k);
+      double get_s = sw2.seconds();
+      if (!v.is_ok() || !v->has_value() || (**v)->size() != size) {
+        throw std::runtime_error("redis get failed: " + v.status().to_string());
+      }
+      v = std::optional<Bytes>();
+      (void)(*conn)->evict(*k);
+      put_t.push_back(put_s);
+      get_t.push_back(get_s);
+      total.push_back(put_s + get_s);
+    }
+    BenchRecord r = record("redis_put_get", size, gbps(size, median(total)));
+    r.baseline = "raw_hiredis_set_get";
+    r.baseline_value = gbps(size, median(base));
+    r.extra = {{"reps", reps},
+               {"put_s", median(put_t)},
+               {"get_s", median(get_t)},
+               {"chunk_bytes", cfg["chunk_bytes"]}};
+    emit_bench(r);
+  }
+  redisFree(raw);
+}
+
+void bench_file(const std::vector<uint64_t>& sizes, const Args& a) {
+  std::string dir =
+      (std::filesystem::temp_directory_path() / ("flight-bench-file-" + random_hex(8))).string();
+  auto conn = transport::make_connector({{"kind", "file"}, {"dir", dir}});
+  if (!conn.is_ok()) throw std::runtime_error(conn.status().to_string());
+  for (uint64_t size : sizes) {
+    int reps = reps_for(size, a.budget_s, 1.0);
+    auto src = *Buffer::allocate(size);
+    fill(src->data(), size);
+    std::vector<double> total, put_t, get_t;
+    for (int i = 0; i < reps; ++i) {
+      Stopwatch sw;
+      auto k = (*conn)->put(ByteView(*src));
+      double put_s = sw.seconds();
+      if (!k.is_ok()) throw std::runtime_error(k.status().to_string());
+      Stopwatch sw2;
+      auto v = (*conn)->get(*k);
+      double get_s = sw2.seconds();
+      if (!v.is_ok() || !v->has_value()) throw std::runtime_error(v.status().to_string());
+      v = std::optional<Bytes>();
+      (void)(*conn)->evict(*k);
+      put_t.push_back(put_s);
+      get_t.push_back(get_s);
+      total.push_back(put_s + get_s);
+    }
+    BenchRecord r = record("file_put_get", size, gbps(size, median(total)));
+    r.extra = {{"reps", reps}, {"put_s", median(put_t)}, {"get_s", median(get_t)}, {"dir", dir}};
+    emit_bench(r);
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
+int run(const Args& a) {
+  std::vector<uint64_t> sizes;
+  for (const auto& s : split(a.sizes, ',')) {
+    uint64_t n = 0;
+    if (!parse_bytes(trim(s), &n) || n == 0) return usage_error("--sizes: bad size '" + s + "'");
+    if (a.quick && n > (64ull << 20)) continue;
+    sizes.push_back(n);
+  }
+  std::vector<std::string> cases = split(a.cases, ',');
+  const std::vector<std::string> known = {"codec_encode", "codec_decode", "tcp_put_get",
+                                          "redis_put_get", "file_put_get"};
+  for (auto& c : cases) {
+    c = trim(c);
+    if (std::find(known.begin(), known.end(), c) == known.end()) {
+      return usage_error("--cases: unknown case '" + c + "'" + did_you_mean(c, known));
+    }
+  }
+  auto want = [&](const char* c) {
+    return std::find(cases.begin(), cases.end(), c) != cases.end();
+  };
+  try {
+    if (want("codec_encode") || want("codec_decode")) {
+      for (uint64_t size : sizes) bench_codec(size, a, want("codec_encode"), want("codec_decode"));
+    }
+    if (want("tcp_put_get")) bench_tcp(sizes, a);
+    if (want("redis_put_get")) bench_redis(sizes, a);
+    if (want("file_put_get")) bench_file(sizes, a);
+  } catch (const std::exception& e) {
+    return fail(std::string("bench transport: ") + e.what());
+  }
+  return kExitOk;
+}
+
+FLIGHT_COMMAND(
+    bench_transport,
+    {"bench", "transport",
+     "Codec, tcp, redis and file connectors against memcpy / raw socket / raw hiredis",
+     [](CLI::App* app) {
+       auto a = std::make_shared<Args>();
+       app->add_option("--sizes", a->sizes, "comma-separated object sizes")->capture_default_str();
+       app->add_option("--cases", a->cases, "comma-separated cases")->capture_default_str();
+       app->add_flag("--quick", a->quick, "only sizes <= 64 MiB");
+       app->add_option("--redis", a->redis,
+                       "redis://host:port to use (default: start a private redis-server)");
+       app->add_option("--budget", a->budget_s, "rough seconds per measurement")
+           ->capture_default_str();
+       return [a] { return run(*a); };
+     }});
+
+}  // namespace
+}  // namespace flight::cli

@@ -1,0 +1,315 @@
+// The ParamSet codec and its checksum: round trips for every dtype and shape,
+// zero-copy decoding, and corruption / truncation / absurd headers at every
+// position class (preamble, entry table with names, padding, tensor data).
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <set>
+
+#include "transport/checksum.h"
+#include "transport/codec.h"
+#include "transport/sample_params.h"
+
+namespace flight::transport {
+namespace {
+
+TEST(Checksum, KnownVectorAndBothPathsAgree) {
+  EXPECT_EQ(crc32c("123456789", 9), 0xE3069283u);
+  EXPECT_EQ(crc32c_extend_portable(0, "123456789", 9), 0xE3069283u);
+  EXPECT_EQ(crc32c("", 0), 0u);
+  std::mt19937 gen(7);
+  std::vector<uint8_t> data(200000);
+  for (auto& b : data) b = static_cast<uint8_t>(gen());
+  // Lengths around the 8-byte words and the 3-stream block sizes (768, 24576).
+  for (size_t n : {1, 7, 8, 9, 255, 767, 768, 769, 8191, 24575, 24576, 24577, 100003, 199990}) {
+    for (size_t off : {0, 1, 5}) {
+      uint32_t whole = crc32c(data.data() + off, n);
+      EXPECT_EQ(whole, crc32c_extend_portable(0, data.data() + off, n)) << n << "+" << off;
+      uint32_t split =
+          crc32c_extend(crc32c(data.data() + off, n / 3), data.data() + off + n / 3, n - n / 3);
+      EXPECT_EQ(whole, split) << n << "+" << off;
+    }
+  }
+  std::printf("crc32c hardware path: %s\n", crc32c_hardware() ? "yes" : "no");
+}
+
+ParamSet all_dtypes() {
+  ParamSet p;
+  p.add("f32", at::randn({3, 4}));
+  p.add("f64", at::randn({5}, at::kDouble));
+  p.add("f16", at::randn({2, 2, 2}).to(at::kHalf));
+  p.add("bf16", at::randn({7}).to(at::kBFloat16));
+  p.add("i8", at::arange(-5, 5, at::kChar));
+  p.add("i16", at::arange(-300, 300, 7, at::kShort));
+  p.add("i32", at::arange(100000, 100010, at::kInt));
+  p.add("i64", at::arange(-(int64_t{1} << 40), -(int64_t{1} << 40) + 6, at::kLong));
+  p.add("u8", at::arange(0, 256, at::kByte));
+  p.add("bool", at::arange(9).remainder(2).eq(0));
+  p.add("c64", at::randn({4}, at::kComplexFloat));
+  p.add("c128", at::randn({2, 3}, at::kComplexDouble));
+  p.add("c32", at::randn({3}, at::kComplexFloat).to(at::kComplexHalf));
+  return p;
+}
+
+// Bitwise comparison that works for every dtype (at::equal lacks some kernels,
+// e.g. complex32).
+bool bitwise_equal(const ParamSet& a, const ParamSet& b) {
+  if (!a.check_compatible(b).is_ok()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    at::Tensor x = a[i].tensor.contiguous();
+    at::Tensor y = b[i].tensor.contiguous();
+    if (x.nbytes() != y.nbytes()) return false;
+    if (x.nbytes() && std::memcmp(x.data_ptr(), y.data_ptr(), x.nbytes()) != 0) return false;
+  }
+  return true;
+}
+
+TEST(Codec, RoundTripsEveryDtype) {
+  ParamSet p = all_dtypes();
+  auto bytes = encode(p);
+  ASSERT_TRUE(bytes.is_ok()) << bytes.status();
+  EXPECT_EQ((*bytes)->size(), *encoded_size(p));
+  auto back = decode(*bytes);
+  ASSERT_TRUE(back.is_ok()) << back.status();
+  ASSERT_EQ(back->size(), p.size());
+  for (size_t i = 0; i < p.size(); ++i) {
+    EXPECT_EQ((*back)[i].name, p[i].name);
+    EXPECT_EQ((*back)[i].tensor.scalar_type(), p[i].tensor.scalar_type()) << p[i].name;
+    EXPECT_EQ((*back)[i].tensor.sizes(), p[i].tensor.sizes()) << p[i].name;
+  }
+  EXPECT_TRUE(bitwise_equal(p, *back));
+}
+
+TEST(Codec, EmptyZeroDimAndEmptySets) {
+  ParamSet p;
+  p.add("scalar", at::scalar_tensor(3.5, at::kDouble));
+  p.add("empty", at::zeros({0}));
+  p.add("empty3d", at::zeros({3, 0, 2}, at::kLong));
+  p.add("after", at::arange(5, at::kFloat));
+  auto back = decode(*encode(p));
+  ASSERT_TRUE(back.is_ok()) << back.status();
+  EXPECT_TRUE(p.equal(*back));
+  EXPECT_EQ((*back)[0].tensor.dim(), 0);
+  EXPECT_EQ((*back)[0].tensor.item<double>(), 3.5);
+  EXPECT_EQ((*back)[2].tensor.sizes(), at::IntArrayRef({3, 0, 2}));
+
+  ParamSet none;
+  auto b = encode(none);
+  ASSERT_TRUE(b.is_ok());
+  EXPECT_EQ((*b)->size(), kCodecPreambleBytes);
+  auto nb = decode(*b);
+  ASSERT_TRUE(nb.is_ok()) << nb.status();
+  EXPECT_TRUE(nb->empty());
+}
+
+TEST(Codec, NonContiguousInputIsEncodedInLogicalOrder) {
+  at::Tensor base = at::arange(24, at::kFloat).reshape({4, 6});
+  ParamSet p;
+  p.add("transposed", base.t());
+  p.add("strided", base.slice(1, 0, 6, 2));
+  p.add("expanded", at::arange(3, at::kInt).unsqueeze(0).expand({4, 3}));
+  ASSERT_FALSE(p[0].tensor.is_contiguous());
+  auto back = decode(*encode(p));
+  ASSERT_TRUE(back.is_ok()) << back.status();
+  EXPECT_TRUE(p.equal(*back));
+  for (const auto& e : *back) EXPECT_TRUE(e.tensor.is_contiguous()) << e.name;
+}
+
+TEST(Codec, DecodeIsZeroCopyAlignedAndKeepsTheBufferAlive) {
+  ParamSet p = sample_params(1 << 20, 3);
+  std::weak_ptr<const Buffer> watch;
+  ParamSet back;
+  {
+    Bytes bytes = *encode(p);
+    watch = bytes;
+    auto d = decode(bytes);
+    ASSERT_TRUE(d.is_ok()) << d.status();
+    back = std::move(*d);
+    auto lo = reinterpret_cast<uintptr_t>(bytes->data());
+    for (const auto& e : back) {
+      auto ptr = reinterpret_cast<uintptr_t>(e.tensor.data_ptr());
+      EXPECT_GE(ptr, lo) << e.name << " points into the received buffer";
+      EXPECT_LE(ptr + e.tensor.nbytes(), lo + bytes->size()) << e.name;
+      EXPECT_EQ(ptr % 64, 0u) << e.name;
+    }
+  }
+  EXPECT_FALSE(watch.expired()) << "the tensors keep the buffer";
+  EXPECT_TRUE(p.equal(back));
+  back = ParamSet();
+  EXPECT_TRUE(watch.expired()) << "and release it with the last tensor";
+}
+
+TEST(Codec, RejectsWhatItCannotEncode) {
+  ParamSet p;
+  p.add("q", at::quantize_per_tensor(at::ones({2}), 0.1, 0, at::kQInt8));
+  auto b = encode(p);
+  ASSERT_FALSE(b.is_ok());
+  EXPECT_EQ(b.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(b.status().message().find("'q'"), std::string::npos) << b.status();
+}
+
+// --- corruption ------------------------------------------------------------
+
+Bytes copy(const Buffer& b, size_t n) { return *Buffer::copy_of(b.data(), n); }
+
+// Recomputes the checksum after a deliberate edit, so the structural checks
+// (not the checksum) must catch the lie.
+void reseal(Buffer& b) {
+  uint8_t* d = b.data();
+  uint32_t crc = crc32c_extend(crc32c(d, 40), d + 44, b.size() - 44);
+  std::memcpy(d + 40, &crc, 4);
+}
+
+void expect_rejected(const Bytes& bytes, const std::string& what) {
+  auto r = decode(bytes);
+  ASSERT_FALSE(r.is_ok()) << what;
+  StatusCode c = r.status().code();
+  EXPECT_TRUE(c == StatusCode::kDataLoss || c == StatusCode::kInvalidArgument)
+      << what << ": " << r.status();
+  EXPECT_FALSE(r.status().message().empty());
+}
+
+struct Sample {
+  ParamSet params;
+  Bytes bytes;
+  CodecHeader header;
+};
+
+Sample sample() {
+  Sample s;
+  s.params.add("conv1.weight", at::randn({4, 3, 3, 3}));
+  s.params.add("conv1.bias", at::randn({4}));
+  s.params.add("fc.weight", at::randn({10, 7}, at::kDouble));
+  s.bytes = *encode(s.params);
+  s.header = *peek_header(ByteView(*s.bytes));
+  return s;
+}
+
+TEST(CodecCorruption, EveryFlippedHeaderAndTableByteIsCaught) {
+  Sample s = sample();
+  // Every byte of the preamble, the entry table (names, dtypes, shapes,
+  // offsets) and the alignment padding before the data.
+  for (size_t pos = 0; pos < s.header.data_offset; ++pos) {
+    Bytes bad = copy(*s.bytes, s.bytes->size());
+    const_cast<uint8_t*>(bad->data())[pos] ^= 0x5a;
+    expect_rejected(bad, "flip at header byte " + std::to_string(pos));
+  }
+}
+
+TEST(CodecCorruption, FlippedDataAndPaddingBytesAreCaught) {
+  Sample s = sample();
+  std::mt19937 gen(1);
+  std::set<size_t> positions = {s.header.data_offset, s.bytes->size() - 1};
+  for (int i = 0; i < 300; ++i) {
+    positions.insert(s.header.data_offset + gen() % (s.bytes->size() - s.header.data_offset));
+  }
+  for (size_t pos : positions) {
+    for (uint8_t mask : {0x01, 0x80}) {
+      Bytes bad = copy(*s.bytes, s.bytes->size());
+      const_cast<uint8_t*>(bad->data())[pos] ^= mask;
+      expect_rejected(bad, "flip at data byte " + std::to_string(pos));
+    }
+  }
+}
+
+TEST(CodecCorruption, TruncationAnywhereIsDataLoss) {
+  Sample s = sample();
+  std::vector<size_t> cuts;
+  for (size_t n = 0; n < s.header.data_offset + 8; ++n) cuts.push_back(n);  // preamble, table
+  for (size_t n = s.header.data_offset + 8; n < s.bytes->size(); n += 97) cuts.push_back(n);
+  cuts.push_back(s.bytes->size() - 1);
+  for (size_t n : cuts) {
+    auto r = decode(copy(*s.bytes, n));
+    ASSERT_FALSE(r.is_ok()) << "cut at " << n;
+    if (n >= 8) {
+      EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << "cut at " << n << ": " << r.status();
+    }
+  }
+  // Trailing junk is not silently ignored either.
+  auto longer = *Buffer::allocate(s.bytes->size() + 3);
+  std::memcpy(longer->data(), s.bytes->data(), s.bytes->size());
+  auto r = decode(Bytes(longer));
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("trailing"), std::string::npos) << r.status();
+}
+
+TEST(CodecCorruption, MagicVersionAndNullAreInvalidArgument) {
+  Sample s = sample();
+  Bytes bad_magic = copy(*s.bytes, s.bytes->size());
+  const_cast<uint8_t*>(bad_magic->data())[0] = 'X';
+  auto r1 = decode(bad_magic);
+  EXPECT_EQ(r1.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r1.status().message().find("magic"), std::string::npos);
+
+  auto newer = *Buffer::copy_of(s.bytes->data(), s.bytes->size());
+  uint32_t v2 = 2;
+  std::memcpy(newer->data() + 8, &v2, 4);
+  reseal(*newer);
+  auto r2 = decode(Bytes(newer));
+  EXPECT_EQ(r2.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r2.status().message().find("version 2"), std::string::npos) << r2.status();
+
+  EXPECT_FALSE(decode(nullptr).is_ok());
+}
+
+TEST(CodecCorruption, AbsurdSizesNeverAllocate) {
+  Sample s = sample();
+  // A header claiming 2^60 bytes: rejected against the real size, nothing allocated.
+  auto huge = *Buffer::copy_of(s.bytes->data(), s.bytes->size());
+  uint64_t big = uint64_t{1} << 60;
+  std::memcpy(huge->data() + 16, &big, 8);
+  auto r = decode(Bytes(huge));
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(r.status().message().find("1152921504606846976"), std::string::npos) << r.status();
+
+  // Correctly sealed lies in the table: a shape of 2^40 x 2^40, a dimension
+  // count of 200, an entry count of 2^31. The structural checks catch each.
+  const size_t rec = kCodecPreambleBytes;
+  auto shape = *Buffer::copy_of(s.bytes->data(), s.bytes->size());
+  int64_t dim = int64_t{1} << 40;
+  std::memcpy(shape->data() + rec + 24, &dim, 8);
+  std::memcpy(shape->data() + rec + 32, &dim, 8);
+  reseal(*shape);
+  auto r2 = decode(Bytes(shape));
+  ASSERT_FALSE(r2.is_ok());
+  EXPECT_NE(r2.status().message().find("conv1.weight"), std::string::npos) << r2.status();
+
+  auto ndim = *Buffer::copy_of(s.bytes->data(), s.bytes->size());
+  ndim->data()[rec + 5] = 200;
+  reseal(*ndim);
+  EXPECT_FALSE(decode(Bytes(ndim)).is_ok());
+
+  auto count = *Buffer::copy_of(s.bytes->data(), s.bytes->size());
+  uint32_t many = 1u << 31;
+  std::memcpy(count->data() + 12, &many, 4);
+  reseal(*count);
+  auto r3 = decode(Bytes(count));
+  ASSERT_FALSE(r3.is_ok());
+  EXPECT_EQ(r3.status().code(), StatusCode::kDataLoss);
+
+  // Overlapping data: the second tensor pointing back into the first.
+  auto overlap = *Buffer::copy_of(s.bytes->data(), s.bytes->size());
+  size_t rec2 = rec + ((24 + 8 * 4 + std::strlen("conv1.weight") + 7) / 8) * 8;
+  uint64_t first_off;
+  std::memcpy(&first_off, overlap->data() + rec + 8, 8);
+  std::memcpy(overlap->data() + rec2 + 8, &first_off, 8);
+  reseal(*overlap);
+  auto r4 = decode(Bytes(overlap));
+  ASSERT_FALSE(r4.is_ok());
+  EXPECT_NE(r4.status().message().find("conv1.bias"), std::string::npos) << r4.status();
+}
+
+TEST(Codec, SampleParamsAreDeterministic) {
+  ParamSet a = sample_params(100000, 5);
+  ParamSet b = sample_params(100000, 5);
+  ParamSet c = sample_params(100000, 6);
+  EXPECT_TRUE(a.equal(b));
+  EXPECT_FALSE(a.equal(c));
+  EXPECT_NEAR(static_cast<double>(a.nbytes()), 100000.0, 16.0);
+}
+
+}  // namespace
+}  // namespace flight::transport
