@@ -1,0 +1,258 @@
+#include "flight/learning/dataset.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/randint.h>
+#include <ATen/ops/randn.h>
+#include <zlib.h>
+
+#include <sys/stat.h>
+
+#include <cstring>
+#include <map>
+#include <mutex>
+
+#include "flight/learning/json_fields.h"
+
+namespace flight::learning {
+namespace {
+
+constexpr const char* kKnownDatasets[] = {"fashion_mnist", "mnist", "synthetic"};
+
+bool file_exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+uint32_t big_endian(const unsigned char* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+}
+
+// Reads exactly n bytes; false on a short read.
+bool read_exact(gzFile f, void* out, size_t n) {
+  auto* p = static_cast<unsigned char*>(out);
+  while (n > 0) {
+    // gzread takes an unsigned count; read in chunks well below its limit.
+    unsigned chunk = static_cast<unsigned>(std::min<size_t>(n, 1u << 30));
+    int got = gzread(f, p, chunk);
+    if (got <= 0) return false;
+    p += got;
+    n -= static_cast<size_t>(got);
+  }
+  return true;
+}
+
+// "<root>/<stem>.gz" when present, else "<root>/<stem>", else NotFound naming both.
+StatusOr<std::string> find_idx(const std::string& root, const std::string& stem) {
+  const std::string plain = root + "/" + stem;
+  const std::string gz = plain + ".gz";
+  if (file_exists(gz)) return gz;
+  if (file_exists(plain)) return plain;
+  return not_found("dataset file '" + gz + "' not found (nor '" + plain + "')");
+}
+
+// Per-dataset normalisation constants (mean, std of the training pixels in [0, 1]).
+void norm_constants(const std::string& dataset, double* mean, double* std) {
+  if (dataset == "mnist") {
+    *mean = 0.1307;
+    *std = 0.3081;
+  } else {
+    *mean = 0.2860;
+    *std = 0.3530;
+  }
+}
+
+StatusOr<std::shared_ptr<const Dataset>> read_idx_split(const DataSpec& spec,
+                                                        const std::string& prefix) {
+  FLIGHT_ASSIGN_OR_RETURN(std::string images_path,
+                          find_idx(spec.root, prefix + "-images-idx3-ubyte"));
+  FLIGHT_ASSIGN_OR_RETURN(std::string labels_path,
+                          find_idx(spec.root, prefix + "-labels-idx1-ubyte"));
+  FLIGHT_ASSIGN_OR_RETURN(at::Tensor raw_images, read_idx_file(images_path));
+  FLIGHT_ASSIGN_OR_RETURN(at::Tensor raw_labels, read_idx_file(labels_path));
+  if (raw_images.dim() != 3) {
+    return data_loss("'" + images_path + "' holds " + std::to_string(raw_images.dim()) +
+                     "-d data, expected [N, rows, cols] images");
+  }
+  if (raw_labels.dim() != 1) {
+    return data_loss("'" + labels_path + "' holds " + std::to_string(raw_labels.dim()) +
+                     "-d data, expected [N] labels");
+  }
+  if (raw_images.size(0) != raw_labels.size(0)) {
+    return data_loss("'" + images_path + "' has " + std::to_string(raw_images.size(0)) +
+                     " images but '" + labels_path + "' has " + std::to_string(raw_labels.size(0)) +
+                     " labels");
+  }
+  const int64_t n = raw_images.size(0);
+  const int64_t rows = raw_images.size(1), cols = raw_images.size(2);
+
+  double mean = 0, std = 1;
+  norm_constants(spec.dataset, &mean, &std);
+  float lut[256];
+  for (int v = 0; v < 256; ++v) lut[v] = static_cast<float>((v / 255.0 - mean) / std);
+
+  auto ds = std::make_shared<Dataset>();
+  ds->images = at::empty({n, 1, rows, cols}, at::kFloat);
+  const uint8_t* src = raw_images.data_ptr<uint8_t>();
+  float* dst = ds->images.data_ptr<float>();
+  const int64_t total = n * rows * cols;
+  for (int64_t i = 0; i < total; ++i) dst[i] = lut[src[i]];
+
+  ds->labels = at::empty({n}, at::kLong);
+  const uint8_t* lsrc = raw_labels.data_ptr<uint8_t>();
+  int64_t* ldst = ds->labels.data_ptr<int64_t>();
+  int64_t max_label = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    ldst[i] = lsrc[i];
+    max_label = std::max<int64_t>(max_label, lsrc[i]);
+  }
+  if (max_label >= 10) {
+    return data_loss("'" + labels_path + "' has label " + std::to_string(max_label) +
+                     ", expected 0..9");
+  }
+  ds->num_classes = 10;
+  return std::shared_ptr<const Dataset>(std::move(ds));
+}
+
+// Class prototypes plus Gaussian noise: learnable, seeded, no files.
+DatasetPair make_synthetic(const DataSpec& spec) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(spec.synthetic_seed);
+  const int64_t k = spec.synthetic_classes;
+  at::Tensor prototypes = at::randn({k, 1, 28, 28}, gen, at::kFloat);
+  auto make = [&](int64_t n) {
+    auto ds = std::make_shared<Dataset>();
+    ds->labels = at::randint(k, {n}, gen, at::kLong);
+    ds->images = at::randn({n, 1, 28, 28}, gen, at::kFloat)
+                     .mul_(2.0)
+                     .add_(prototypes.index_select(0, ds->labels));
+    ds->num_classes = k;
+    return std::shared_ptr<const Dataset>(std::move(ds));
+  };
+  DatasetPair pair;
+  pair.train = make(spec.synthetic_samples);
+  pair.test = make(spec.synthetic_test_samples);
+  return pair;
+}
+
+}  // namespace
+
+StatusOr<DataSpec> DataSpec::from_json(const nlohmann::json& j) {
+  const std::string where = "data";
+  FLIGHT_RETURN_IF_ERROR(
+      detail::check_object(j,
+                           {"dataset", "root", "synthetic_samples", "synthetic_test_samples",
+                            "synthetic_classes", "synthetic_seed", "partition"},
+                           where));
+  DataSpec spec;
+  FLIGHT_RETURN_IF_ERROR(detail::read_field(j, "dataset", &spec.dataset, where));
+  FLIGHT_RETURN_IF_ERROR(detail::read_field(j, "root", &spec.root, where));
+  FLIGHT_RETURN_IF_ERROR(
+      detail::read_field(j, "synthetic_samples", &spec.synthetic_samples, where));
+  FLIGHT_RETURN_IF_ERROR(
+      detail::read_field(j, "synthetic_test_samples", &spec.synthetic_test_samples, where));
+  FLIGHT_RETURN_IF_ERROR(
+      detail::read_field(j, "synthetic_classes", &spec.synthetic_classes, where));
+  FLIGHT_RETURN_IF_ERROR(detail::read_field(j, "synthetic_seed", &spec.synthetic_seed, where));
+  if (auto it = j.find("partition"); it != j.end()) {
+    auto p = PartitionSpec::from_json(*it);
+    if (!p.is_ok()) return p.status().with_context(where);
+    spec.partition = *p;
+  }
+  FLIGHT_RETURN_IF_ERROR(spec.validate());
+  return spec;
+}
+
+nlohmann::json DataSpec::to_json() const {
+  nlohmann::json j = {{"dataset", dataset}, {"partition", partition.to_json()}};
+  if (dataset == "synthetic") {
+    j["synthetic_samples"] = synthetic_samples;
+    j["synthetic_test_samples"] = synthetic_test_samples;
+    j["synthetic_classes"] = synthetic_classes;
+    j["synthetic_seed"] = synthetic_seed;
+  } else {
+    j["root"] = root;
+  }
+  return j;
+}
+
+Status DataSpec::validate() const {
+  std::vector<std::string> known(std::begin(kKnownDatasets), std::end(kKnownDatasets));
+  bool ok = false;
+  for (const auto& k : known) ok = ok || k == dataset;
+  if (!ok) {
+    return invalid_argument("data.dataset: unknown dataset '" + dataset + "'" +
+                            did_you_mean(dataset, known) + " (known: " + join(known, ", ") + ")");
+  }
+  if (dataset == "synthetic") {
+    if (synthetic_samples < 1) return invalid_argument("data.synthetic_samples must be >= 1");
+    if (synthetic_test_samples < 1) {
+      return invalid_argument("data.synthetic_test_samples must be >= 1");
+    }
+    if (synthetic_classes < 2) return invalid_argument("data.synthetic_classes must be >= 2");
+  } else if (root.empty()) {
+    return invalid_argument("data.root: empty directory for dataset '" + dataset + "'");
+  }
+  return partition.validate().with_context("data");
+}
+
+StatusOr<at::Tensor> read_idx_file(const std::string& path) {
+  if (!file_exists(path)) return not_found("dataset file '" + path + "' not found");
+  // gzopen reads plain files transparently, so one path serves .gz and raw idx.
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (f == nullptr) return not_found("cannot open dataset file '" + path + "'");
+  gzbuffer(f, 1 << 20);
+  struct Closer {
+    gzFile f;
+    ~Closer() { gzclose(f); }
+  } closer{f};
+
+  unsigned char magic[4];
+  if (!read_exact(f, magic, 4)) return data_loss("'" + path + "' is empty or not an idx file");
+  // idx: two zero bytes, a type code (0x08 = unsigned byte), the number of dimensions.
+  if (magic[0] != 0 || magic[1] != 0 || magic[2] != 0x08 || magic[3] < 1 || magic[3] > 4) {
+    return data_loss("'" + path + "' is not an unsigned-byte idx file (bad magic number)");
+  }
+  std::vector<int64_t> dims(magic[3]);
+  int64_t total = 1;
+  for (auto& d : dims) {
+    unsigned char b[4];
+    if (!read_exact(f, b, 4)) return data_loss("'" + path + "' is truncated in its header");
+    d = big_endian(b);
+    total *= d;
+    if (total > (int64_t{1} << 34)) return data_loss("'" + path + "' claims an absurd size");
+  }
+  at::Tensor out = at::empty(dims, at::kByte);
+  if (!read_exact(f, out.data_ptr<uint8_t>(), static_cast<size_t>(total))) {
+    return data_loss("'" + path + "' is truncated: expected " + std::to_string(total) +
+                     " data bytes");
+  }
+  return out;
+}
+
+StatusOr<DatasetPair> read_dataset(const DataSpec& spec) {
+  FLIGHT_RETURN_IF_ERROR(spec.validate());
+  if (spec.dataset == "synthetic") return make_synthetic(spec);
+  DatasetPair pair;
+  FLIGHT_ASSIGN_OR_RETURN(pair.train, read_idx_split(spec, "train"));
+  FLIGHT_ASSIGN_OR_RETURN(pair.test, read_idx_split(spec, "t10k"));
+  return pair;
+}
+
+StatusOr<DatasetPair> load_dataset(const DataSpec& spec) {
+  FLIGHT_RETURN_IF_ERROR(spec.validate());
+  nlohmann::json key_json = spec.to_json();
+  key_json.erase("partition");
+  const std::string key = key_json.dump();
+  // One lock for all loads: loads are rare (once per spec per process) and
+  // holding it makes concurrent first calls wait for one read, not race.
+  static std::mutex mu;
+  static std::map<std::string, DatasetPair> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  FLIGHT_ASSIGN_OR_RETURN(DatasetPair pair, read_dataset(spec));
+  cache.emplace(key, pair);
+  return pair;
+}
+
+}  // namespace flight::learning

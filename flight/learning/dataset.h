@@ -1,0 +1,78 @@
+// Datasets: Fashion-MNIST and MNIST read from idx files (gzipped or not), and a
+// seeded synthetic classification set for scale tests that need no files.
+//
+// A dataset is loaded once per process per spec (load_dataset caches it) and
+// shared read-only by every virtual worker: a worker is an index list into
+// the shared tensors (see partition.h), never a copy.
+//
+// Thread safety: load_dataset/read_dataset may be called concurrently. A
+// Dataset is immutable once returned; its tensors must not be written.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "flight/base/status.h"
+#include "flight/learning/partition.h"
+
+namespace flight::learning {
+
+// `data:` in a config. JSON:
+//   {"dataset": "fashion_mnist", "root": "/usr/share/datasets/fashion-mnist",
+//    "synthetic_samples": 10000, "synthetic_test_samples": 2000,
+//    "synthetic_classes": 10, "synthetic_seed": 0,
+//    "partition": {"method": "dirichlet", "alpha": 0.5}}
+struct DataSpec {
+  // fashion_mnist | mnist | synthetic.
+  std::string dataset = "fashion_mnist";
+  // Directory holding train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz],
+  // t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz] (fashion_mnist,
+  // mnist). Debian's dataset-fashion-mnist installs them at the default.
+  std::string root = "/usr/share/datasets/fashion-mnist";
+  // synthetic only: training / test set sizes, number of classes, seed.
+  int64_t synthetic_samples = 10000;
+  int64_t synthetic_test_samples = 2000;
+  int64_t synthetic_classes = 10;
+  uint64_t synthetic_seed = 0;
+  // How the training set is split across workers (used by the caller with
+  // partition(); not part of what is loaded or cached).
+  PartitionSpec partition;
+
+  [[nodiscard]] static StatusOr<DataSpec> from_json(const nlohmann::json& j);
+  nlohmann::json to_json() const;
+  [[nodiscard]] Status validate() const;
+};
+
+// An in-memory labelled image set.
+struct Dataset {
+  at::Tensor images;  // [N, 1, 28, 28] float32, contiguous, normalised ((x/255 - mean) / std)
+  at::Tensor labels;  // [N] int64 in [0, num_classes)
+  int64_t num_classes = 0;
+  int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
+};
+
+struct DatasetPair {
+  std::shared_ptr<const Dataset> train;
+  std::shared_ptr<const Dataset> test;
+};
+
+// The dataset for the spec, loaded on first use and cached for the life of the
+// process (keyed by everything but `partition`), shared read-only. Errors
+// (missing file → NotFound naming it; bad idx header or truncated file →
+// DataLoss naming it) are not cached, so a later call retries.
+[[nodiscard]] StatusOr<DatasetPair> load_dataset(const DataSpec& spec);
+
+// As load_dataset, bypassing the cache (always reads/generates anew).
+[[nodiscard]] StatusOr<DatasetPair> read_dataset(const DataSpec& spec);
+
+// Reads one idx file (gzipped or plain, detected from the content). Returns
+// the raw uint8 tensor with the file's dimensions ([N, 28, 28] images, [N]
+// labels). Errors name the file.
+[[nodiscard]] StatusOr<at::Tensor> read_idx_file(const std::string& path);
+
+}  // namespace flight::learning
