@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <mutex>
 #include <numeric>
@@ -82,33 +83,108 @@ std::vector<size_t> all_indices(size_t n) {
   return v;
 }
 
-// Applies `reduce(values, K) -> T` to every coordinate of floating tensor i
-// across all updates, in parallel over coordinates. values[] is a per-thread
-// scratch buffer the reducer may reorder; NaNs arrive as +inf.
-template <typename T, typename Reduce>
-at::Tensor reduce_coordinates_typed(const std::vector<at::Tensor>& inputs, const Reduce& reduce) {
-  const size_t k = inputs.size();
+// Batcher's odd-even merge sort network for k inputs: a fixed list of
+// compare-exchange pairs (i < j) that sorts any k values. For k that is not a
+// power of two it is the power-of-two network with every comparator touching
+// an index >= k dropped (equivalent to padding with +inf, which never moves).
+// 63 comparators for k = 16, 543 for k = 64.
+std::vector<std::pair<int, int>> sorting_network(int k) {
+  std::vector<std::pair<int, int>> net;
+  for (int p = 1; p < k; p <<= 1) {
+    for (int step = p; step >= 1; step >>= 1) {
+      for (int j = step % p; j + step < k; j += 2 * step) {
+        for (int i = 0; i < std::min(step, k - j - step); ++i) {
+          if ((i + j) / (2 * p) == (i + j + step) / (2 * p)) net.emplace_back(i + j, i + j + step);
+        }
+      }
+    }
+  }
+  return net;
+}
+
+// Lanes per block: coordinates sorted side by side, so each comparator is a
+// vectorised min/max over a row of kLanes values; K x kLanes values stay in L1.
+constexpr int64_t kLanes = 64;
+
+using Comparator = std::pair<int, int>;
+
+// Runs the network over one block. GCC/Clang vector extensions make each
+// compare-exchange a row of vector min/max (the plain scalar ternary does not
+// vectorise without -ffast-math); target_clones adds an AVX2 build picked at
+// load time, about 4x faster than the SSE2 baseline here.
+template <typename T>
+inline __attribute__((always_inline)) void run_network(T* block, const Comparator* net, size_t n) {
+  typedef T V __attribute__((vector_size(32)));
+  constexpr int64_t kWidth = 32 / sizeof(T);
+  for (size_t c = 0; c < n; ++c) {
+    T* a = block + net[c].first * kLanes;
+    T* b = block + net[c].second * kLanes;
+    for (int64_t l = 0; l < kLanes; l += kWidth) {
+      V x, y;
+      std::memcpy(&x, a + l, sizeof(V));
+      std::memcpy(&y, b + l, sizeof(V));
+      const V lo = y < x ? y : x;
+      const V hi = y < x ? x : y;
+      std::memcpy(a + l, &lo, sizeof(V));
+      std::memcpy(b + l, &hi, sizeof(V));
+    }
+  }
+}
+
+__attribute__((target_clones("avx2", "default"))) void run_network_f32(float* block,
+                                                                       const Comparator* net,
+                                                                       size_t n) {
+  run_network(block, net, n);
+}
+
+__attribute__((target_clones("avx2", "default"))) void run_network_f64(double* block,
+                                                                       const Comparator* net,
+                                                                       size_t n) {
+  run_network(block, net, n);
+}
+
+inline void sort_block(float* block, const std::vector<Comparator>& net) {
+  run_network_f32(block, net.data(), net.size());
+}
+inline void sort_block(double* block, const std::vector<Comparator>& net) {
+  run_network_f64(block, net.data(), net.size());
+}
+
+// Sorts every coordinate of floating tensor i across the updates (a block of
+// kLanes coordinates at a time, rows = updates, through the sorting network)
+// and hands each sorted block to finish(block, k, count, out): row r of the
+// block holds the r-th smallest value of each coordinate. NaNs sort as +inf.
+// Parallel over coordinate ranges.
+template <typename T, typename Finish>
+at::Tensor sort_reduce_typed(const std::vector<at::Tensor>& inputs, const Finish& finish) {
+  const int k = static_cast<int>(inputs.size());
   const int64_t n = inputs[0].numel();
   at::Tensor out = at::empty(inputs[0].sizes(), inputs[0].options());
   std::vector<const T*> ptrs(k);
-  for (size_t j = 0; j < k; ++j) ptrs[j] = inputs[j].data_ptr<T>();
+  for (int j = 0; j < k; ++j) ptrs[j] = inputs[j].data_ptr<T>();
   T* po = out.data_ptr<T>();
+  const std::vector<std::pair<int, int>> net = sorting_network(k);
   parallel_chunks(n, kCoordinateGrain, [&](int64_t b, int64_t e) {
-    std::vector<T> buf(k);
-    for (int64_t c = b; c < e; ++c) {
-      for (size_t j = 0; j < k; ++j) {
-        const T v = ptrs[j][c];
-        buf[j] = std::isnan(v) ? std::numeric_limits<T>::infinity() : v;
+    std::vector<T> block(static_cast<size_t>(k * kLanes));
+    for (int64_t c0 = b; c0 < e; c0 += kLanes) {
+      const int64_t count = std::min(kLanes, e - c0);
+      for (int r = 0; r < k; ++r) {
+        T* row = block.data() + r * kLanes;
+        const T* src = ptrs[r] + c0;
+        for (int64_t l = 0; l < count; ++l) {
+          row[l] = std::isnan(src[l]) ? std::numeric_limits<T>::infinity() : src[l];
+        }
+        for (int64_t l = count; l < kLanes; ++l) row[l] = 0;  // tail lanes: ignored
       }
-      po[c] = reduce(buf.data(), k);
+      sort_block(block.data(), net);
+      finish(static_cast<const T*>(block.data()), k, count, po + c0);
     }
   });
   return out;
 }
 
-template <typename Reduce>
-at::Tensor reduce_coordinates(const std::vector<ParamSet>& updates, size_t i,
-                              const Reduce& reduce) {
+template <typename Finish>
+at::Tensor sort_reduce(const std::vector<ParamSet>& updates, size_t i, const Finish& finish) {
   const at::ScalarType dtype = updates[0][i].tensor.scalar_type();
   const at::ScalarType work = accumulator_dtype(dtype);
   std::vector<at::Tensor> inputs;
@@ -117,22 +193,26 @@ at::Tensor reduce_coordinates(const std::vector<ParamSet>& updates, size_t i,
     const at::Tensor& t = u[i].tensor;
     inputs.push_back(t.scalar_type() == work ? t.contiguous() : t.to(work).contiguous());
   }
-  at::Tensor out = work == at::kDouble ? reduce_coordinates_typed<double>(inputs, reduce)
-                                       : reduce_coordinates_typed<float>(inputs, reduce);
+  at::Tensor out = work == at::kDouble ? sort_reduce_typed<double>(inputs, finish)
+                                       : sort_reduce_typed<float>(inputs, finish);
   return out.scalar_type() == dtype ? out : out.to(dtype);
 }
 
 // ---------------------------------------------------------------- median
 
 // Coordinate-wise median; for an even count, the mean of the two middle values.
-struct MedianReduce {
+struct MedianFinish {
   template <typename T>
-  T operator()(T* v, size_t k) const {
-    const size_t mid = k / 2;
-    std::nth_element(v, v + mid, v + k);
-    if (k % 2 == 1) return v[mid];
-    const T lower = *std::max_element(v, v + mid);
-    return static_cast<T>((static_cast<double>(lower) + v[mid]) / 2);
+  void operator()(const T* sorted, int k, int64_t count, T* out) const {
+    const T* upper = sorted + (k / 2) * kLanes;
+    if (k % 2 == 1) {
+      std::copy(upper, upper + count, out);
+      return;
+    }
+    const T* lower = sorted + (k / 2 - 1) * kLanes;
+    for (int64_t l = 0; l < count; ++l) {
+      out[l] = static_cast<T>((static_cast<double>(lower[l]) + upper[l]) / 2);
+    }
   }
 };
 
@@ -143,7 +223,7 @@ class MedianAggregation : public BufferedAggregation {
     const auto all = all_indices(updates_.size());
     for (size_t i = 0; i < layout_.size(); ++i) {
       out.add(layout_[i].name, at::isFloatingType(layout_[i].dtype)
-                                   ? reduce_coordinates(updates_, i, MedianReduce{})
+                                   ? sort_reduce(updates_, i, MedianFinish{})
                                    : max_over(updates_, all, i));
     }
     return out;
@@ -153,15 +233,18 @@ class MedianAggregation : public BufferedAggregation {
 // ---------------------------------------------------------------- trimmed mean
 
 // Drops the `trim` smallest and `trim` largest values of each coordinate and
-// averages the rest (in double).
-struct TrimmedMeanReduce {
-  size_t trim;
+// averages the rest (summed in double).
+struct TrimmedMeanFinish {
+  int trim;
   template <typename T>
-  T operator()(T* v, size_t k) const {
-    std::sort(v, v + k);
-    double sum = 0;
-    for (size_t j = trim; j < k - trim; ++j) sum += v[j];
-    return static_cast<T>(sum / static_cast<double>(k - 2 * trim));
+  void operator()(const T* sorted, int k, int64_t count, T* out) const {
+    double sum[kLanes] = {};
+    for (int r = trim; r < k - trim; ++r) {
+      const T* row = sorted + r * kLanes;
+      for (int64_t l = 0; l < kLanes; ++l) sum[l] += row[l];
+    }
+    const double n = static_cast<double>(k - 2 * trim);
+    for (int64_t l = 0; l < count; ++l) out[l] = static_cast<T>(sum[l] / n);
   }
 };
 
@@ -176,9 +259,10 @@ class TrimmedMeanAggregation : public BufferedAggregation {
     ParamSet out;
     const auto all = all_indices(k);
     for (size_t i = 0; i < layout_.size(); ++i) {
-      out.add(layout_[i].name, at::isFloatingType(layout_[i].dtype)
-                                   ? reduce_coordinates(updates_, i, TrimmedMeanReduce{trim})
-                                   : max_over(updates_, all, i));
+      out.add(layout_[i].name,
+              at::isFloatingType(layout_[i].dtype)
+                  ? sort_reduce(updates_, i, TrimmedMeanFinish{static_cast<int>(trim)})
+                  : max_over(updates_, all, i));
     }
     return out;
   }

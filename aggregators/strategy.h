@@ -86,7 +86,9 @@ struct StrategyOptions {
   nlohmann::json params = nlohmann::json::object();
 
   Status validate() const;
-  // Keys: name, participation, min_workers, params. Unknown keys are an error.
+  // Keys: name, participation, min_workers, params (all optional); a bare
+  // string is shorthand for {name: <string>}. Unknown keys are an error
+  // naming the key, with "did you mean".
   static StatusOr<StrategyOptions> from_json(const nlohmann::json& j);
   nlohmann::json to_json() const;
 };
@@ -122,6 +124,14 @@ class Aggregation {
 };
 
 // One update for an async merge.
+//
+// Hierarchical async trees: an aggregator tier may pre-fold several updates
+// before they reach the coordinator. For fedbuff, fold the models and the
+// bases with the same weights (two linear folds) and merge
+// {mean model, mean base, total weight, max staleness}: the weighted mean of
+// the deltas is mean(model) - mean(base), so this equals merging the updates
+// one by one into a buffer (when the staleness factors are equal). fedasync
+// mixes whatever model it is given.
 struct AsyncUpdate {
   // The worker's locally trained model (always required).
   ParamSet model;

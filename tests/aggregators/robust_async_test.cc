@@ -87,6 +87,40 @@ TEST(TrimmedMean, HandValues) {
   EXPECT_DOUBLE_EQ(scalar(*small), 4);
 }
 
+TEST(Robust, MedianAndTrimmedMeanMatchASortReferenceForManyCounts) {
+  // Exercises the sorting network for every count up to 20 and a few larger
+  // ones, with a coordinate count that leaves a partial block.
+  std::mt19937_64 rng(123);
+  auto median = must_make({{"name", "median"}});
+  auto trimmed = must_make({{"name", "trimmed_mean"}, {"params", {{"beta", 0.25}}}});
+  std::vector<int> counts;
+  for (int k = 1; k <= 20; ++k) counts.push_back(k);
+  for (int k : {31, 33, 64}) counts.push_back(k);
+  for (int k : counts) {
+    std::vector<ParamSet> updates;
+    std::vector<at::Tensor> rows;
+    for (int i = 0; i < k; ++i) {
+      // Few distinct values, so ties are common.
+      at::Tensor t = at::randint(-5, 6, {3, 67}, at::kLong).to(at::kFloat) +
+                     static_cast<float>(rng() % 3) * 0.25f;
+      updates.push_back(params({{"w", t}}));
+      rows.push_back(t.reshape({-1}).to(at::kDouble));
+    }
+    at::Tensor sorted = std::get<0>(at::stack(rows).sort(0));
+    at::Tensor expected_median = k % 2 ? sorted[k / 2] : (sorted[k / 2 - 1] + sorted[k / 2]) / 2;
+    const int trim = static_cast<int>(std::floor(0.25 * k));
+    at::Tensor expected_trimmed = sorted.slice(0, trim, k - trim).mean(0);
+    auto m = fold(*median, updates);
+    auto t = fold(*trimmed, updates);
+    ASSERT_TRUE(m.is_ok() && t.is_ok());
+    EXPECT_TRUE(at::allclose(m->params[0].tensor.reshape({-1}).to(at::kDouble), expected_median))
+        << "k=" << k;
+    EXPECT_TRUE(at::allclose(t->params[0].tensor.reshape({-1}).to(at::kDouble), expected_trimmed,
+                             1e-6, 1e-6))
+        << "k=" << k;
+  }
+}
+
 // ---------------------------------------------------------------- krum
 
 TEST(Krum, HandComputedScoresAndSelection) {
