@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -153,7 +154,7 @@ class RestCluster {
   void start_service(std::vector<std::string> serve_args) {
     serve_args_ = serve_args;
     std::vector<std::string> argv = {FLIGHT_BINARY,  "--log-level",     "warn",
-                                     "serve",        "--port",          "0",
+                                     "serve",        "--port",          std::to_string(port_),
                                      "--token-file", dir_.file("token")};
     argv.insert(argv.end(), serve_args.begin(), serve_args.end());
     Subprocess::Options o;
@@ -176,6 +177,13 @@ class RestCluster {
       return;
     }
     port_ = std::stoi(line.substr(line.rfind(':') + 1));
+  }
+
+  // SIGTERM, then the same command on the same port.
+  void restart_service() {
+    service_->signal(SIGTERM);
+    EXPECT_EQ(service_->wait(), 0);
+    start_service(serve_args_);
   }
 
   Subprocess& add_endpoint(const std::string& name = "edge", int threads = 4) {

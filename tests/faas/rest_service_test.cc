@@ -393,6 +393,32 @@ TEST(RestProcesses, EndpointFinishesItsTaskAndExitsCleanlyOnSigterm) {
   EXPECT_EQ(metrics.find("flight_endpoints{endpoint=\"edge\"} 1"), std::string::npos) << metrics;
 }
 
+TEST(RestProcesses, EndpointReconnectsAndRegistersAgainAfterAServiceRestart) {
+  RestCluster cluster;
+  cluster.add_endpoint("edge", 1);
+  RestInvokerOptions ro;
+  ro.url = cluster.url();
+  ro.token = cluster.token();
+  TaskSpec s;
+  s.endpoint = "edge";
+  s.function = "info";
+  int64_t pid_before = 0;
+  {
+    auto inv = make_rest_invoker(ro);
+    ASSERT_TRUE(inv.is_ok()) << inv.status();
+    TaskResult r = (*inv)->submit(s).wait();
+    ASSERT_TRUE(r.ok()) << r.error;
+    pid_before = r.result["pid"].get<int64_t>();
+  }
+  // In-memory state: the new service knows neither the tasks nor the endpoint.
+  cluster.restart_service();
+  auto inv = make_rest_invoker(ro);
+  ASSERT_TRUE(inv.is_ok()) << inv.status();
+  TaskResult r = (*inv)->submit(s).wait();
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.result["pid"].get<int64_t>(), pid_before);  // the same endpoint process
+}
+
 TEST(RestProcesses, ServeHelpSaysHowToStartEachPiece) {
   TempDir dir;
   Subprocess::Options o;
