@@ -160,6 +160,82 @@ __attribute__((target("sse4.2"))) uint32_t crc32c_hw(uint32_t crc, const uint8_t
   return static_cast<uint32_t>(crc0) ^ 0xffffffffu;
 }
 
+template <bool kStream>
+__attribute__((target("sse4.2"))) inline void store64(uint8_t* p, uint64_t v) {
+  if constexpr (kStream) {
+    _mm_stream_si64(reinterpret_cast<long long*>(p), static_cast<long long>(v));
+  } else {
+    std::memcpy(p, &v, 8);
+  }
+}
+
+// Three interleaved streams of `block` bytes each, as in crc32c_hw, storing
+// what they read.
+template <bool kStream>
+__attribute__((target("sse4.2"))) void copy_blocks(uint64_t* crc, uint8_t** dst_p,
+                                                   const uint8_t** next_p, size_t* len_p,
+                                                   size_t block, const ShiftTable& shift) {
+  uint64_t crc0 = *crc;
+  uint8_t* dst = *dst_p;
+  const uint8_t* next = *next_p;
+  size_t len = *len_p;
+  while (len >= block * 3) {
+    uint64_t crc1 = 0, crc2 = 0;
+    const uint8_t* end = next + block;
+    do {
+      uint64_t v0 = load64(next), v1 = load64(next + block), v2 = load64(next + 2 * block);
+      crc0 = _mm_crc32_u64(crc0, v0);
+      crc1 = _mm_crc32_u64(crc1, v1);
+      crc2 = _mm_crc32_u64(crc2, v2);
+      store64<kStream>(dst, v0);
+      store64<kStream>(dst + block, v1);
+      store64<kStream>(dst + 2 * block, v2);
+      next += 8;
+      dst += 8;
+    } while (next < end);
+    crc0 = shift.shift(static_cast<uint32_t>(crc0)) ^ static_cast<uint32_t>(crc1);
+    crc0 = shift.shift(static_cast<uint32_t>(crc0)) ^ static_cast<uint32_t>(crc2);
+    next += 2 * block;
+    dst += 2 * block;
+    len -= 3 * block;
+  }
+  *crc = crc0;
+  *dst_p = dst;
+  *next_p = next;
+  *len_p = len;
+}
+
+// crc32c_hw that also stores every word it reads: the copy costs no extra pass
+// over memory. kStream requires dst and src to share their alignment mod 8.
+template <bool kStream>
+__attribute__((target("sse4.2"))) uint32_t crc32c_copy_hw(uint32_t crc, uint8_t* dst,
+                                                          const uint8_t* next, size_t len) {
+  const HwTables& t = hw_tables();
+  uint64_t crc0 = crc ^ 0xffffffffu;
+  while (len && (reinterpret_cast<uintptr_t>(next) & 7) != 0) {
+    *dst++ = *next;
+    crc0 = _mm_crc32_u8(static_cast<uint32_t>(crc0), *next++);
+    --len;
+  }
+  copy_blocks<kStream>(&crc0, &dst, &next, &len, kLong, t.long_table);
+  copy_blocks<kStream>(&crc0, &dst, &next, &len, kShort, t.short_table);
+  while (len >= 8) {
+    uint64_t v = load64(next);
+    crc0 = _mm_crc32_u64(crc0, v);
+    store64<kStream>(dst, v);
+    next += 8;
+    dst += 8;
+    len -= 8;
+  }
+  while (len) {
+    *dst++ = *next;
+    crc0 = _mm_crc32_u8(static_cast<uint32_t>(crc0), *next++);
+    --len;
+  }
+  if constexpr (kStream) _mm_sfence();
+  return static_cast<uint32_t>(crc0) ^ 0xffffffffu;
+}
+
 bool detect_hw() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("sse4.2");
@@ -197,6 +273,26 @@ uint32_t crc32c_extend(uint32_t crc, const void* data, size_t size) {
   if (crc32c_hardware()) return crc32c_hw(crc, static_cast<const uint8_t*>(data), size);
 #endif
   return crc32c_extend_portable(crc, data, size);
+}
+
+}  // namespace flight::transport
+
+namespace flight::transport {
+
+uint32_t crc32c_copy(uint32_t crc, void* dst, const void* src, size_t size, bool stream) {
+  auto* d = static_cast<uint8_t*>(dst);
+  const auto* s = static_cast<const uint8_t*>(src);
+#if defined(__x86_64__)
+  if (crc32c_hardware()) {
+    bool same_alignment =
+        ((reinterpret_cast<uintptr_t>(d) - reinterpret_cast<uintptr_t>(s)) & 7) == 0;
+    if (stream && same_alignment) return crc32c_copy_hw<true>(crc, d, s, size);
+    return crc32c_copy_hw<false>(crc, d, s, size);
+  }
+#endif
+  (void)stream;
+  std::memcpy(d, s, size);
+  return crc32c_extend_portable(crc, d, size);
 }
 
 }  // namespace flight::transport

@@ -17,6 +17,12 @@ uint32_t crc32c_extend(uint32_t crc, const void* data, size_t size);
 
 inline uint32_t crc32c(const void* data, size_t size) { return crc32c_extend(0, data, size); }
 
+// Copies [src, src + size) to dst (no overlap) and returns the CRC32C of the
+// bytes extended from `crc`, in one pass: each word is checksummed as it is
+// copied. With `stream`, the stores are non-temporal (for copies much larger
+// than the cache, which a consumer will not read right away).
+uint32_t crc32c_copy(uint32_t crc, void* dst, const void* src, size_t size, bool stream = false);
+
 // The portable table implementation (what crc32c_extend uses without SSE4.2);
 // exposed so tests can compare the two paths.
 uint32_t crc32c_extend_portable(uint32_t crc, const void* data, size_t size);

@@ -32,6 +32,18 @@ TEST(Checksum, KnownVectorAndBothPathsAgree) {
       EXPECT_EQ(whole, split) << n << "+" << off;
     }
   }
+  // The fused copy: same checksum, exact copy, streamed or not, any alignment.
+  for (size_t n : {0, 5, 64, 769, 24577, 100003}) {
+    for (size_t off : {0, 3}) {
+      for (bool stream : {false, true}) {
+        std::vector<uint8_t> dst(n + 16, 0xee);
+        uint32_t c = crc32c_copy(0x77, dst.data() + off, data.data() + 1, n, stream);
+        EXPECT_EQ(c, crc32c_extend_portable(0x77, data.data() + 1, n)) << n << " " << stream;
+        EXPECT_EQ(std::memcmp(dst.data() + off, data.data() + 1, n), 0) << n << " " << stream;
+        EXPECT_EQ(dst[off + n], 0xee) << "no write past the end";
+      }
+    }
+  }
   std::printf("crc32c hardware path: %s\n", crc32c_hardware() ? "yes" : "no");
 }
 
