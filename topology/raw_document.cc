@@ -4,6 +4,7 @@
 #include <yaml-cpp/exceptions.h>
 #include <yaml-cpp/mark.h>
 #include <yaml-cpp/parser.h>
+#include <yaml-cpp/yaml.h>
 
 #include <cctype>
 #include <cerrno>
@@ -628,6 +629,8 @@ bool parse_yaml_fast(std::string_view text, RawValue* out) {
       if (u < 0x20 || u >= 0x7f) return false;  // tabs, CR, control, non-ASCII
       has_quote = has_quote || c == '"' || c == '\'';
     }
+    size_t first = line.find_first_not_of(' ');
+    if (first == std::string_view::npos || line[first] == '#') continue;  // blank or comment
     size_t hash = line.find('#');
     if (hash != std::string_view::npos) {
       if (has_quote) return false;
@@ -725,6 +728,15 @@ StatusOr<RawValue> parse_json_raw(std::string_view text, const std::string& sour
   }
   if (!builder.complete()) return syntax_error(source, 1, "incomplete JSON document");
   return builder.take();
+}
+
+long yaml_cpp_baseline_load(const std::string& text) {
+  try {
+    YAML::Node n = YAML::Load(text);
+    return static_cast<long>(n.size());
+  } catch (const YAML::Exception&) {
+    return -1;
+  }
 }
 
 }  // namespace flight::topology::internal

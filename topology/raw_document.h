@@ -70,4 +70,9 @@ bool parse_yaml_fast(std::string_view text, RawValue* out);
 
 StatusOr<RawValue> parse_json_raw(std::string_view text, const std::string& source);
 
+// Benchmark baseline (`flight bench topology`): yaml-cpp's own YAML::Load of
+// `text` into its node tree, nothing more. Returns the number of top-level
+// entries, or -1 when yaml-cpp rejects the text.
+long yaml_cpp_baseline_load(const std::string& text);
+
 }  // namespace flight::topology::internal
