@@ -198,17 +198,25 @@ Status EndpointAgent::run() {
     backoff = 0.05;
     auto j = r->json();
     if (!j.is_ok()) continue;
-    std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& t : j->value("tasks", nlohmann::json::array())) {
-      Leased l;
-      l.id = t.value("id", "");
-      l.function = t.value("function", "");
-      l.endpoint = t.value("endpoint", options_.name);
-      l.args = t.value("args", nlohmann::json::object());
-      l.deadline_at = t.value("deadline_at", 0.0);
-      l.cancelled = std::make_shared<std::atomic<bool>>(false);
-      queue_.push_back(std::move(l));
+    std::vector<Leased> got;
+    try {
+      for (const auto& t : j->value("tasks", nlohmann::json::array())) {
+        Leased l;
+        l.id = t.at("id").get<std::string>();
+        l.function = t.at("function").get<std::string>();
+        l.endpoint = t.value("endpoint", options_.name);
+        l.args = t.value("args", nlohmann::json::object());
+        l.deadline_at = t.value("deadline_at", 0.0);
+        l.cancelled = std::make_shared<std::atomic<bool>>(false);
+        got.push_back(std::move(l));
+      }
+    } catch (const std::exception& e) {
+      spdlog::error("endpoint '{}': malformed lease response ({}); leases will expire",
+                    options_.name, e.what());
+      continue;
     }
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& l : got) queue_.push_back(std::move(l));
     cv_.notify_all();
   }
 
@@ -364,6 +372,7 @@ void EndpointAgent::post_loop() {
       if (!j.is_ok()) continue;
       std::lock_guard<std::mutex> lock(mu_);
       for (const auto& c : j->value("cancelled", nlohmann::json::array())) {
+        if (!c.is_string()) continue;
         std::string tid = c.get<std::string>();
         auto it = running_.find(tid);
         if (it != running_.end()) it->second->store(true);

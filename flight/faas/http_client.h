@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "flight/base/status.h"
+#include "flight/faas/json_fields.h"
 
 namespace flight::faas {
 
@@ -45,7 +46,7 @@ class HttpClient {
   StatusOr<HttpResponse> post_json(const std::string& path, const nlohmann::json& body,
                                    const std::vector<std::string>& headers = {},
                                    double timeout_s = 30) {
-    return request("POST", path, body.dump(), headers, timeout_s);
+    return request("POST", path, dump_json(body), headers, timeout_s);
   }
 
   void set_abort_flag(const std::atomic<bool>* abort) { abort_ = abort; }

@@ -105,6 +105,10 @@ Status get_string_list(const nlohmann::json& j, const char* key, const std::stri
   return Status::ok();
 }
 
+std::string dump_json(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 StatusOr<std::string> read_token_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) return not_found("token file '" + path + "' cannot be read");

@@ -31,6 +31,10 @@ Status get_bool(const nlohmann::json& j, const char* key, const std::string& whe
 Status get_string_list(const nlohmann::json& j, const char* key, const std::string& where,
                        std::vector<std::string>* out, bool required = false);
 
+// Serialises without ever throwing: invalid UTF-8 in strings (which may come
+// from URLs, exception messages or user args) is replaced, not an exception.
+std::string dump_json(const nlohmann::json& j);
+
 // Reads a bearer token from a file (surrounding whitespace trimmed); an empty
 // file is an error.
 StatusOr<std::string> read_token_file(const std::string& path);

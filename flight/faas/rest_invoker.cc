@@ -213,7 +213,7 @@ class RestInvoker final : public Invoker {
   }
 
   Status post_tasks(const nlohmann::json& body) {
-    const std::string payload = body.dump();
+    const std::string payload = dump_json(body);
     const std::vector<std::string> headers = {"Idempotency-Key: " + random_hex(32),
                                               "X-Flight-Client: " + client_id_};
     auto client = acquire_client();
@@ -277,6 +277,7 @@ class RestInvoker final : public Invoker {
       if (!j.is_ok()) return;
       deliver(j->value("tasks", nlohmann::json::array()));
       for (const auto& id : j->value("unknown", nlohmann::json::array())) {
+        if (!id.is_string()) continue;
         if (auto c = forget(id.get<std::string>())) {
           c->complete(make_terminal(TaskState::kFailed,
                                     "the service no longer knows this task (lost in a restart "

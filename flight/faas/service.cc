@@ -138,7 +138,7 @@ Response json_response(http::status status, const nlohmann::json& body, unsigned
   Response res{status, version};
   res.set(http::field::server, "flight");
   res.set(http::field::content_type, "application/json");
-  res.body() = body.dump();
+  res.body() = dump_json(body);
   res.prepare_payload();
   return res;
 }
@@ -391,7 +391,17 @@ class Session : public std::enable_shared_from_this<Session> {
           false);
     }
     req_ = parser_->release();
-    handle();
+    // Nothing may escape an Asio handler: a bug in one request answers 500
+    // instead of taking the service down.
+    try {
+      handle();
+    } catch (const std::exception& e) {
+      spdlog::error("{} {}: {}", std::string(req_.method_string()), std::string(req_.target()),
+                    e.what());
+      waiter_.reset();
+      respond(error_response(http::status::internal_server_error,
+                             std::string("internal error: ") + e.what()));
+    }
   }
 
   void send(Response res, bool keep_alive) {
@@ -922,7 +932,11 @@ void ServiceCore::schedule_sweep() {
       std::chrono::duration<double>(options_.sweep_interval_s)));
   sweep_timer_->async_wait([this](beast::error_code ec) {
     if (ec) return;
-    state_->sweep(wall_seconds());
+    try {
+      state_->sweep(wall_seconds());
+    } catch (const std::exception& e) {
+      spdlog::error("sweep failed: {}", e.what());
+    }
     schedule_sweep();
   });
 }

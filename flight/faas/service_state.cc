@@ -6,6 +6,7 @@
 #include "flight/base/ids.h"
 #include "flight/base/logging.h"
 #include "flight/base/time.h"
+#include "flight/faas/json_fields.h"
 
 namespace flight::faas {
 
@@ -73,7 +74,7 @@ std::string ServiceState::persist_doc(const TaskRecord& t) const {
   j["lease_endpoint"] = t.lease_endpoint;
   j["lease_expires"] = t.lease_expires;
   j["last_lease_endpoint"] = t.last_lease_endpoint;
-  return j.dump();
+  return dump_json(j);
 }
 
 nlohmann::json ServiceState::endpoint_view(const EndpointRecord& e) const {
@@ -338,7 +339,7 @@ StatusOr<ServiceState::SubmitOutcome> ServiceState::submit(std::vector<Submissio
       Status st = backend_->put_tasks(docs);
       if (st.is_ok() && !idempotency_key.empty()) {
         nlohmann::json doc = {{"digest", body_digest}, {"ids", out.ids}, {"created", now}};
-        st = backend_->put_idempotency(idempotency_key, doc.dump());
+        st = backend_->put_idempotency(idempotency_key, dump_json(doc));
       }
       if (!st.is_ok()) return st;
     }
@@ -372,7 +373,7 @@ nlohmann::json ServiceState::register_endpoint(const std::string& name,
   e.registered_at = e.last_seen = wall_seconds();
   nlohmann::json v = endpoint_view(e);
   if (backend_->durable()) {
-    Status st = backend_->put_endpoint(e.id, v.dump());
+    Status st = backend_->put_endpoint(e.id, dump_json(v));
     if (!st.is_ok()) spdlog::warn("endpoint {} not persisted: {}", e.id, st.to_string());
   }
   endpoints_[e.id] = std::move(e);

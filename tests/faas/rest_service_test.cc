@@ -121,6 +121,10 @@ TEST_F(RestEdgeCases, UnknownRoutesIdsAndMethods) {
   EXPECT_NE(error_message(task).find("task-does-not-exist"), std::string::npos);
   EXPECT_EQ(call("GET", "/v1/endpoints/ep-nope/tasks?wait=0").status, 404);
   EXPECT_EQ(call("POST", "/v1/tasks/task-nope/result", R"({"result": 1})").status, 404);
+  // Invalid UTF-8 in an id (echoed into the error) and in a body.
+  EXPECT_EQ(call("GET", "/v1/tasks/%FF%FEbad").status, 404);
+  EXPECT_EQ(call("POST", "/v1/tasks", "{\"tasks\": [{\"endpoint\": \"\xff\"}]}").status, 400);
+  EXPECT_EQ(call("GET", "/v1/healthz").status, 200);
   auto method = call("DELETE", "/v1/tasks");
   EXPECT_EQ(method.status, 405);
   EXPECT_EQ(method.headers["allow"], "POST");
