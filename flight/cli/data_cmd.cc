@@ -59,6 +59,7 @@ StatusOr<int64_t> workers_from_config(const nlohmann::json& cfg) {
 
 int show(const ShowArgs& a) {
   nlohmann::json data = nlohmann::json::object();
+  std::string data_where;  // "file:line: " of the config's data section
   int64_t workers = 8;
   uint64_t seed = 0;
   if (!a.config.empty()) {
@@ -66,7 +67,10 @@ int show(const ShowArgs& a) {
     if (!doc.is_ok()) return fail(doc.status().message());
     const nlohmann::json& cfg = doc->value;
     if (!cfg.is_object()) return fail(a.config + ": expected a mapping at the top level");
-    if (auto it = cfg.find("data"); it != cfg.end()) data = *it;
+    if (auto it = cfg.find("data"); it != cfg.end()) {
+      data = *it;
+      data_where = doc->where("/data");
+    }
     if (auto it = cfg.find("seed"); it != cfg.end()) {
       if (!it->is_number_integer() || it->get<int64_t>() < 0)
         return fail(doc->where("/seed") + "seed: expected a non-negative integer");
@@ -93,7 +97,7 @@ int show(const ShowArgs& a) {
   if (workers < 1) return usage_error("--workers must be >= 1");
 
   auto spec = learning::DataSpec::from_json(data);
-  if (!spec.is_ok()) return usage_error(spec.status().message());
+  if (!spec.is_ok()) return usage_error(data_where + spec.status().message());
   auto ds = learning::load_dataset(*spec);
   if (!ds.is_ok()) return fail(ds.status().message());
   const learning::Dataset& train = *ds->train;
