@@ -78,6 +78,13 @@ std::string did_you_mean(std::string_view name, const std::vector<std::string>& 
   if (best && best_d > 0 && best_d <= std::max<size_t>(2, name.size() / 3)) {
     return " (did you mean '" + *best + "'?)";
   }
+  // A shortened or lengthened name ("deadline" for "round_deadline_s").
+  if (name.size() >= 4) {
+    const std::string lower = to_lower(name);
+    for (const auto& c : candidates) {
+      if (to_lower(c).find(lower) != std::string::npos) return " (did you mean '" + c + "'?)";
+    }
+  }
   return "";
 }
 

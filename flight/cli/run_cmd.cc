@@ -15,11 +15,18 @@ struct RunArgs {
   std::string resume;
   std::vector<std::string> overrides;
   bool quiet = false;
+  bool list_endpoints = false;
 };
 
 int run(const RunArgs& a) {
   auto config = engine::ExperimentConfig::load(a.config, a.overrides);
   if (!config.is_ok()) return usage_error(config.status().message());
+  if (a.list_endpoints) {
+    auto names = engine::endpoint_names(*config);
+    if (!names.is_ok()) return fail(names.status().message());
+    for (const auto& n : *names) std::cout << n << "\n";
+    return kExitOk;
+  }
   engine::RunOptions options;
   options.output_dir = !a.resume.empty() ? a.resume : a.output;
   options.resume = !a.resume.empty();
@@ -49,6 +56,9 @@ FLIGHT_COMMAND(run, {"", "run", "Run a federated learning experiment from a YAML
                                        "override a config key, e.g. --set rounds=5 --set train.lr=0.1")
                            ->take_all();
                        app->add_flag("-q,--quiet", a->quiet, "no progress line");
+                       app->add_flag("--list-endpoints", a->list_endpoints,
+                                     "print the endpoint names a distributed deployment needs "
+                                     "(one `flight endpoint --name N` each) and exit");
                        return [a] { return run(*a); };
                      }});
 

@@ -140,6 +140,10 @@ Status parse(const YamlDocument& doc, const std::string& base_dir, ExperimentCon
   FLIGHT_RETURN_IF_ERROR(r.section(j.value("data", json::object()), "/data", &c->data));
   FLIGHT_RETURN_IF_ERROR(r.section(j.value("train", json::object()), "/train", &c->train));
   FLIGHT_RETURN_IF_ERROR(r.section(j.value("strategy", json::object()), "/strategy", &c->strategy));
+  // Building the strategy validates its name and parameters now, with a line,
+  // rather than at the first round.
+  auto strategy = aggregators::make_strategy(c->strategy);
+  if (!strategy.is_ok()) return r.error("/strategy", "strategy: " + strategy.status().message());
 
   if (j.contains("control") && !j["control"].is_null()) {
     const json& ctl = j["control"];

@@ -11,6 +11,7 @@
 #include <iostream>
 #include <mutex>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <unordered_map>
@@ -20,11 +21,14 @@
 #include "flight/base/logging.h"
 #include "flight/base/time.h"
 #include "flight/engine/checkpoint.h"
+#include "flight/engine/delay_queue.h"
 #include "flight/engine/functions.h"
 #include "flight/engine/yaml_json.h"
+#include "flight/faas/functions.h"
 #include "flight/faas/invoker.h"
+#include "flight/faas/local_invoker.h"
+#include "flight/faas/rest_invoker.h"
 #include "flight/learning/model.h"
-#include "topology/generators.h"
 #include "topology/topology.h"
 #include "transport/store.h"
 
@@ -64,6 +68,7 @@ struct RoundState {
   bool root_done = false;
   bool closed = false;  // deadline passed: late worker results are dropped
   int64_t stragglers = 0, failed = 0;
+  std::vector<std::string> failures;  // every failed task, e.g. worker w3: why
   double train_loss_sum = 0, train_weight_sum = 0, train_seconds_max = 0, busy = 0;
   uint64_t bytes_put = 0, bytes_fetched = 0;
   std::vector<uint64_t> bytes_up_by_tier;
@@ -71,15 +76,62 @@ struct RoundState {
   json model_ref;  // this round's global model
 };
 
-std::string read_token_file(const std::string& path, Status* st) {
-  std::ifstream in(path);
-  if (!in) {
-    *st = not_found("cannot read token file '" + path + "'");
-    return "";
+// `topology: {generate: KIND, ...}` in a config.
+StatusOr<Topology> generate_topology(const json& spec) {
+  auto num = [&](const char* key) -> StatusOr<size_t> {
+    if (!spec.contains(key) || !spec[key].is_number_integer() || spec[key].get<int64_t>() < 1) {
+      return invalid_argument(std::string("topology.generate needs a positive integer '") + key +
+                              "'");
+    }
+    return static_cast<size_t>(spec[key].get<int64_t>());
+  };
+  const std::string kind = spec.value("generate", std::string());
+  const std::vector<std::string> kinds = {"flat", "balanced", "by_leaves", "tiers"};
+  auto check_keys = [&](std::vector<std::string> known) -> Status {
+    known.push_back("generate");
+    for (auto it = spec.begin(); it != spec.end(); ++it) {
+      if (std::find(known.begin(), known.end(), it.key()) == known.end()) {
+        return invalid_argument("topology: unknown key '" + it.key() + "' for generate: " + kind +
+                                did_you_mean(it.key(), known));
+      }
+    }
+    return Status::ok();
+  };
+  if (kind == "flat") {
+    FLIGHT_RETURN_IF_ERROR(check_keys({"workers"}));
+    FLIGHT_ASSIGN_OR_RETURN(size_t w, num("workers"));
+    return topology::generate::flat(w);
   }
-  std::string token;
-  std::getline(in, token);
-  return trim(token);
+  if (kind == "balanced") {
+    FLIGHT_RETURN_IF_ERROR(check_keys({"branching", "height"}));
+    FLIGHT_ASSIGN_OR_RETURN(size_t b, num("branching"));
+    FLIGHT_ASSIGN_OR_RETURN(size_t h, num("height"));
+    return topology::generate::balanced(b, h);
+  }
+  if (kind == "by_leaves") {
+    FLIGHT_RETURN_IF_ERROR(check_keys({"leaves", "height"}));
+    FLIGHT_ASSIGN_OR_RETURN(size_t l, num("leaves"));
+    FLIGHT_ASSIGN_OR_RETURN(size_t h, num("height"));
+    return topology::generate::by_leaves(l, h);
+  }
+  if (kind == "tiers") {
+    FLIGHT_RETURN_IF_ERROR(check_keys({"aggregators", "workers", "seed"}));
+    FLIGHT_ASSIGN_OR_RETURN(size_t w, num("workers"));
+    std::vector<size_t> aggs;
+    try {
+      aggs = spec.value("aggregators", std::vector<size_t>{});
+    } catch (const json::exception&) {
+      return invalid_argument("topology.aggregators must be a list of counts, e.g. [4]");
+    }
+    return topology::generate::tiers(aggs, w, spec.value("seed", uint64_t{0}));
+  }
+  return invalid_argument("topology: unknown generator '" + kind + "'" + did_you_mean(kind, kinds) +
+                          " (use flat, balanced, by_leaves or tiers)");
+}
+
+StatusOr<Topology> load_topology(const TopologyConfig& t) {
+  if (!t.file.empty()) return Topology::load(t.file);
+  return generate_topology(t.generate);
 }
 
 class Federation {
@@ -121,7 +173,7 @@ class Federation {
   ExperimentConfig config_;
   RunOptions options_;
   std::string out_dir_;
-  Topology topology_;
+  std::unique_ptr<Topology> topology_;
   std::vector<std::string> workers_;
   std::unordered_map<std::string, int64_t> worker_index_;
   std::unordered_map<std::string, int64_t> tier_;
@@ -140,6 +192,9 @@ class Federation {
   double elapsed_offset_ = 0;
   std::vector<RoundRow> rows_;
   CsvLog rounds_csv_, tasks_csv_;
+  double max_speed_ = 1.0;
+  // Last member: destroyed first, so no delayed delivery outlives the rest.
+  std::unique_ptr<DelayQueue> delays_;
 };
 
 Status Federation::setup() {
@@ -149,22 +204,20 @@ Status Federation::setup() {
   if (ec) return unavailable("cannot create output directory '" + out_dir_ + "': " + ec.message());
 
   // Topology: a file or a generator.
-  if (!config_.topology.file.empty()) {
-    FLIGHT_ASSIGN_OR_RETURN(topology_, Topology::load(config_.topology.file));
-  } else {
-    FLIGHT_ASSIGN_OR_RETURN(topology_, topology::generate::from_spec(config_.topology.generate));
-  }
-  workers_ = topology_.workers();
+  FLIGHT_ASSIGN_OR_RETURN(Topology topology, load_topology(config_.topology));
+  topology_ = std::make_unique<Topology>(std::move(topology));
+  workers_ = topology_->workers();
   for (size_t i = 0; i < workers_.size(); ++i) worker_index_[workers_[i]] = static_cast<int64_t>(i);
-  for (const auto& n : topology_.nodes()) {
-    tier_[n.id] = topology_.tier(n.id);
-    tiers_ = std::max(tiers_, static_cast<size_t>(tier_[n.id]) + 1);
+  for (const auto& n : topology_->nodes()) {
+    if (n.is_worker()) max_speed_ = std::max(max_speed_, n.speed);
+    tier_[n.id] = static_cast<int64_t>(topology_->tier(n.id));
+    tiers_ = std::max(tiers_, topology_->tier(n.id) + 1);
   }
 
   // Local training runs one task per invoker thread; one intra-op thread each
   // keeps `threads` tasks from oversubscribing the cores.
   at::set_num_threads(1);
-  at::manual_seed(config_.seed);
+  at::manual_seed(config_.seed);  // model initialisation
 
   Job job;
   job.model = config_.model;
@@ -182,13 +235,13 @@ Status Federation::setup() {
   global_ = model_->state().clone();
   rng_.seed(config_.seed);
 
-  FLIGHT_ASSIGN_OR_RETURN(store_, store_for(node_connector(topology_.root().id)));
+  FLIGHT_ASSIGN_OR_RETURN(store_, store_for(node_connector(topology_->root().id)));
 
   if (config_.control.kind == "local") {
     faas::FunctionRegistry* functions = options_.functions;
     if (!functions) {
+      configure_task_process();
       functions = &faas::default_functions();
-      register_functions(*functions);
     }
     faas::LocalInvokerOptions lo;
     lo.threads = static_cast<size_t>(config_.threads);
@@ -196,15 +249,13 @@ Status Federation::setup() {
   } else {
     faas::RestInvokerOptions ro;
     ro.url = config_.control.url;
-    if (!config_.control.token_file.empty()) {
-      Status st;
-      ro.token = read_token_file(config_.control.token_file, &st);
-      FLIGHT_RETURN_IF_ERROR(st);
-    }
+    ro.token_file = config_.control.token_file;
+    FLIGHT_RETURN_IF_ERROR(ro.validate());
     FLIGHT_ASSIGN_OR_RETURN(invoker_, faas::make_rest_invoker(ro));
   }
 
   if (options_.resume) FLIGHT_RETURN_IF_ERROR(resume_from_checkpoint());
+  delays_ = std::make_unique<DelayQueue>();
 
   {
     std::ofstream cfg(out_dir_ + "/config.yaml", std::ios::trunc);
@@ -240,7 +291,7 @@ Status Federation::resume_from_checkpoint() {
 }
 
 json Federation::node_connector(const std::string& node) const {
-  const auto& n = topology_.node(node);
+  const auto& n = topology_->node(node);
   json c = n.connector.is_null() ? config_.data_plane.connector : n.connector;
   if (c.is_string()) {
     const std::string name = c.get<std::string>();
@@ -250,7 +301,7 @@ json Federation::node_connector(const std::string& node) const {
 }
 
 std::string Federation::endpoint_of(const std::string& node) const {
-  const auto& n = topology_.node(node);
+  const auto& n = topology_->node(node);
   return n.endpoint ? *n.endpoint : n.id;
 }
 
@@ -267,12 +318,12 @@ void Federation::report(const std::shared_ptr<RoundState>& rs, int64_t round,
   FLIGHT_CHECK(ns.pending > 0, "node " + parent + " got more reports than children");
   if (--ns.pending > 0 || ns.launched) return;
   ns.launched = true;
-  if (parent == topology_.root().id) {
+  if (parent == topology_->root().id) {
     rs->root_done = true;
     rs->cv.notify_all();
     return;
   }
-  const std::string grand = *topology_.node(parent).parent;
+  const std::string grand = *topology_->node(parent).parent;
   if (ns.updates.empty()) {
     // Nothing to aggregate: say so upward instead of hanging the round.
     std::string why = "aggregator " + parent + ": all children failed or were dropped";
@@ -314,7 +365,6 @@ faas::TaskSpec Federation::train_spec(const std::shared_ptr<RoundState>& rs, int
                    {"node", worker},
                    {"worker_index", worker_index_.at(worker)},
                    {"model", rs->model_ref},
-                   {"speed", topology_.node(worker).speed},
                    {"put", put_args(worker, round)}};
   return spec;
 }
@@ -352,6 +402,24 @@ void Federation::on_task_done(const std::shared_ptr<RoundState>& rs, int64_t rou
       return;
     }
     std::string node = it->second;
+    const auto& n = topology_->node(node);
+    const double slowdown = max_speed_ / n.speed - 1.0;
+    if (n.is_worker() && result.ok() && slowdown > 1e-9) {
+      // A simulated slow device: hold the result back for the extra time the
+      // device would have needed, without keeping a compute thread.
+      const double delay = result.result.value("train_seconds", 0.0) * slowdown;
+      delays_->post(delay, [this, rs, round, node, r = result]() mutable {
+        faas::TaskResult result = std::move(r);
+        result.finished_at = wall_seconds();
+        std::vector<std::function<void()>> later;
+        {
+          std::lock_guard<std::mutex> lock(rs->mu);
+          handle_result(rs, round, node, result, &later);
+        }
+        for (auto& f : later) f();
+      });
+      return;
+    }
     handle_result(rs, round, node, result, &after);
   }
   for (auto& f : after) f();
@@ -361,7 +429,7 @@ void Federation::on_task_done(const std::shared_ptr<RoundState>& rs, int64_t rou
 void Federation::handle_result(const std::shared_ptr<RoundState>& rs, int64_t round,
                                const std::string& node, const faas::TaskResult& result,
                                std::vector<std::function<void()>>* after) {
-  const auto& n = topology_.node(node);
+  const auto& n = topology_->node(node);
   const bool is_worker = n.kind == NodeKind::kWorker;
   TaskRow row;
   row.round = round;
@@ -437,6 +505,7 @@ void Federation::handle_result(const std::shared_ptr<RoundState>& rs, int64_t ro
     failure = (is_worker ? "worker " : "aggregator ") + node + ": " + result.error;
     row.error = result.error;
     if (is_worker) rs->failed++;
+    rs->failures.push_back(failure);
     spdlog::warn("round {}: {}", round, failure);
   }
   rs->rows.push_back(std::move(row));
@@ -458,7 +527,7 @@ StatusOr<RoundRow> Federation::run_round(int64_t round) {
     for (const auto& t : rs->rows) tasks_csv_.write(task_cells(t));
     FLIGHT_RETURN_IF_ERROR(st);
 
-    const NodeState& root = rs->nodes.at(topology_.root().id);
+    const NodeState& root = rs->nodes.at(topology_->root().id);
     int64_t returned = 0;
     for (const auto& u : root.updates) returned += u.count;
     const auto needed = static_cast<int64_t>(
@@ -481,7 +550,8 @@ StatusOr<RoundRow> Federation::run_round(int64_t round) {
                         " selected workers returned an update (min_fraction " +
                         std::to_string(config_.faults.min_fraction) + " needs " +
                         std::to_string(std::max<int64_t>(needed, 1)) + ")";
-      if (!root.failures.empty()) why += "; first failure: " + root.failures.front();
+      if (!rs->failures.empty()) why += "; first failure: " + rs->failures.front();
+      else if (!root.failures.empty()) why += "; " + root.failures.front();
       for (const auto& u : root.updates) {
         if (u.owned) {
           auto ref = transport::Ref::from_json(u.update);
@@ -530,7 +600,7 @@ Status Federation::run_round_attempt(int64_t round, const std::shared_ptr<RoundS
   const auto picks = strategy_->select(workers_.size(), round, rng_);
   if (picks.empty()) return internal_error("strategy selected no workers");
   for (size_t i : picks) selected->push_back(workers_.at(i));
-  const Topology sub = topology_.induced(*selected);
+  const Topology sub = topology_->induced(*selected);
   for (const auto& n : sub.nodes()) {
     if (n.kind != NodeKind::kWorker) rs->nodes[n.id].pending = n.children.size();
   }
@@ -583,7 +653,7 @@ Status Federation::run_round_attempt(int64_t round, const std::shared_ptr<RoundS
       for (const auto& w : late) {
         rs->waiting_workers.erase(w);
         rs->stragglers++;
-        report(rs, round, *topology_.node(w).parent, std::nullopt,
+        report(rs, round, *topology_->node(w).parent, std::nullopt,
                "worker " + w + ": missed the round deadline", &launches);
       }
       lock.unlock();
@@ -677,7 +747,7 @@ Status Federation::write_outputs(RunSummary* summary) {
   FLIGHT_RETURN_IF_ERROR(write_accuracy_svg(out_dir_ + "/accuracy.svg", rows_, config_.name));
   json s = summary->to_json();
   s["name"] = config_.name;
-  s["topology"] = {{"nodes", topology_.size()}, {"workers", workers_.size()}, {"tiers", tiers_}};
+  s["topology"] = {{"nodes", topology_->size()}, {"workers", workers_.size()}, {"tiers", tiers_}};
   s["control"] = config_.control.kind;
   s["model"] = config_.model.to_json();
   s["strategy"] = config_.strategy.name;
@@ -749,6 +819,15 @@ StatusOr<RunSummary> run_experiment(const ExperimentConfig& config, const RunOpt
   }
   Federation f(config, options);
   return f.run();
+}
+
+StatusOr<std::vector<std::string>> endpoint_names(const ExperimentConfig& config) {
+  FLIGHT_ASSIGN_OR_RETURN(Topology t, load_topology(config.topology));
+  std::set<std::string> names;
+  for (const auto& n : t.nodes()) {
+    if (n.kind != NodeKind::kCoordinator) names.insert(n.endpoint ? *n.endpoint : n.id);
+  }
+  return std::vector<std::string>(names.begin(), names.end());
 }
 
 }  // namespace flight::engine

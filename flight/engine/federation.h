@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -53,5 +54,10 @@ struct RunSummary {
 };
 
 StatusOr<RunSummary> run_experiment(const ExperimentConfig& config, const RunOptions& options);
+
+// Distinct FaaS endpoint names of the topology's workers and aggregators (a
+// node without `endpoint:` is its own endpoint), sorted: what a distributed
+// deployment must start `flight endpoint` for.
+StatusOr<std::vector<std::string>> endpoint_names(const ExperimentConfig& config);
 
 }  // namespace flight::engine

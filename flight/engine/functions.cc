@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "flight/base/time.h"
+#include "flight/faas/functions.h"
 #include "flight/faas/invoker.h"
 #include "transport/store.h"
 
@@ -108,7 +109,6 @@ StatusOr<json> train_fn(const json& args, const faas::TaskContext& ctx) {
   FLIGHT_RETURN_IF_ERROR(read(args, "worker_index", &worker_index));
   FLIGHT_RETURN_IF_ERROR(read(args, "model", &model_json));
   FLIGHT_RETURN_IF_ERROR(read(args, "put", &put));
-  double speed = args.value("speed", 1.0);
   FLIGHT_ASSIGN_OR_RETURN(auto rt, job_runtime(job_json));
   if (worker_index < 0 || worker_index >= static_cast<int64_t>(rt->partitions.size())) {
     return invalid_argument("worker " + node + ": worker_index " + std::to_string(worker_index) +
@@ -138,10 +138,6 @@ StatusOr<json> train_fn(const json& args, const faas::TaskContext& ctx) {
   FLIGHT_ASSIGN_OR_RETURN(
       auto res, learning::train(*model, global, *rt->data.train, indices, rt->job.train,
                                 task_seed(rt->job.seed, worker_index, round), hook.get()));
-  if (speed > 0 && speed < 1.0) {
-    // Simulated slow device: stretch the measured time to time / speed.
-    std::this_thread::sleep_for(std::chrono::duration<double>(res.seconds * (1.0 / speed - 1.0)));
-  }
   FLIGHT_ASSIGN_OR_RETURN(auto ref, store->put(res.state, put_options(put)));
   out["update"] = ref.to_json();
   out["owned"] = true;
@@ -286,6 +282,11 @@ uint64_t task_seed(uint64_t seed, int64_t worker_index, int64_t round) {
     return z ^ (z >> 31);
   };
   return mix(mix(mix(seed) ^ static_cast<uint64_t>(worker_index)) ^ static_cast<uint64_t>(round));
+}
+
+void configure_task_process() {
+  at::set_num_threads(1);
+  register_functions(faas::default_functions());
 }
 
 void register_functions(faas::FunctionRegistry& registry) {

@@ -5,8 +5,7 @@
 //
 // Weights never travel in args or results: only transport::Ref JSON does.
 //
-//   train     args   {job, round, node, worker_index, model: Ref, put: {connector, scope},
-//                     speed?}
+//   train     args   {job, round, node, worker_index, model: Ref, put: {connector, scope}}
 //             result {update: Ref, owned: bool, n_samples, weight, loss, accuracy,
 //                     train_seconds, bytes_fetched, bytes_put}
 //   aggregate args   {job, round, node, children: [{node, update: Ref, owned, weight, count}],
@@ -56,6 +55,12 @@ struct Job {
 
 // Registers train, aggregate and evaluate (replacing earlier registrations).
 void register_functions(faas::FunctionRegistry& registry);
+
+// Prepares a process that runs tasks (the embedded run, `flight endpoint`):
+// one intra-op torch thread per task thread — so concurrent tasks do not
+// oversubscribe the cores and results do not depend on the thread count —
+// and the engine's functions in faas::default_functions().
+void configure_task_process();
 
 // The process-wide store that puts through `connector` (built once per
 // distinct config). Any store resolves any Ref.

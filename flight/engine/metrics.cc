@@ -135,6 +135,23 @@ StatusOr<std::vector<RoundRow>> read_rounds_csv(const std::string& path) {
       r.end = std::stod(cells[2]);
       r.test_accuracy = cells[4].empty() ? -1 : std::stod(cells[4]);
       r.test_loss = cells[5].empty() ? -1 : std::stod(cells[5]);
+      if (cells.size() >= 17) {
+        r.train_loss = std::stod(cells[6]);
+        r.selected = std::stoll(cells[7]);
+        r.returned = std::stoll(cells[8]);
+        r.stragglers = std::stoll(cells[9]);
+        r.failed = std::stoll(cells[10]);
+        r.attempts = std::stoll(cells[11]);
+        r.bytes_put = std::stoull(cells[12]);
+        r.bytes_fetched = std::stoull(cells[13]);
+        r.coordinator_ingress = std::stoull(cells[14]);
+        r.train_seconds_max = std::stod(cells[15]);
+        r.busy_seconds = std::stod(cells[16]);
+        for (size_t t = 17; t < cells.size(); ++t) {
+          if (r.bytes_up_by_tier.empty()) r.bytes_up_by_tier.push_back(0);
+          r.bytes_up_by_tier.push_back(std::stoull(cells[t]));
+        }
+      }
     } catch (const std::exception&) {
       continue;
     }

@@ -64,6 +64,8 @@ TEST(Strings, SplitJoinTrimLower) {
 TEST(Strings, DidYouMeanSuggestsOnlyCloseNames) {
   EXPECT_EQ(did_you_mean("fedvag", {"fedavg", "fedsgd", "krum"}), " (did you mean 'fedavg'?)");
   EXPECT_EQ(did_you_mean("zzzzzzzz", {"fedavg", "krum"}), "");
+  EXPECT_EQ(did_you_mean("deadline", {"min_fraction", "round_deadline_s"}),
+            " (did you mean 'round_deadline_s'?)");
   EXPECT_EQ(edit_distance("kitten", "sitting"), 3u);
 }
 
