@@ -1,6 +1,7 @@
 // `flight endpoint`: the edge agent that runs tasks for `flight serve`.
 #include "flight/base/logging.h"
 #include "flight/cli/command.h"
+#include "flight/engine/functions.h"
 #include "flight/faas/endpoint_agent.h"
 #include "flight/faas/stop_signals.h"
 
@@ -11,6 +12,8 @@ int endpoint(const faas::EndpointAgentOptions& options) {
   if (options.token_file.empty()) return usage_error("--token-file is required");
   Status valid = options.validate();
   if (!valid.is_ok()) return usage_error(valid.message());
+  // train / aggregate / evaluate, with one torch thread per task thread.
+  engine::configure_task_process();
   faas::EndpointAgent agent(options);
   faas::StopSignals signals([&agent](int sig) {
     spdlog::info("flight endpoint: signal {}, stopping", sig);

@@ -24,6 +24,7 @@
 #include "flight/engine/delay_queue.h"
 #include "flight/engine/functions.h"
 #include "flight/engine/yaml_json.h"
+#include "flight/engine/federation_internal.h"
 #include "flight/faas/functions.h"
 #include "flight/faas/invoker.h"
 #include "flight/faas/local_invoker.h"
@@ -33,51 +34,12 @@
 #include "transport/store.h"
 
 namespace flight::engine {
-namespace {
+namespace detail {
 
 namespace fs = std::filesystem;
-using nlohmann::json;
-using topology::NodeKind;
-using topology::Topology;
-
-// What a finished child (worker or aggregator) hands its parent.
-struct ChildUpdate {
-  std::string node;
-  json update;  // Ref JSON
-  bool owned = true;
-  double weight = 0;
-  int64_t count = 0;  // workers folded into it
-};
-
-// Per-node bookkeeping of one round, for the coordinator and aggregators.
-struct NodeState {
-  size_t pending = 0;  // children that have not reported
-  std::vector<ChildUpdate> updates;
-  std::vector<std::string> failures;
-  bool launched = false;
-};
-
-struct RoundState {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::unordered_map<std::string, NodeState> nodes;      // aggregators and the root
-  std::unordered_map<std::string, std::string> task_node;  // task id -> node
-  std::unordered_map<std::string, faas::TaskResult> early;  // results before their id was known
-  std::unordered_set<std::string> waiting_workers;          // train tasks not yet reported
-  std::unordered_map<std::string, int64_t> attempts;        // worker -> train attempts
-  bool root_done = false;
-  bool closed = false;  // deadline passed: late worker results are dropped
-  int64_t stragglers = 0, failed = 0;
-  std::vector<std::string> failures;  // every failed task, e.g. worker w3: why
-  double train_loss_sum = 0, train_weight_sum = 0, train_seconds_max = 0, busy = 0;
-  uint64_t bytes_put = 0, bytes_fetched = 0;
-  std::vector<uint64_t> bytes_up_by_tier;
-  std::vector<TaskRow> rows;
-  json model_ref;  // this round's global model
-};
 
 // `topology: {generate: KIND, ...}` in a config.
-StatusOr<Topology> generate_topology(const json& spec) {
+static StatusOr<Topology> generate_topology(const json& spec) {
   auto num = [&](const char* key) -> StatusOr<size_t> {
     if (!spec.contains(key) || !spec[key].is_number_integer() || spec[key].get<int64_t>() < 1) {
       return invalid_argument(std::string("topology.generate needs a positive integer '") + key +
@@ -134,68 +96,6 @@ StatusOr<Topology> load_topology(const TopologyConfig& t) {
   return generate_topology(t.generate);
 }
 
-class Federation {
- public:
-  Federation(ExperimentConfig config, RunOptions options)
-      : config_(std::move(config)), options_(std::move(options)) {}
-
-  StatusOr<RunSummary> run();
-
- private:
-  Status setup();
-  Status resume_from_checkpoint();
-  StatusOr<RoundRow> run_round(int64_t round);
-  Status run_round_attempt(int64_t round, const std::shared_ptr<RoundState>& rs,
-                           std::vector<std::string>* selected);
-  void on_task_done(const std::shared_ptr<RoundState>& rs, int64_t round,
-                    const faas::TaskResult& result);
-  void handle_result(const std::shared_ptr<RoundState>& rs, int64_t round,
-                     const std::string& node, const faas::TaskResult& result,
-                     std::vector<std::function<void()>>* after);
-  void report(const std::shared_ptr<RoundState>& rs, int64_t round, const std::string& parent,
-              std::optional<ChildUpdate> update, const std::string& failure,
-              std::vector<std::function<void()>>* after);
-  void launch_aggregate(const std::shared_ptr<RoundState>& rs, int64_t round,
-                        const std::string& node, std::vector<ChildUpdate> children);
-  faas::TaskSpec train_spec(const std::shared_ptr<RoundState>& rs, int64_t round,
-                            const std::string& worker) const;
-  void submit_task(const std::shared_ptr<RoundState>& rs, int64_t round, const std::string& node,
-                   faas::TaskSpec spec);
-  json put_args(const std::string& node, int64_t round) const;
-  json node_connector(const std::string& node) const;
-  std::string endpoint_of(const std::string& node) const;
-  StatusOr<std::pair<double, double>> evaluate_global();
-  Status write_checkpoint(int64_t round);
-  Status write_outputs(RunSummary* summary);
-  void progress(const RoundRow& row);
-  double now() const { return clock_.seconds() + elapsed_offset_; }
-
-  ExperimentConfig config_;
-  RunOptions options_;
-  std::string out_dir_;
-  std::unique_ptr<Topology> topology_;
-  std::vector<std::string> workers_;
-  std::unordered_map<std::string, int64_t> worker_index_;
-  std::unordered_map<std::string, int64_t> tier_;
-  size_t tiers_ = 1;
-  json job_;
-  std::unique_ptr<faas::Invoker> invoker_;
-  std::unique_ptr<faas::FunctionRegistry> own_functions_;
-  transport::Store* store_ = nullptr;
-  std::unique_ptr<aggregators::Strategy> strategy_;
-  std::unique_ptr<learning::Model> model_;
-  learning::DatasetPair data_;
-  ParamSet global_;
-  std::mt19937_64 rng_;
-  int64_t first_round_ = 1;
-  Stopwatch clock_;
-  double elapsed_offset_ = 0;
-  std::vector<RoundRow> rows_;
-  CsvLog rounds_csv_, tasks_csv_;
-  double max_speed_ = 1.0;
-  // Last member: destroyed first, so no delayed delivery outlives the rest.
-  std::unique_ptr<DelayQueue> delays_;
-};
 
 Status Federation::setup() {
   out_dir_ = options_.output_dir.empty() ? config_.output.dir : options_.output_dir;
@@ -254,7 +154,16 @@ Status Federation::setup() {
     FLIGHT_ASSIGN_OR_RETURN(invoker_, faas::make_rest_invoker(ro));
   }
 
-  if (options_.resume) FLIGHT_RETURN_IF_ERROR(resume_from_checkpoint());
+  if (options_.resume) {
+    FLIGHT_RETURN_IF_ERROR(resume_from_checkpoint());
+  } else {
+    // A fresh run owns its outputs: earlier rows and checkpoints would mix
+    // with this run's and make --resume continue the wrong run.
+    for (const char* f : {"rounds.csv", "tasks.csv", "summary.json", "model.pt", "accuracy.svg"}) {
+      fs::remove(fs::path(out_dir_) / f, ec);
+    }
+    fs::remove_all(fs::path(out_dir_) / "checkpoints", ec);
+  }
   delays_ = std::make_unique<DelayQueue>();
 
   {
@@ -802,10 +711,10 @@ StatusOr<RunSummary> Federation::run() {
   return summary;
 }
 
-}  // namespace
+}  // namespace detail
 
 nlohmann::json RunSummary::to_json() const {
-  return json{{"output_dir", output_dir},         {"rounds_completed", rounds_completed},
+  return nlohmann::json{{"output_dir", output_dir},         {"rounds_completed", rounds_completed},
               {"final_accuracy", final_accuracy}, {"final_loss", final_loss},
               {"best_accuracy", best_accuracy},   {"seconds", seconds},
               {"bytes_put", bytes_put},           {"bytes_fetched", bytes_fetched},
@@ -817,15 +726,15 @@ StatusOr<RunSummary> run_experiment(const ExperimentConfig& config, const RunOpt
   if (config.mode != "sync") {
     return invalid_argument("mode '" + config.mode + "' is not available yet (use mode: sync)");
   }
-  Federation f(config, options);
+  detail::Federation f(config, options);
   return f.run();
 }
 
 StatusOr<std::vector<std::string>> endpoint_names(const ExperimentConfig& config) {
-  FLIGHT_ASSIGN_OR_RETURN(Topology t, load_topology(config.topology));
+  FLIGHT_ASSIGN_OR_RETURN(detail::Topology t, detail::load_topology(config.topology));
   std::set<std::string> names;
   for (const auto& n : t.nodes()) {
-    if (n.kind != NodeKind::kCoordinator) names.insert(n.endpoint ? *n.endpoint : n.id);
+    if (!n.is_coordinator()) names.insert(n.endpoint ? *n.endpoint : n.id);
   }
   return std::vector<std::string>(names.begin(), names.end());
 }
