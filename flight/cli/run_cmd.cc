@@ -35,8 +35,14 @@ int run(const RunArgs& a) {
   if (!summary.is_ok()) return fail(summary.status().message());
   std::cout << "results: " << summary->output_dir << "\n"
             << "final test accuracy: " << summary->final_accuracy << " (best "
-            << summary->best_accuracy << ") after " << summary->rounds_completed
-            << " rounds in " << summary->seconds << " s\n";
+            << summary->best_accuracy << ") after ";
+  if (summary->updates_merged > 0) {
+    std::cout << summary->updates_merged << " merged updates (" << summary->model_versions
+              << " model versions)";
+  } else {
+    std::cout << summary->rounds_completed << " rounds";
+  }
+  std::cout << " in " << summary->seconds << " s\n";
   if (!summary->model_path.empty()) std::cout << "model: " << summary->model_path << "\n";
   return kExitOk;
 }

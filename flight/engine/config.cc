@@ -104,8 +104,8 @@ Status parse(const YamlDocument& doc, const std::string& base_dir, ExperimentCon
   if (!j.is_object()) return r.error("", "an experiment config must be a mapping of keys");
   FLIGHT_RETURN_IF_ERROR(r.check_keys(j, "", {"name", "seed", "topology", "model", "data", "train",
                                              "strategy", "rounds", "mode", "control",
-                                             "data_plane", "faults", "output", "eval", "threads",
-                                             "debug"}));
+                                             "data_plane", "faults", "output", "eval", "async",
+                                             "heterogeneity", "threads", "debug"}));
   FLIGHT_RETURN_IF_ERROR(r.get(j, "", "name", &c->name));
   FLIGHT_RETURN_IF_ERROR(r.get(j, "", "seed", &c->seed));
   FLIGHT_RETURN_IF_ERROR(r.get(j, "", "rounds", &c->rounds));
@@ -217,6 +217,25 @@ Status parse(const YamlDocument& doc, const std::string& base_dir, ExperimentCon
     FLIGHT_RETURN_IF_ERROR(r.get(e, "/eval", "batch_size", &c->eval.batch_size));
   }
 
+  if (j.contains("async")) {
+    const json& a = j["async"];
+    FLIGHT_RETURN_IF_ERROR(r.check_keys(a, "/async", {"max_updates", "max_seconds", "eval_every",
+                                                       "aggregator_buffer", "clock",
+                                                       "virtual_sample_rate"}));
+    FLIGHT_RETURN_IF_ERROR(r.get(a, "/async", "max_updates", &c->async.max_updates));
+    FLIGHT_RETURN_IF_ERROR(r.get(a, "/async", "max_seconds", &c->async.max_seconds));
+    FLIGHT_RETURN_IF_ERROR(r.get(a, "/async", "eval_every", &c->async.eval_every));
+    FLIGHT_RETURN_IF_ERROR(r.get(a, "/async", "aggregator_buffer", &c->async.aggregator_buffer));
+    FLIGHT_RETURN_IF_ERROR(r.get(a, "/async", "clock", &c->async.clock));
+    FLIGHT_RETURN_IF_ERROR(r.get(a, "/async", "virtual_sample_rate", &c->async.virtual_sample_rate));
+  }
+  if (j.contains("heterogeneity")) {
+    const json& h = j["heterogeneity"];
+    FLIGHT_RETURN_IF_ERROR(r.check_keys(h, "/heterogeneity", {"speed_sigma", "dropout"}));
+    FLIGHT_RETURN_IF_ERROR(r.get(h, "/heterogeneity", "speed_sigma", &c->heterogeneity.speed_sigma));
+    FLIGHT_RETURN_IF_ERROR(r.get(h, "/heterogeneity", "dropout", &c->heterogeneity.dropout));
+  }
+
   Status v = c->validate();
   if (!v.is_ok()) return invalid_argument(doc.source + ": " + v.message());
   return Status::ok();
@@ -248,6 +267,19 @@ nlohmann::json OutputConfig::to_json() const {
   return json{{"dir", dir}, {"checkpoint_every", checkpoint_every}, {"save_model", save_model}};
 }
 
+nlohmann::json AsyncConfig::to_json() const {
+  return json{{"max_updates", max_updates},
+              {"max_seconds", max_seconds},
+              {"eval_every", eval_every},
+              {"aggregator_buffer", aggregator_buffer},
+              {"clock", clock},
+              {"virtual_sample_rate", virtual_sample_rate}};
+}
+
+nlohmann::json HeterogeneityConfig::to_json() const {
+  return json{{"speed_sigma", speed_sigma}, {"dropout", dropout}};
+}
+
 nlohmann::json EvalConfig::to_json() const {
   return json{{"every", every}, {"batch_size", batch_size}};
 }
@@ -277,6 +309,21 @@ Status ExperimentConfig::validate() const {
     return invalid_argument("faults retries must be >= 0");
   }
   if (output.checkpoint_every < 0) return invalid_argument("output.checkpoint_every must be >= 0");
+  if (async.max_updates < 1) return invalid_argument("async.max_updates must be >= 1");
+  if (async.max_seconds < 0) return invalid_argument("async.max_seconds must be >= 0");
+  if (async.eval_every < 1) return invalid_argument("async.eval_every must be >= 1");
+  if (async.aggregator_buffer < 1) return invalid_argument("async.aggregator_buffer must be >= 1");
+  if (async.clock != "real" && async.clock != "virtual") {
+    return invalid_argument("async.clock must be real or virtual, got '" + async.clock + "'" +
+                            did_you_mean(async.clock, {"real", "virtual"}));
+  }
+  if (!(async.virtual_sample_rate > 0)) {
+    return invalid_argument("async.virtual_sample_rate must be > 0");
+  }
+  if (heterogeneity.speed_sigma < 0) return invalid_argument("heterogeneity.speed_sigma must be >= 0");
+  if (!(heterogeneity.dropout >= 0 && heterogeneity.dropout < 1)) {
+    return invalid_argument("heterogeneity.dropout must be in [0, 1)");
+  }
   if (eval.every < 1 || eval.batch_size < 1) {
     return invalid_argument("eval.every and eval.batch_size must be >= 1");
   }
@@ -298,6 +345,8 @@ nlohmann::json ExperimentConfig::to_json() const {
               {"faults", faults.to_json()},
               {"output", output.to_json()},
               {"eval", eval.to_json()},
+              {"async", async.to_json()},
+              {"heterogeneity", heterogeneity.to_json()},
               {"threads", threads},
               {"debug", debug}};
 }

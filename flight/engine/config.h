@@ -32,6 +32,14 @@
 //     task_retries: 0               # re-submit a failed train task this many times
 //   output: {dir: runs/<name>, checkpoint_every: 1, save_model: true}
 //   eval: {every: 1, batch_size: 1024}
+//   async:                          # mode: async only
+//     max_updates: 100              # stop after this many merged worker updates
+//     max_seconds: 0                # or this much time; 0 = no limit
+//     eval_every: 10                # evaluate every N merged worker updates
+//     aggregator_buffer: 4          # aggregators forward every K child updates
+//     clock: real                   # real | virtual (reproducible: simulated time orders events)
+//     virtual_sample_rate: 1000     # virtual clock: samples/s of a speed-1 device
+//   heterogeneity: {speed_sigma: 0, dropout: 0}   # lognormal speed spread; result loss prob.
 //   threads: 2                      # local invoker threads (virtual workers run on these)
 //   debug: false                    # no training: workers return the model unchanged
 #pragma once
@@ -91,6 +99,25 @@ struct EvalConfig {
   nlohmann::json to_json() const;
 };
 
+// mode: async. Workers train continuously; updates flow up the tree and are
+// merged by the strategy (fedasync, fedbuff) with exact staleness.
+struct AsyncConfig {
+  int64_t max_updates = 100;       // stop after this many worker updates were merged
+  double max_seconds = 0;          // or after this much time (wall, or virtual); 0 = no limit
+  int64_t eval_every = 10;         // evaluate every N merged worker updates
+  int64_t aggregator_buffer = 4;   // an aggregator forwards after this many child updates
+  std::string clock = "real";      // real | virtual (simulated time orders completions)
+  double virtual_sample_rate = 1000;  // virtual clock: samples per second at speed 1
+  nlohmann::json to_json() const;
+};
+
+// Simulated device heterogeneity (sync and async).
+struct HeterogeneityConfig {
+  double speed_sigma = 0;  // worker speed *= lognormal(0, sigma), seeded; 0 = topology speeds
+  double dropout = 0;      // probability that a worker's task result is lost
+  nlohmann::json to_json() const;
+};
+
 struct ExperimentConfig {
   std::string name = "experiment";
   uint64_t seed = 0;
@@ -106,6 +133,8 @@ struct ExperimentConfig {
   FaultsConfig faults;
   OutputConfig output;
   EvalConfig eval;
+  AsyncConfig async;
+  HeterogeneityConfig heterogeneity;
   int64_t threads = 2;
   bool debug = false;
 

@@ -108,8 +108,14 @@ Status Federation::setup() {
   topology_ = std::make_unique<Topology>(std::move(topology));
   workers_ = topology_->workers();
   for (size_t i = 0; i < workers_.size(); ++i) worker_index_[workers_[i]] = static_cast<int64_t>(i);
+  std::mt19937_64 speed_rng(task_seed(config_.seed, -1, -1));
+  std::lognormal_distribution<double> spread(0.0, config_.heterogeneity.speed_sigma);
   for (const auto& n : topology_->nodes()) {
-    if (n.is_worker()) max_speed_ = std::max(max_speed_, n.speed);
+    if (n.is_worker()) {
+      const double s = n.speed * (config_.heterogeneity.speed_sigma > 0 ? spread(speed_rng) : 1.0);
+      speed_[n.id] = s;
+      max_speed_ = std::max(max_speed_, s);
+    }
     tier_[n.id] = static_cast<int64_t>(topology_->tier(n.id));
     tiers_ = std::max(tiers_, topology_->tier(n.id) + 1);
   }
@@ -312,11 +318,11 @@ void Federation::on_task_done(const std::shared_ptr<RoundState>& rs, int64_t rou
     }
     std::string node = it->second;
     const auto& n = topology_->node(node);
-    const double slowdown = max_speed_ / n.speed - 1.0;
-    if (n.is_worker() && result.ok() && slowdown > 1e-9) {
+    const double extra = n.is_worker() ? slowdown(node) : 0.0;
+    if (result.ok() && extra > 1e-9) {
       // A simulated slow device: hold the result back for the extra time the
       // device would have needed, without keeping a compute thread.
-      const double delay = result.result.value("train_seconds", 0.0) * slowdown;
+      const double delay = result.result.value("train_seconds", 0.0) * extra;
       delays_->post(delay, [this, rs, round, node, r = result]() mutable {
         faas::TaskResult result = std::move(r);
         result.finished_at = wall_seconds();
@@ -385,6 +391,24 @@ void Federation::handle_result(const std::shared_ptr<RoundState>& rs, int64_t ro
 
   std::optional<ChildUpdate> update;
   std::string failure;
+  if (is_worker) {
+    const bool dropped = result.ok() && drops(node, round);
+    count_worker_task(node, result.ok() ? result.result.value("train_seconds", 0.0) * (1 + slowdown(node)) : 0.0,
+                      dropped, !result.ok());
+    if (dropped) {
+      row.status = "dropped";
+      row.error = "dropped out (simulated availability)";
+      rs->failed++;
+      rs->failures.push_back("worker " + node + ": dropped out (simulated availability)");
+      if (result.result.value("owned", false)) {
+        auto ref = transport::Ref::from_json(result.result.at("update"));
+        if (ref.is_ok()) (void)store_->evict(*ref);
+      }
+      rs->rows.push_back(std::move(row));
+      report(rs, round, *n.parent, std::nullopt, "worker " + node + ": dropped out", after);
+      return;
+    }
+  }
   if (result.ok()) {
     const json& r = result.result;
     ChildUpdate u;
@@ -672,6 +696,51 @@ Status Federation::write_outputs(RunSummary* summary) {
 
 StatusOr<RunSummary> Federation::run() {
   FLIGHT_RETURN_IF_ERROR(setup());
+  return config_.mode == "async" ? run_async() : run_sync();
+}
+
+double Federation::slowdown(const std::string& worker) const {
+  auto it = speed_.find(worker);
+  return it == speed_.end() || it->second <= 0 ? 0.0 : max_speed_ / it->second - 1.0;
+}
+
+bool Federation::drops(const std::string& worker, int64_t task) const {
+  if (config_.heterogeneity.dropout <= 0) return false;
+  const uint64_t h = task_seed(config_.seed ^ 0xd509u, worker_index_.at(worker), task);
+  return static_cast<double>(h >> 11) * 0x1.0p-53 < config_.heterogeneity.dropout;
+}
+
+void Federation::count_worker_task(const std::string& worker, double busy_s, bool dropped,
+                                   bool failed) {
+  std::lock_guard<std::mutex> lock(worker_stats_mu_);
+  auto& w = worker_stats_[worker];
+  w.tasks++;
+  w.busy_s += busy_s;
+  if (dropped) w.dropped++;
+  if (failed) w.failed++;
+}
+
+Status Federation::write_workers_csv(double makespan_s) {
+  CsvLog csv;
+  const std::string path = out_dir_ + "/workers.csv";
+  std::error_code ec;
+  fs::remove(path, ec);
+  FLIGHT_RETURN_IF_ERROR(csv.open(path, {"worker", "speed", "tasks", "dropped", "failed",
+                                         "busy_s", "idle_fraction"}));
+  std::lock_guard<std::mutex> lock(worker_stats_mu_);
+  for (const auto& [id, w] : worker_stats_) {
+    const double idle = makespan_s > 0 ? std::max(0.0, 1.0 - w.busy_s / makespan_s) : 0.0;
+    char busy[32], idle_s[32], speed[32];
+    std::snprintf(busy, sizeof(busy), "%.6g", w.busy_s);
+    std::snprintf(idle_s, sizeof(idle_s), "%.6g", idle);
+    std::snprintf(speed, sizeof(speed), "%.6g", speed_.count(id) ? speed_.at(id) : 1.0);
+    csv.write({id, speed, std::to_string(w.tasks), std::to_string(w.dropped),
+               std::to_string(w.failed), busy, idle_s});
+  }
+  return Status::ok();
+}
+
+StatusOr<RunSummary> Federation::run_sync() {
   RunSummary summary;
   int64_t ran = 0;
   for (int64_t round = first_round_; round <= config_.rounds; ++round) {
@@ -700,6 +769,7 @@ StatusOr<RunSummary> Federation::run() {
   FLIGHT_RETURN_IF_ERROR(invoker_->close());
   summary.rounds_completed = config_.rounds;
   summary.seconds = now();
+  summary.makespan_s = summary.seconds;
   for (const auto& r : rows_) {
     if (r.test_accuracy >= 0) {
       summary.final_accuracy = r.test_accuracy;
@@ -708,6 +778,7 @@ StatusOr<RunSummary> Federation::run() {
     }
   }
   FLIGHT_RETURN_IF_ERROR(write_outputs(&summary));
+  FLIGHT_RETURN_IF_ERROR(write_workers_csv(summary.seconds - elapsed_offset_));
   return summary;
 }
 
@@ -718,14 +789,12 @@ nlohmann::json RunSummary::to_json() const {
               {"final_accuracy", final_accuracy}, {"final_loss", final_loss},
               {"best_accuracy", best_accuracy},   {"seconds", seconds},
               {"bytes_put", bytes_put},           {"bytes_fetched", bytes_fetched},
-              {"model_path", model_path}};
+              {"model_path", model_path},         {"makespan_s", makespan_s},
+              {"updates_merged", updates_merged}, {"model_versions", model_versions}};
 }
 
 StatusOr<RunSummary> run_experiment(const ExperimentConfig& config, const RunOptions& options) {
   FLIGHT_RETURN_IF_ERROR(config.validate());
-  if (config.mode != "sync") {
-    return invalid_argument("mode '" + config.mode + "' is not available yet (use mode: sync)");
-  }
   detail::Federation f(config, options);
   return f.run();
 }

@@ -49,6 +49,9 @@ struct RunSummary {
   double seconds = 0;
   uint64_t bytes_put = 0, bytes_fetched = 0;
   std::string model_path;
+  double makespan_s = 0;       // wall time, or simulated time with async clock: virtual
+  int64_t updates_merged = 0;  // async: worker updates merged
+  int64_t model_versions = 0;  // async: global model versions produced
   ParamSet final_model;
   nlohmann::json to_json() const;
 };

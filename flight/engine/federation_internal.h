@@ -5,6 +5,7 @@
 
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -77,10 +78,20 @@ class Federation {
   Federation(ExperimentConfig config, RunOptions options)
       : config_(std::move(config)), options_(std::move(options)) {}
 
+  // Dispatches on config.mode.
   StatusOr<RunSummary> run();
 
  private:
+  StatusOr<RunSummary> run_sync();
+  StatusOr<RunSummary> run_async();  // async.cc
   Status setup();
+  // Extra time factor of a simulated slow device: max_speed / speed - 1.
+  double slowdown(const std::string& worker) const;
+  // Whether `worker`'s task number `task` loses its result (simulated
+  // availability); a pure function of (seed, worker, task).
+  bool drops(const std::string& worker, int64_t task) const;
+  void count_worker_task(const std::string& worker, double busy_s, bool dropped, bool failed);
+  Status write_workers_csv(double makespan_s);
   Status resume_from_checkpoint();
   StatusOr<RoundRow> run_round(int64_t round);
   Status run_round_attempt(int64_t round, const std::shared_ptr<RoundState>& rs,
@@ -118,7 +129,6 @@ class Federation {
   size_t tiers_ = 1;
   json job_;
   std::unique_ptr<faas::Invoker> invoker_;
-  std::unique_ptr<faas::FunctionRegistry> own_functions_;
   transport::Store* store_ = nullptr;
   std::unique_ptr<aggregators::Strategy> strategy_;
   std::unique_ptr<learning::Model> model_;
@@ -131,6 +141,13 @@ class Federation {
   std::vector<RoundRow> rows_;
   CsvLog rounds_csv_, tasks_csv_;
   double max_speed_ = 1.0;
+  std::unordered_map<std::string, double> speed_;  // effective speed per worker
+  struct WorkerStats {
+    int64_t tasks = 0, dropped = 0, failed = 0;
+    double busy_s = 0;  // (simulated) compute time
+  };
+  std::mutex worker_stats_mu_;
+  std::map<std::string, WorkerStats> worker_stats_;
   // Last member: destroyed first, so no delayed delivery outlives the rest.
   std::unique_ptr<DelayQueue> delays_;
 };

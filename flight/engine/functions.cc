@@ -209,6 +209,24 @@ StatusOr<json> aggregate_fn(const json& args, const faas::TaskContext& ctx) {
   out["count"] = count;
   out["bytes_fetched"] = fetched;
   out["bytes_put"] = ref.size;
+  // Async updates carry the model each was trained from; folding the bases
+  // with the same weights keeps mean(model) - mean(base) = mean(delta).
+  if (children[0].contains("base")) {
+    auto base_fold = rt->strategy->begin();
+    for (const auto& c : children) {
+      FLIGHT_ASSIGN_OR_RETURN(auto base_ref, transport::Ref::from_json(c.at("base")));
+      FLIGHT_ASSIGN_OR_RETURN(ParamSet base, store->get(base_ref));
+      FLIGHT_RETURN_IF_ERROR(base_fold->accumulate(base, c.at("weight").get<double>())
+                                 .with_context("aggregator " + node + ": base of " +
+                                               c.value("node", std::string("?"))));
+      out["bytes_fetched"] = out["bytes_fetched"].get<uint64_t>() + base_ref.size;
+      if (c.value("base_owned", false)) (void)store->evict(base_ref);
+    }
+    FLIGHT_ASSIGN_OR_RETURN(auto base_mean, base_fold->finalize());
+    FLIGHT_ASSIGN_OR_RETURN(auto base_out, store->put(base_mean.params, put_options(put)));
+    out["base"] = base_out.to_json();
+    out["bytes_put"] = out["bytes_put"].get<uint64_t>() + base_out.size;
+  }
   return out;
 }
 

@@ -8,9 +8,11 @@
 //   train     args   {job, round, node, worker_index, model: Ref, put: {connector, scope}}
 //             result {update: Ref, owned: bool, n_samples, weight, loss, accuracy,
 //                     train_seconds, bytes_fetched, bytes_put}
-//   aggregate args   {job, round, node, children: [{node, update: Ref, owned, weight, count}],
-//                     put: {connector, scope}}
-//             result {update: Ref, owned: true, weight, count, bytes_fetched, bytes_put}
+//   aggregate args   {job, round, node, children: [{node, update: Ref, owned, weight, count,
+//                     base?: Ref, base_owned?}], put: {connector, scope}}
+//             result {update: Ref, owned: true, weight, count, base?: Ref, bytes_fetched,
+//                     bytes_put} — `base` (async: the models the updates started from) is
+//                     folded with the same weights when the children carry one
 //   evaluate  args   {job, model: Ref, batch_size, begin?, end?}
 //             result {loss, accuracy, n}
 //
