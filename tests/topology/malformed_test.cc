@@ -165,7 +165,9 @@ TEST(TopologyMalformed, RandomBytesNeverCrash) {
     std::string text = valid;
     for (int k = 0; k < 3; ++k) text[rng() % text.size()] = "[]{}:,-#&*! \n\"'x0"[rng() % 17];
     auto y = Topology::parse_yaml(text, "m.yaml");
-    if (!y.is_ok()) EXPECT_THAT(y.status().message(), HasSubstr("m.yaml:"));
+    if (!y.is_ok()) {
+      EXPECT_THAT(y.status().message(), HasSubstr("m.yaml:"));
+    }
   }
 }
 

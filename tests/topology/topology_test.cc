@@ -417,7 +417,9 @@ TEST(TopologyGenerators, FlatAndBalancedShapes) {
   EXPECT_THAT(b.children("agg-1-2"), ElementsAre("agg-2-4", "agg-2-5", "agg-2-6"));
   EXPECT_THAT(b.children("agg-2-9"), ElementsAre("worker-25", "worker-26", "worker-27"));
   for (const auto& n : b.nodes()) {
-    if (!n.is_worker()) EXPECT_EQ(n.children.size(), 3u) << n.id;
+    if (!n.is_worker()) {
+      EXPECT_EQ(n.children.size(), 3u) << n.id;
+    }
   }
   Topology chain = generate::balanced(1, 4);
   EXPECT_THAT(chain.nodes_per_tier(), ElementsAre(1u, 1u, 1u, 1u, 1u));
@@ -447,8 +449,12 @@ TEST(TopologyGenerators, TiersAreSeededAndEveryParentHasAChild) {
   EXPECT_NE(*a, *c);
   EXPECT_THAT(a->nodes_per_tier(), ElementsAre(1u, 3u, 10u, 50u));
   for (const auto& n : a->nodes()) {
-    if (!n.is_worker()) EXPECT_GE(n.children.size(), 1u) << n.id;
-    if (n.is_worker()) EXPECT_EQ(a->tier(n.id), 3u);
+    if (!n.is_worker()) {
+      EXPECT_GE(n.children.size(), 1u) << n.id;
+    }
+    if (n.is_worker()) {
+      EXPECT_EQ(a->tier(n.id), 3u);
+    }
   }
   // Ids number left to right: the workers read worker-1 .. worker-50 in nodes() order.
   std::vector<std::string> w = a->workers();
