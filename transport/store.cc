@@ -70,10 +70,14 @@ Store& Store::process_default() {
   return *s;
 }
 
-std::string Store::cache_id(const Ref& ref) { return ref.key + '\n' + ref.connector.dump(); }
+// Refs of this Store's own connector (the common case) reuse the config's
+// dump instead of serialising it on every get.
+std::string Store::cache_id(const Ref& ref) const {
+  return ref.key + '\n' + (ref.connector == config_ ? config_dump_ : ref.connector.dump());
+}
 
 StatusOr<std::shared_ptr<Connector>> Store::resolve(const nlohmann::json& config) {
-  if (config.dump() == config_dump_) return connector_;
+  if (config == config_) return connector_;
   return shared_connector(config);
 }
 
@@ -97,11 +101,15 @@ StatusOr<Ref> Store::put(const ParamSet& params, const PutOptions& options) {
     auto decoded = decode_trusted(bytes);
     if (decoded.is_ok()) view = std::move(*decoded);
   }
+  std::string id = cache_id(ref);
   std::lock_guard<std::mutex> lock(mu_);
   ++stats_.puts;
   stats_.bytes_put += size;
-  if (!options.scope.empty()) scopes_[options.scope].push_back(ref);
-  if (view) cache_insert_locked(cache_id(ref), std::move(*view), size);
+  if (!options.scope.empty()) {
+    scopes_[options.scope].emplace(id, ref);
+    scope_of_[id] = options.scope;
+  }
+  if (view) cache_insert_locked(id, std::move(*view), size);
   return ref;
 }
 
@@ -175,12 +183,17 @@ StatusOr<ParamSet> Store::get(const Ref& ref) {
 
 Status Store::evict(const Ref& ref) {
   {
+    const std::string id = cache_id(ref);
     std::lock_guard<std::mutex> lock(mu_);
-    cache_erase_locked(cache_id(ref));
-    for (auto it = scopes_.begin(); it != scopes_.end();) {
-      auto& refs = it->second;
-      refs.erase(std::remove(refs.begin(), refs.end(), ref), refs.end());
-      it = refs.empty() ? scopes_.erase(it) : std::next(it);
+    cache_erase_locked(id);
+    auto owner = scope_of_.find(id);
+    if (owner != scope_of_.end()) {
+      auto scope = scopes_.find(owner->second);
+      if (scope != scopes_.end()) {
+        scope->second.erase(id);
+        if (scope->second.empty()) scopes_.erase(scope);
+      }
+      scope_of_.erase(owner);
     }
     ++stats_.evictions;
   }
@@ -194,9 +207,13 @@ Status Store::evict_scope(const std::string& scope) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = scopes_.find(scope);
     if (it == scopes_.end()) return Status::ok();
-    refs = std::move(it->second);
+    refs.reserve(it->second.size());
+    for (auto& [id, r] : it->second) {
+      cache_erase_locked(id);
+      scope_of_.erase(id);
+      refs.push_back(std::move(r));
+    }
     scopes_.erase(it);
-    for (const auto& r : refs) cache_erase_locked(cache_id(r));
     stats_.evictions += refs.size();
   }
   Status first = Status::ok();

@@ -124,7 +124,7 @@ class Store {
 
   StatusOr<std::shared_ptr<Connector>> resolve(const nlohmann::json& config);
   Result fetch(const Ref& ref);
-  static std::string cache_id(const Ref& ref);
+  std::string cache_id(const Ref& ref) const;
   void cache_insert_locked(const std::string& id, ParamSet value, uint64_t bytes);
   void cache_erase_locked(const std::string& id);
 
@@ -138,7 +138,10 @@ class Store {
   std::unordered_map<std::string, std::list<CacheEntry>::iterator> index_;
   uint64_t cached_bytes_ = 0;
   std::unordered_map<std::string, std::shared_future<Result>> inflight_;
-  std::map<std::string, std::vector<Ref>> scopes_;
+  // scope -> its objects by cache id, and back: evict() is O(1), not a scan of
+  // every scope (a round scope holds one object per worker).
+  std::map<std::string, std::unordered_map<std::string, Ref>> scopes_;
+  std::unordered_map<std::string, std::string> scope_of_;
   StoreStats stats_;
 };
 

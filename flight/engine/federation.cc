@@ -134,6 +134,9 @@ Status Federation::setup() {
   job.n_workers = static_cast<int64_t>(workers_.size());
   job.debug = config_.debug;
   job_ = job.to_json();
+  // Embedded: the functions run in this process, so the job is registered once
+  // here and tasks carry only its id (no per-task copy, dump or parse).
+  job_id_ = config_.control.kind == "local" ? register_job(job_) : job_id(job_);
 
   FLIGHT_ASSIGN_OR_RETURN(strategy_, aggregators::make_strategy(config_.strategy));
   FLIGHT_ASSIGN_OR_RETURN(model_, learning::make_model(config_.model));
@@ -151,6 +154,9 @@ Status Federation::setup() {
     }
     faas::LocalInvokerOptions lo;
     lo.threads = static_cast<size_t>(config_.threads);
+    // Backpressure on submissions from the driving thread (callbacks are
+    // never blocked): tasks waiting to start stay a few thousand specs.
+    lo.max_queue = 4096;
     invoker_ = faas::make_local_invoker(lo, *functions);
   } else {
     faas::RestInvokerOptions ro;
@@ -265,8 +271,11 @@ void Federation::launch_aggregate(const std::shared_ptr<RoundState>& rs, int64_t
   faas::TaskSpec spec;
   spec.endpoint = endpoint_of(node);
   spec.function = "aggregate";
-  spec.args = json{{"job", job_}, {"round", round}, {"node", node}, {"children", std::move(kids)},
-                   {"put", put_args(node, round)}};
+  spec.args = job_args();
+  spec.args["round"] = round;
+  spec.args["node"] = node;
+  spec.args["children"] = std::move(kids);
+  spec.args["put"] = put_args(node, round);
   submit_task(rs, round, node, std::move(spec));
 }
 
@@ -275,13 +284,19 @@ faas::TaskSpec Federation::train_spec(const std::shared_ptr<RoundState>& rs, int
   faas::TaskSpec spec;
   spec.endpoint = endpoint_of(worker);
   spec.function = "train";
-  spec.args = json{{"job", job_},
-                   {"round", round},
-                   {"node", worker},
-                   {"worker_index", worker_index_.at(worker)},
-                   {"model", rs->model_ref},
-                   {"put", put_args(worker, round)}};
+  spec.args = job_args();
+  spec.args["round"] = round;
+  spec.args["node"] = worker;
+  spec.args["worker_index"] = worker_index_.at(worker);
+  spec.args["model"] = rs->model_ref;
+  spec.args["put"] = put_args(worker, round);
   return spec;
+}
+
+json Federation::job_args() const {
+  json args{{"job_id", job_id_}};
+  if (config_.control.kind != "local") args["job"] = job_;
+  return args;
 }
 
 // Submits one task for `node`. Must be called without rs->mu held: the
@@ -457,7 +472,10 @@ StatusOr<RoundRow> Federation::run_round(int64_t round) {
     rs->bytes_up_by_tier.assign(tiers_, 0);
     std::vector<std::string> selected;
     Status st = run_round_attempt(round, rs, &selected);
-    for (const auto& t : rs->rows) tasks_csv_.write(task_cells(t));
+    // One flush per round, not per row: at 10,000 tasks a round, a write
+    // syscall per row costs more than the tasks themselves.
+    for (const auto& t : rs->rows) tasks_csv_.write(task_cells(t), /*flush=*/false);
+    tasks_csv_.flush();
     FLIGHT_RETURN_IF_ERROR(st);
 
     const NodeState& root = rs->nodes.at(topology_->root().id);
@@ -500,13 +518,24 @@ StatusOr<RoundRow> Federation::run_round(int64_t round) {
     }
 
     // The coordinator's own fold over its children, in canonical order.
-    std::vector<ChildUpdate> children = root.updates;
+    std::vector<const ChildUpdate*> children;
+    children.reserve(root.updates.size());
+    for (const auto& u : root.updates) children.push_back(&u);
     std::sort(children.begin(), children.end(),
-              [](const ChildUpdate& a, const ChildUpdate& b) { return a.node < b.node; });
+              [](const ChildUpdate* a, const ChildUpdate* b) { return a->node < b->node; });
     auto fold = strategy_->begin();
-    for (const auto& c : children) {
-      FLIGHT_ASSIGN_OR_RETURN(auto ref, transport::Ref::from_json(c.update));
-      FLIGHT_ASSIGN_OR_RETURN(ParamSet p, store_->get(ref));
+    // Children that hand up the same object (debug mode: the global model)
+    // are parsed and resolved once.
+    const json* last_update = nullptr;
+    transport::Ref ref;
+    ParamSet p;
+    for (const ChildUpdate* child : children) {
+      const ChildUpdate& c = *child;
+      if (!last_update || c.update != *last_update) {
+        FLIGHT_ASSIGN_OR_RETURN(ref, transport::Ref::from_json(c.update));
+        FLIGHT_ASSIGN_OR_RETURN(p, store_->get(ref));
+        last_update = &c.update;
+      }
       row.coordinator_ingress += ref.size;
       FLIGHT_RETURN_IF_ERROR(fold->accumulate(p, c.weight).with_context(
           "round " + std::to_string(round) + ": coordinator folding " + c.node));
@@ -533,39 +562,61 @@ Status Federation::run_round_attempt(int64_t round, const std::shared_ptr<RoundS
   const auto picks = strategy_->select(workers_.size(), round, rng_);
   if (picks.empty()) return internal_error("strategy selected no workers");
   for (size_t i : picks) selected->push_back(workers_.at(i));
-  const Topology sub = topology_->induced(*selected);
-  for (const auto& n : sub.nodes()) {
-    if (n.kind != NodeKind::kWorker) rs->nodes[n.id].pending = n.children.size();
+  // The induced subtree, as pending-children counts: walk up from each selected
+  // worker until an ancestor already counted (O(selected x depth), no copy of
+  // the topology).
+  for (const auto& w : *selected) {
+    const std::string* child = &w;
+    while (const auto& parent = topology_->node(*child).parent) {
+      auto [it, fresh] = rs->nodes.try_emplace(*parent);
+      it->second.pending++;
+      if (!fresh) break;
+      child = &it->first;
+    }
   }
 
   FLIGHT_ASSIGN_OR_RETURN(auto model_ref,
                           store_->put(global_, {{}, "round-" + std::to_string(round), {}}));
   rs->model_ref = model_ref.to_json();
 
-  std::vector<faas::TaskSpec> specs;
-  specs.reserve(selected->size());
   for (const auto& w : *selected) {
     rs->waiting_workers.insert(w);
     rs->attempts[w] = 1;
-    specs.push_back(train_spec(rs, round, w));
   }
-  auto handles = invoker_->submit_batch(
-      std::move(specs), [this, rs, round](const faas::TaskResult& r) { on_task_done(rs, round, r); });
-  std::vector<std::function<void()>> after;
-  {
-    std::lock_guard<std::mutex> lock(rs->mu);
-    for (size_t i = 0; i < handles.size(); ++i) rs->task_node[handles[i].id()] = (*selected)[i];
-    // Results that raced ahead of the id map.
-    std::vector<faas::TaskResult> early;
-    for (auto& kv : rs->early) early.push_back(std::move(kv.second));
-    rs->early.clear();
-    for (const auto& r : early) {
-      auto it = rs->task_node.find(r.task_id);
-      if (it != rs->task_node.end()) handle_result(rs, round, it->second, r, &after);
-      else rs->early.emplace(r.task_id, r);
+  // Submitted in chunks: with the embedded invoker's bounded queue this is
+  // backpressure, so 100,000 workers are never 100,000 task specs in memory,
+  // and results that race ahead of their id (rs->early) stay within a chunk.
+  constexpr size_t kSubmitChunk = 1024;
+  for (size_t begin = 0; begin < selected->size(); begin += kSubmitChunk) {
+    const size_t end = std::min(selected->size(), begin + kSubmitChunk);
+    std::vector<faas::TaskSpec> specs;
+    specs.reserve(end - begin);
+    for (size_t i = begin; i < end; ++i) specs.push_back(train_spec(rs, round, (*selected)[i]));
+    auto handles = invoker_->submit_batch(std::move(specs), [this, rs, round](
+                                                                const faas::TaskResult& r) {
+      on_task_done(rs, round, r);
+    });
+    std::vector<std::function<void()>> after;
+    {
+      std::lock_guard<std::mutex> lock(rs->mu);
+      for (size_t i = 0; i < handles.size(); ++i) {
+        rs->task_node[handles[i].id()] = (*selected)[begin + i];
+      }
+      // Results that raced ahead of the id map.
+      std::vector<faas::TaskResult> early;
+      for (auto& kv : rs->early) early.push_back(std::move(kv.second));
+      rs->early.clear();
+      for (const auto& r : early) {
+        auto it = rs->task_node.find(r.task_id);
+        if (it != rs->task_node.end()) handle_result(rs, round, it->second, r, &after);
+        else rs->early.emplace(r.task_id, r);
+      }
     }
+    // Only ids were needed: a finished task's result should not stay alive in
+    // its handle's future until the round ends.
+    handles.clear();
+    for (auto& f : after) f();
   }
-  for (auto& f : after) f();
 
   std::unique_lock<std::mutex> lock(rs->mu);
   if (config_.faults.round_deadline_s > 0) {

@@ -128,6 +128,10 @@ class Federation {
   std::unordered_map<std::string, int64_t> tier_;
   size_t tiers_ = 1;
   json job_;
+  // job_id(job_). Embedded runs register the job in-process, so their tasks
+  // carry only this id; REST tasks carry both (see job_args()).
+  std::string job_id_;
+  json job_args() const;  // {job_id} or {job_id, job}: the start of every task's args
   std::unique_ptr<faas::Invoker> invoker_;
   transport::Store* store_ = nullptr;
   std::unique_ptr<aggregators::Strategy> strategy_;

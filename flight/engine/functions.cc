@@ -3,6 +3,9 @@
 #include <ATen/Parallel.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
 #include <future>
 #include <map>
 #include <mutex>
@@ -27,46 +30,94 @@ struct JobRuntime {
   std::unique_ptr<aggregators::Strategy> strategy;  // const use only: weights, hooks, folds
 };
 
-StatusOr<std::shared_ptr<JobRuntime>> job_runtime(const json& job_json) {
-  static std::mutex mu;
-  static std::map<std::string, std::shared_future<StatusOr<std::shared_ptr<JobRuntime>>>> cache;
-  const std::string key = job_json.dump();
+using RuntimeFuture = std::shared_future<StatusOr<std::shared_ptr<JobRuntime>>>;
+
+// The process's jobs by id: the JSON each was registered with (register_job or
+// a task carrying `job`) and, once a task asked, its runtime.
+struct JobCache {
+  struct Entry {
+    json job;  // null until known
+    RuntimeFuture runtime;
+  };
+  std::mutex mu;
+  std::unordered_map<std::string, Entry> entries;
+};
+
+JobCache& job_cache() {
+  static JobCache* cache = new JobCache();  // leaked: tasks may run during exit
+  return *cache;
+}
+
+StatusOr<std::shared_ptr<JobRuntime>> build_runtime(const json& job_json) {
+  auto rt = std::make_shared<JobRuntime>();
+  FLIGHT_ASSIGN_OR_RETURN(rt->job, Job::from_json(job_json));
+  FLIGHT_ASSIGN_OR_RETURN(rt->data, learning::load_dataset(rt->job.data));
+  FLIGHT_ASSIGN_OR_RETURN(rt->partitions,
+                          learning::partition(rt->data.train->labels,
+                                              static_cast<size_t>(rt->job.n_workers),
+                                              rt->job.data.partition, rt->job.seed));
+  FLIGHT_ASSIGN_OR_RETURN(rt->strategy, aggregators::make_strategy(rt->job.strategy));
+  return rt;
+}
+
+// The runtime of the task's job: args carry `job_id` (cheap: the common case
+// is one lookup) and/or the `job` JSON itself (needed the first time a process
+// sees the job, unless it was registered with register_job).
+StatusOr<std::shared_ptr<JobRuntime>> job_runtime(const json& args) {
+  const auto id_it = args.find("job_id");
+  const auto job_it = args.find("job");
+  const json* job_json = job_it != args.end() ? &*job_it : nullptr;
+  std::string id;
+  if (id_it != args.end() && id_it->is_string()) {
+    id = id_it->get<std::string>();
+  } else if (job_json) {
+    id = job_id(*job_json);
+  } else {
+    return invalid_argument("missing argument 'job' (or 'job_id')");
+  }
+  // Tasks of one job run back to back on a thread: skip the shared map.
+  thread_local std::string last_id;
+  thread_local std::shared_ptr<JobRuntime> last;
+  if (last && id == last_id) return last;
+
+  JobCache& cache = job_cache();
   std::promise<StatusOr<std::shared_ptr<JobRuntime>>> promise;
-  std::shared_future<StatusOr<std::shared_ptr<JobRuntime>>> fut;
-  bool build = false;
+  RuntimeFuture fut;
+  json to_build;
   {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = cache.find(key);
-    if (it == cache.end()) {
-      fut = promise.get_future().share();
-      cache.emplace(key, fut);
-      build = true;
+    std::lock_guard<std::mutex> lock(cache.mu);
+    JobCache::Entry& e = cache.entries[id];
+    if (e.runtime.valid()) {
+      fut = e.runtime;
     } else {
-      fut = it->second;
+      if (e.job.is_null() && job_json) e.job = *job_json;
+      if (e.job.is_null()) {
+        cache.entries.erase(id);
+        return not_found("job " + id +
+                         " is not known to this process and the task does not carry its 'job'");
+      }
+      to_build = e.job;
+      fut = promise.get_future().share();
+      e.runtime = fut;
     }
   }
-  if (build) {
+  if (!to_build.is_null()) {
     // Built outside the lock: loading a dataset takes a while and other jobs
     // should not wait for it; tasks of this job wait on the shared future.
-    auto make = [&]() -> StatusOr<std::shared_ptr<JobRuntime>> {
-      auto rt = std::make_shared<JobRuntime>();
-      FLIGHT_ASSIGN_OR_RETURN(rt->job, Job::from_json(job_json));
-      FLIGHT_ASSIGN_OR_RETURN(rt->data, learning::load_dataset(rt->job.data));
-      FLIGHT_ASSIGN_OR_RETURN(rt->partitions,
-                              learning::partition(rt->data.train->labels,
-                                                  static_cast<size_t>(rt->job.n_workers),
-                                                  rt->job.data.partition, rt->job.seed));
-      FLIGHT_ASSIGN_OR_RETURN(rt->strategy, aggregators::make_strategy(rt->job.strategy));
-      return rt;
-    };
-    StatusOr<std::shared_ptr<JobRuntime>> made = make();
+    StatusOr<std::shared_ptr<JobRuntime>> made = build_runtime(to_build);
     if (!made.is_ok()) {
-      std::lock_guard<std::mutex> lock(mu);
-      cache.erase(key);  // let a later task retry (e.g. after the dataset appears)
+      std::lock_guard<std::mutex> lock(cache.mu);
+      // Let a later task retry (e.g. after the dataset appears).
+      cache.entries[id].runtime = RuntimeFuture();
     }
     promise.set_value(made);
   }
-  return fut.get();
+  StatusOr<std::shared_ptr<JobRuntime>> got = fut.get();
+  if (got.is_ok()) {
+    last_id = id;
+    last = *got;
+  }
+  return got;
 }
 
 // One model per (thread, job): models are not thread-safe and building one per
@@ -92,24 +143,111 @@ Status read(const json& args, const char* key, T* out) {
   return Status::ok();
 }
 
+// A required argument, by reference (no copy).
+StatusOr<const json*> arg(const json& args, const char* key) {
+  auto it = args.find(key);
+  if (it == args.end()) return invalid_argument(std::string("missing argument '") + key + "'");
+  return &*it;
+}
+
 transport::PutOptions put_options(const json& put) {
   transport::PutOptions o;
   o.scope = put.value("scope", std::string());
   return o;
 }
 
+// A small process-wide pool that fetches Refs ahead of an aggregator's fold:
+// a few threads for the whole process instead of a thread per child. Fetch
+// jobs never wait on other tasks, so sharing the pool cannot deadlock.
+class FetchPool {
+ public:
+  static FetchPool& instance() {
+    static FetchPool* pool = new FetchPool(kFetchThreads);  // leaked: see below
+    return *pool;
+  }
+  std::future<StatusOr<ParamSet>> submit(transport::Store* store, const transport::Ref* ref) {
+    std::packaged_task<StatusOr<ParamSet>()> job([store, ref] { return store->get(*ref); });
+    auto fut = job.get_future();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back(std::move(job));
+    }
+    cv_.notify_one();
+    return fut;
+  }
+
+ private:
+  static constexpr int kFetchThreads = 2;
+  explicit FetchPool(int n) {
+    // Detached and never destroyed: at exit no fetch is in flight (every
+    // aggregate waits for its own), and idle threads just stop with the process.
+    for (int i = 0; i < n; ++i) std::thread([this] { work(); }).detach();
+  }
+  void work() {
+    while (true) {
+      std::packaged_task<StatusOr<ParamSet>()> job;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return !queue_.empty(); });
+        job = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      job();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::packaged_task<StatusOr<ParamSet>()>> queue_;
+};
+
+// Children's updates in order, up to kPrefetchDepth fetched ahead. Refs of a
+// memory connector are fetched inline: they are a lookup in this process, with
+// no latency to hide. The destructor waits for fetches still in flight (they
+// point into `refs`).
+class Prefetcher {
+ public:
+  static constexpr size_t kPrefetchDepth = 2;
+  Prefetcher(transport::Store& store, const std::vector<transport::Ref>& refs)
+      : store_(store), refs_(refs), ahead_(refs.size()) {}
+  ~Prefetcher() {
+    for (auto& f : ahead_) {
+      if (f.valid()) f.wait();
+    }
+  }
+  StatusOr<ParamSet> take(size_t i) {
+    for (size_t j = i + 1; j < refs_.size() && j <= i + kPrefetchDepth; ++j) {
+      if (!ahead_[j].valid() && !local(refs_[j])) {
+        ahead_[j] = FetchPool::instance().submit(&store_, &refs_[j]);
+      }
+    }
+    if (ahead_[i].valid()) return ahead_[i].get();
+    return store_.get(refs_[i]);
+  }
+
+ private:
+  static bool local(const transport::Ref& ref) {
+    return ref.connector.is_object() && ref.connector.value("kind", std::string()) == "memory";
+  }
+  transport::Store& store_;
+  const std::vector<transport::Ref>& refs_;
+  std::vector<std::future<StatusOr<ParamSet>>> ahead_;
+};
+
 StatusOr<json> train_fn(const json& args, const faas::TaskContext& ctx) {
   (void)ctx;
-  json job_json, model_json, put;
   int64_t round = 0, worker_index = 0;
   std::string node;
-  FLIGHT_RETURN_IF_ERROR(read(args, "job", &job_json));
   FLIGHT_RETURN_IF_ERROR(read(args, "round", &round));
   FLIGHT_RETURN_IF_ERROR(read(args, "node", &node));
   FLIGHT_RETURN_IF_ERROR(read(args, "worker_index", &worker_index));
-  FLIGHT_RETURN_IF_ERROR(read(args, "model", &model_json));
-  FLIGHT_RETURN_IF_ERROR(read(args, "put", &put));
-  FLIGHT_ASSIGN_OR_RETURN(auto rt, job_runtime(job_json));
+  FLIGHT_ASSIGN_OR_RETURN(const json* model_arg, arg(args, "model"));
+  FLIGHT_ASSIGN_OR_RETURN(const json* put_arg, arg(args, "put"));
+  const json& model_json = *model_arg;
+  const json& put = *put_arg;
+  if (!put.is_object() || !put.contains("connector")) {
+    return invalid_argument("argument 'put' must be {connector, scope}");
+  }
+  FLIGHT_ASSIGN_OR_RETURN(auto rt, job_runtime(args));
   if (worker_index < 0 || worker_index >= static_cast<int64_t>(rt->partitions.size())) {
     return invalid_argument("worker " + node + ": worker_index " + std::to_string(worker_index) +
                             " outside [0, " + std::to_string(rt->partitions.size()) + ")");
@@ -150,52 +288,54 @@ StatusOr<json> train_fn(const json& args, const faas::TaskContext& ctx) {
 
 StatusOr<json> aggregate_fn(const json& args, const faas::TaskContext& ctx) {
   (void)ctx;
-  json job_json, children, put;
   std::string node;
-  FLIGHT_RETURN_IF_ERROR(read(args, "job", &job_json));
   FLIGHT_RETURN_IF_ERROR(read(args, "node", &node));
-  FLIGHT_RETURN_IF_ERROR(read(args, "children", &children));
-  FLIGHT_RETURN_IF_ERROR(read(args, "put", &put));
+  FLIGHT_ASSIGN_OR_RETURN(const json* children_arg, arg(args, "children"));
+  FLIGHT_ASSIGN_OR_RETURN(const json* put_arg, arg(args, "put"));
+  const json& children = *children_arg;
+  const json& put = *put_arg;
   if (!children.is_array() || children.empty()) {
     return invalid_argument("aggregator " + node + ": no child updates to aggregate");
   }
-  FLIGHT_ASSIGN_OR_RETURN(auto rt, job_runtime(job_json));
+  if (!put.is_object() || !put.contains("connector")) {
+    return invalid_argument("argument 'put' must be {connector, scope}");
+  }
+  FLIGHT_ASSIGN_OR_RETURN(auto rt, job_runtime(args));
   FLIGHT_ASSIGN_OR_RETURN(transport::Store * store, store_for(put.at("connector")));
 
   std::vector<transport::Ref> refs;
   std::vector<double> weights;
   std::vector<bool> owned;
+  refs.reserve(children.size());
+  weights.reserve(children.size());
+  owned.reserve(children.size());
   int64_t count = 0;
   uint64_t fetched = 0;
-  for (const auto& c : children) {
-    FLIGHT_ASSIGN_OR_RETURN(auto ref, transport::Ref::from_json(c.at("update")));
-    fetched += ref.size;
-    refs.push_back(std::move(ref));
-    weights.push_back(c.at("weight").get<double>());
-    owned.push_back(c.value("owned", true));
-    count += c.value("count", int64_t{1});
+  try {
+    for (const auto& c : children) {
+      FLIGHT_ASSIGN_OR_RETURN(auto ref, transport::Ref::from_json(c.at("update")));
+      fetched += ref.size;
+      refs.push_back(std::move(ref));
+      weights.push_back(c.at("weight").get<double>());
+      owned.push_back(c.value("owned", true));
+      count += c.value("count", int64_t{1});
+    }
+  } catch (const json::exception& e) {
+    return invalid_argument("aggregator " + node + ": malformed child: " + e.what());
   }
   // Fold in list order (the engine sorts children by id, so results are
-  // bit-reproducible); fetch child i+1 while folding child i, so memory stays
-  // O(model) plus one update in flight.
+  // bit-reproducible), fetching up to kPrefetchDepth children ahead on the
+  // shared fetch pool, so memory stays O(model) plus the updates in flight.
   auto fold = rt->strategy->begin();
-  std::future<StatusOr<ParamSet>> next =
-      std::async(std::launch::async, [&] { return store->get(refs[0]); });
+  Prefetcher prefetch(*store, refs);
   for (size_t i = 0; i < refs.size(); ++i) {
-    StatusOr<ParamSet> cur = next.get();
-    if (i + 1 < refs.size()) {
-      next = std::async(std::launch::async, [&, i] { return store->get(refs[i + 1]); });
-    }
+    StatusOr<ParamSet> cur = prefetch.take(i);
     if (!cur.is_ok()) {
-      if (next.valid()) next.wait();
       return cur.status().with_context("aggregator " + node + ": child " +
                                        children[i].value("node", std::string("?")));
     }
     Status st = fold->accumulate(*cur, weights[i]);
-    if (!st.is_ok()) {
-      if (next.valid()) next.wait();
-      return st.with_context("aggregator " + node);
-    }
+    if (!st.is_ok()) return st.with_context("aggregator " + node);
     // The consumer owns a child's update: evicting it as soon as it is folded
     // keeps a round's footprint at O(tree width), not O(workers).
     if (owned[i]) (void)store->evict(refs[i]);
@@ -232,11 +372,10 @@ StatusOr<json> aggregate_fn(const json& args, const faas::TaskContext& ctx) {
 
 StatusOr<json> evaluate_fn(const json& args, const faas::TaskContext& ctx) {
   (void)ctx;
-  json job_json, model_json;
-  FLIGHT_RETURN_IF_ERROR(read(args, "job", &job_json));
-  FLIGHT_RETURN_IF_ERROR(read(args, "model", &model_json));
+  FLIGHT_ASSIGN_OR_RETURN(const json* model_arg, arg(args, "model"));
+  const json& model_json = *model_arg;
   int64_t batch = args.value("batch_size", int64_t{1024});
-  FLIGHT_ASSIGN_OR_RETURN(auto rt, job_runtime(job_json));
+  FLIGHT_ASSIGN_OR_RETURN(auto rt, job_runtime(args));
   FLIGHT_ASSIGN_OR_RETURN(auto ref, transport::Ref::from_json(model_json));
   FLIGHT_ASSIGN_OR_RETURN(transport::Store * store, store_for(ref.connector));
   FLIGHT_ASSIGN_OR_RETURN(ParamSet params, store->get(ref));
@@ -278,7 +417,24 @@ StatusOr<Job> Job::from_json(const nlohmann::json& j) {
   return job;
 }
 
+namespace {
+StatusOr<transport::Store*> shared_store_for(const nlohmann::json& connector);
+}  // namespace
+
 StatusOr<transport::Store*> store_for(const nlohmann::json& connector) {
+  // Every task asks; a thread sees few distinct connectors: compare the JSON
+  // (no dump, no lock) against the ones this thread resolved before.
+  thread_local std::vector<std::pair<nlohmann::json, transport::Store*>> seen;
+  for (const auto& [config, store] : seen) {
+    if (config == connector) return store;
+  }
+  FLIGHT_ASSIGN_OR_RETURN(transport::Store * store, shared_store_for(connector));
+  if (seen.size() < 16) seen.emplace_back(connector, store);
+  return store;
+}
+
+namespace {
+StatusOr<transport::Store*> shared_store_for(const nlohmann::json& connector) {
   static std::mutex mu;
   static std::map<std::string, std::unique_ptr<transport::Store>> stores;
   std::lock_guard<std::mutex> lock(mu);
@@ -289,6 +445,28 @@ StatusOr<transport::Store*> store_for(const nlohmann::json& connector) {
     it = stores.emplace(key, std::move(store)).first;
   }
   return it->second.get();
+}
+}  // namespace
+
+std::string job_id(const nlohmann::json& job) {
+  // FNV-1a over the canonical dump (nlohmann objects are key-sorted).
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : job.dump()) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "job-%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::string register_job(const nlohmann::json& job) {
+  std::string id = job_id(job);
+  JobCache& cache = job_cache();
+  std::lock_guard<std::mutex> lock(cache.mu);
+  JobCache::Entry& e = cache.entries[id];
+  if (e.job.is_null()) e.job = job;
+  return id;
 }
 
 uint64_t task_seed(uint64_t seed, int64_t worker_index, int64_t round) {

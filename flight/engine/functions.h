@@ -19,6 +19,10 @@
 // `job` (Job::to_json) names the model, data, partition, training options and
 // strategy; each process parses it once and caches the datasets, partitions and
 // per-thread models it implies, so a task costs its own work plus microseconds.
+// Args may carry `job_id` (job_id(job)) next to `job`, or instead of it when
+// the job was registered in the running process (register_job: the embedded
+// invoker), so a task's args stay a few hundred bytes and no task re-hashes
+// the job.
 #pragma once
 
 #include <cstdint>
@@ -67,6 +71,14 @@ void configure_task_process();
 // The process-wide store that puts through `connector` (built once per
 // distinct config). Any store resolves any Ref.
 StatusOr<transport::Store*> store_for(const nlohmann::json& connector);
+
+// A short id of `job` ("job-" + 16 hex): a hash of its canonical JSON, the
+// same in every process.
+std::string job_id(const nlohmann::json& job);
+
+// Makes `job` known to this process, so tasks run here may carry only
+// {job_id}; returns job_id(job). Thread-safe; registering twice is harmless.
+std::string register_job(const nlohmann::json& job);
 
 // Seed of worker `worker_index`'s training in `round`: a hash, so that
 // neighbouring workers and rounds get unrelated streams.

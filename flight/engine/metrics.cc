@@ -37,10 +37,10 @@ Status CsvLog::open(const std::string& path, const std::vector<std::string>& hea
   return Status::ok();
 }
 
-void CsvLog::write(const std::vector<std::string>& cells) {
+void CsvLog::write(const std::vector<std::string>& cells, bool flush) {
   for (size_t i = 0; i < cells.size(); ++i) out_ << (i ? "," : "") << csv_escape(cells[i]);
   out_ << "\n";
-  out_.flush();
+  if (flush) out_.flush();
 }
 
 std::vector<std::string> round_header(size_t tiers) {

@@ -39,7 +39,9 @@ class CsvLog {
  public:
   // Opens `path` for appending; writes `header` when the file is new or empty.
   Status open(const std::string& path, const std::vector<std::string>& header);
-  void write(const std::vector<std::string>& cells);
+  // flush = false batches rows (call flush() after the batch).
+  void write(const std::vector<std::string>& cells, bool flush = true);
+  void flush() { out_.flush(); }
   void close() { out_.close(); }
 
  private:
