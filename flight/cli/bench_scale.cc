@@ -27,11 +27,11 @@
 //   the measured flat tree, height 1) and coordinator_ingress (bytes the
 //   coordinator fetched from its children; baseline = flat; ratio = flat /
 //   value; extra `reduction` = 1 - value / flat).
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -259,20 +259,19 @@ StatusOr<topology::Topology> scale_topology(const std::string& kind, int64_t wor
 
 // The experiment config shared by every scale case (embedded defaults).
 json scale_config(const std::string& model, const std::string& out_dir, int64_t threads) {
-  return json{{"name", "bench-scale"},
-              {"seed", 1},
-              {"model", {{"name", model}}},
-              // Constant-size data: the bench measures the framework, not the data.
-              {"data",
-               {{"dataset", "synthetic"},
-                {"synthetic_samples", 10000},
-                {"synthetic_test_samples", 100}}},
-              {"strategy", {{"name", "fedsgd"}}},
-              {"rounds", 1},
-              {"debug", true},
-              {"threads", threads},
-              {"eval", {{"every", 1}, {"batch_size", 100}}},
-              {"output", {{"dir", out_dir}, {"checkpoint_every", 0}, {"save_model", false}}}};
+  return json{
+      {"name", "bench-scale"},
+      {"seed", 1},
+      {"model", {{"name", model}}},
+      // Constant-size data: the bench measures the framework, not the data.
+      {"data",
+       {{"dataset", "synthetic"}, {"synthetic_samples", 10000}, {"synthetic_test_samples", 100}}},
+      {"strategy", {{"name", "fedsgd"}}},
+      {"rounds", 1},
+      {"debug", true},
+      {"threads", threads},
+      {"eval", {{"every", 1}, {"batch_size", 100}}},
+      {"output", {{"dir", out_dir}, {"checkpoint_every", 0}, {"save_model", false}}}};
 }
 
 // ------------------------------------------------------------------ scale: one case (child)
@@ -499,7 +498,8 @@ int run_scale(const ScaleArgs& a) {
   std::map<std::string, double> fold_s;
   for (const auto& m : models) {
     auto f = fold_seconds(m);
-    if (!f.is_ok()) return fail("bench scale: fold baseline for " + m + ": " + f.status().message());
+    if (!f.is_ok())
+      return fail("bench scale: fold baseline for " + m + ": " + f.status().message());
     fold_s[m] = *f;
   }
 
@@ -548,17 +548,13 @@ int run_scale(const ScaleArgs& a) {
     r.baseline_value =
         static_cast<double>(tasks) * noop_s + static_cast<double>(tasks) * fold_s[c.model];
     r.higher_is_better = false;
-    r.extra = {{"peak_rss_mb", got.at("peak_rss_mb")},
-               {"tasks", tasks},
-               {"tasks_per_s", got.at("tasks_per_s")},
-               {"selected", got.at("selected")},
-               {"returned", got.at("returned")},
-               {"run_s", got.at("run_s")}};
+    r.extra = {{"peak_rss_mb", got.at("peak_rss_mb")}, {"tasks", tasks},
+               {"tasks_per_s", got.at("tasks_per_s")}, {"selected", got.at("selected")},
+               {"returned", got.at("returned")},       {"run_s", got.at("run_s")}};
     if (got.contains("endpoints_peak_rss_mb")) {
       r.extra["endpoints_peak_rss_mb"] = got["endpoints_peak_rss_mb"];
     }
-    const std::string key =
-        std::to_string(c.workers) + "/" + c.topology + "/" + c.model;
+    const std::string key = std::to_string(c.workers) + "/" + c.topology + "/" + c.model;
     if (c.control == "local") local_round[key] = round_s;
     if (c.control == "rest" && local_round.count(key)) {
       r.extra["local_round_s"] = local_round[key];
@@ -589,7 +585,8 @@ struct TierBytes {
 };
 
 // Per-tier bytes from a run's tasks.csv (columns by header name).
-StatusOr<std::map<int64_t, TierBytes>> tier_bytes(const std::string& tasks_csv, uint64_t* model_bytes) {
+StatusOr<std::map<int64_t, TierBytes>> tier_bytes(const std::string& tasks_csv,
+                                                  uint64_t* model_bytes) {
   std::ifstream in(tasks_csv);
   if (!in) return not_found("cannot read '" + tasks_csv + "'");
   std::string line;
@@ -631,21 +628,22 @@ StatusOr<HierarchyResult> run_hierarchy_case(const HierarchyArgs& a, int64_t hei
   ScratchDir dir("hierarchy");
   topology::Topology t =
       topology::generate::by_leaves(static_cast<size_t>(a.leaves), static_cast<size_t>(height));
-  json cfg{{"name", "bench-hierarchy"},
-           {"seed", 1},
-           {"topology", {{"generate", "by_leaves"}, {"leaves", a.leaves}, {"height", height}}},
-           {"model", {{"name", a.model}}},
-           {"data",
-            {{"dataset", "synthetic"},
-             {"synthetic_samples", std::max<int64_t>(1024, 8 * a.leaves)},
-             {"synthetic_test_samples", 100}}},
-           // One real local step per worker: workers put real updates.
-           {"train", {{"batch_size", 8}, {"max_steps", 1}}},
-           {"strategy", {{"name", "fedavg"}}},
-           {"rounds", 1},
-           {"threads", a.threads},
-           {"eval", {{"batch_size", 100}}},
-           {"output", {{"dir", dir.path + "/run"}, {"checkpoint_every", 0}, {"save_model", false}}}};
+  json cfg{
+      {"name", "bench-hierarchy"},
+      {"seed", 1},
+      {"topology", {{"generate", "by_leaves"}, {"leaves", a.leaves}, {"height", height}}},
+      {"model", {{"name", a.model}}},
+      {"data",
+       {{"dataset", "synthetic"},
+        {"synthetic_samples", std::max<int64_t>(1024, 8 * a.leaves)},
+        {"synthetic_test_samples", 100}}},
+      // One real local step per worker: workers put real updates.
+      {"train", {{"batch_size", 8}, {"max_steps", 1}}},
+      {"strategy", {{"name", "fedavg"}}},
+      {"rounds", 1},
+      {"threads", a.threads},
+      {"eval", {{"batch_size", 100}}},
+      {"output", {{"dir", dir.path + "/run"}, {"checkpoint_every", 0}, {"save_model", false}}}};
   FLIGHT_ASSIGN_OR_RETURN(engine::ExperimentConfig config,
                           engine::ExperimentConfig::from_json(cfg, "bench-hierarchy", dir.path));
   engine::RunOptions options;
@@ -737,48 +735,46 @@ int run_hierarchy(const HierarchyArgs& a) {
 
 }  // namespace
 
-FLIGHT_COMMAND(bench_scale,
-               {"bench", "scale",
-                "One no-training round at 2..100,000 virtual workers: round time, tasks/s, "
-                "peak RSS (embedded and REST + redis)",
-                [](CLI::App* app) {
-                  auto a = std::make_shared<ScaleArgs>();
-                  app->add_flag("--quick", a->quick,
-                                "A small subset (tiny at 8, 512, 10000 workers; resnet18 at 8 "
-                                "and 32; embedded only)");
-                  app->add_option("--workers", a->workers,
-                                  "Worker counts (default 2,8,32,128,512,2048,10000,100000)");
-                  app->add_option("--topologies", a->topologies, "flat,3tier (default both)");
-                  app->add_option("--models", a->models, "tiny,resnet18 (default both)");
-                  app->add_option("--controls", a->controls, "local,rest (default both)");
-                  app->add_option("--threads", a->threads, "Embedded invoker / endpoint threads")
-                      ->capture_default_str();
-                  app->add_option("--max-resnet-workers", a->max_resnet,
-                                  "Largest W for models other than tiny")
-                      ->capture_default_str();
-                  app->add_option("--max-rest-workers", a->max_rest, "Largest W over REST")
-                      ->capture_default_str();
-                  app->add_option("--timeout-s", a->timeout_s, "Per-case time limit")
-                      ->capture_default_str();
-                  app->add_option("--one", a->one, "(internal) run one case given as JSON")
-                      ->group("");
-                  return [a] { return run_scale(*a); };
-                }});
+FLIGHT_COMMAND(
+    bench_scale,
+    {"bench", "scale",
+     "One no-training round at 2..100,000 virtual workers: round time, tasks/s, "
+     "peak RSS (embedded and REST + redis)",
+     [](CLI::App* app) {
+       auto a = std::make_shared<ScaleArgs>();
+       app->add_flag("--quick", a->quick,
+                     "A small subset (tiny at 8, 512, 10000 workers; resnet18 at 8 "
+                     "and 32; embedded only)");
+       app->add_option("--workers", a->workers,
+                       "Worker counts (default 2,8,32,128,512,2048,10000,100000)");
+       app->add_option("--topologies", a->topologies, "flat,3tier (default both)");
+       app->add_option("--models", a->models, "tiny,resnet18 (default both)");
+       app->add_option("--controls", a->controls, "local,rest (default both)");
+       app->add_option("--threads", a->threads, "Embedded invoker / endpoint threads")
+           ->capture_default_str();
+       app->add_option("--max-resnet-workers", a->max_resnet,
+                       "Largest W for models other than tiny")
+           ->capture_default_str();
+       app->add_option("--max-rest-workers", a->max_rest, "Largest W over REST")
+           ->capture_default_str();
+       app->add_option("--timeout-s", a->timeout_s, "Per-case time limit")->capture_default_str();
+       app->add_option("--one", a->one, "(internal) run one case given as JSON")->group("");
+       return [a] { return run_scale(*a); };
+     }});
 
-FLIGHT_COMMAND(bench_hierarchy,
-               {"bench", "hierarchy",
-                "Bytes moved per tier and coordinator ingress on balanced trees of 256 leaves, "
-                "against the flat tree and the reference's analytic model",
-                [](CLI::App* app) {
-                  auto a = std::make_shared<HierarchyArgs>();
-                  app->add_option("--leaves", a->leaves, "Leaves of every tree")
-                      ->capture_default_str();
-                  app->add_option("--heights", a->heights, "Tree heights")->capture_default_str();
-                  app->add_option("--model", a->model, "Model (lenet5, mlp, tiny, ...)")
-                      ->capture_default_str();
-                  app->add_option("--threads", a->threads, "Embedded invoker threads")
-                      ->capture_default_str();
-                  return [a] { return run_hierarchy(*a); };
-                }});
+FLIGHT_COMMAND(
+    bench_hierarchy,
+    {"bench", "hierarchy",
+     "Bytes moved per tier and coordinator ingress on balanced trees of 256 leaves, "
+     "against the flat tree and the reference's analytic model",
+     [](CLI::App* app) {
+       auto a = std::make_shared<HierarchyArgs>();
+       app->add_option("--leaves", a->leaves, "Leaves of every tree")->capture_default_str();
+       app->add_option("--heights", a->heights, "Tree heights")->capture_default_str();
+       app->add_option("--model", a->model, "Model (lenet5, mlp, tiny, ...)")
+           ->capture_default_str();
+       app->add_option("--threads", a->threads, "Embedded invoker threads")->capture_default_str();
+       return [a] { return run_hierarchy(*a); };
+     }});
 
 }  // namespace flight::cli

@@ -70,27 +70,15 @@ StatusOr<RunSummary> Federation::run_async() {
                             "not '" + strategy_->name() + "'");
   }
   const AsyncConfig& ac = config_.async;
-  const bool virtual_clock = ac.clock == "virtual";
+  const bool virtual_clock = config_.clock == "virtual";
 
   // Participation is decided once: the selected workers train continuously.
   std::vector<std::string> active;
   for (size_t i : strategy_->select(workers_.size(), 1, rng_)) active.push_back(workers_[i]);
   const Topology sub = topology_->induced(active);
 
-  // Planned (virtual) task durations: samples seen per task / (speed × rate).
-  FLIGHT_ASSIGN_OR_RETURN(auto parts, learning::partition(data_.train->labels, workers_.size(),
-                                                          config_.data.partition, config_.seed));
   std::unordered_map<std::string, WorkerState> ws;
-  for (const auto& w : active) {
-    auto& s = ws[w];
-    double samples = static_cast<double>(parts[static_cast<size_t>(worker_index_.at(w))].size()) *
-                     static_cast<double>(config_.train.epochs);
-    if (config_.train.max_steps > 0) {
-      samples = std::min(samples, static_cast<double>(config_.train.max_steps *
-                                                      config_.train.batch_size));
-    }
-    s.planned = std::max(samples, 1.0) / (speed_.at(w) * ac.virtual_sample_rate);
-  }
+  for (const auto& w : active) ws[w].planned = planned_.at(w);
 
   // Global versions in the store, kept while a task or a pending update uses them.
   int64_t version = 0;
@@ -148,12 +136,12 @@ StatusOr<RunSummary> Federation::run_async() {
     faas::TaskSpec spec;
     spec.endpoint = endpoint_of(w);
     spec.function = "train";
-    spec.args = json{{"job", job_},
-                     {"round", s.task},
-                     {"node", w},
-                     {"worker_index", worker_index_.at(w)},
-                     {"model", version_ref.at(version)},
-                     {"put", json{{"connector", node_connector(w)}, {"scope", kScope}}}};
+    spec.args = job_args();
+    spec.args["round"] = s.task;
+    spec.args["node"] = w;
+    spec.args["worker_index"] = worker_index_.at(w);
+    spec.args["model"] = version_ref.at(version);
+    spec.args["put"] = json{{"connector", node_connector(w)}, {"scope", kScope}};
     faas::TaskHandle h = invoker_->submit(
         std::move(spec), [on_done_delayed, w, virtual_clock, on_done](const faas::TaskResult& r) {
           if (virtual_clock) on_done(r);  // simulated time already accounts for speed
@@ -305,11 +293,11 @@ StatusOr<RunSummary> Federation::run_async() {
     faas::TaskSpec spec;
     spec.endpoint = endpoint_of(parent);
     spec.function = "aggregate";
-    spec.args = json{{"job", job_},
-                     {"round", 0},
-                     {"node", parent},
-                     {"children", std::move(children)},
-                     {"put", json{{"connector", node_connector(parent)}, {"scope", kScope}}}};
+    spec.args = job_args();
+    spec.args["round"] = 0;
+    spec.args["node"] = parent;
+    spec.args["children"] = std::move(children);
+    spec.args["put"] = json{{"connector", node_connector(parent)}, {"scope", kScope}};
     // Aggregations are short; waiting here keeps every decision on this thread.
     faas::TaskResult r = invoker_->submit(std::move(spec)).wait();
     if (!r.ok()) return internal_error("aggregator " + parent + ": " + r.error);
@@ -325,7 +313,7 @@ StatusOr<RunSummary> Federation::run_async() {
   };
 
   for (const auto& w : active) start_task(w);
-  spdlog::info("async: {} workers training continuously ({} clock)", active.size(), ac.clock);
+  spdlog::info("async: {} workers training continuously ({} clock)", active.size(), config_.clock);
   Status loop_status;
   while (merged < ac.max_updates) {
     if (ac.max_seconds > 0 && time_now() >= ac.max_seconds) break;
@@ -376,7 +364,16 @@ StatusOr<RunSummary> Federation::run_async() {
     start_task(w);  // with the newest global model
   }
 
-  // Stop: in-flight tasks are cancelled; their results are not used.
+  // Stop: in-flight tasks are cancelled; their results are not used. Their
+  // devices were busy until now all the same (an async worker is never idle).
+  {
+    std::lock_guard<std::mutex> lock(worker_stats_mu_);
+    for (const auto& w : active) {
+      const auto& s = ws.at(w);
+      worker_stats_[w].busy_s += virtual_clock ? std::max(0.0, vnow - s.vstart)
+                                               : std::max(0.0, now() - s.real_start);
+    }
+  }
   for (const auto& w : active) invoker_->cancel(ws.at(w).task_id);
   FLIGHT_RETURN_IF_ERROR(invoker_->close());
   FLIGHT_RETURN_IF_ERROR(loop_status);

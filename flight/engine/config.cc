@@ -105,7 +105,10 @@ Status parse(const YamlDocument& doc, const std::string& base_dir, ExperimentCon
   FLIGHT_RETURN_IF_ERROR(r.check_keys(j, "", {"name", "seed", "topology", "model", "data", "train",
                                              "strategy", "rounds", "mode", "control",
                                              "data_plane", "faults", "output", "eval", "async",
-                                             "heterogeneity", "threads", "debug"}));
+                                             "heterogeneity", "clock", "virtual_sample_rate",
+                                             "threads", "debug"}));
+  FLIGHT_RETURN_IF_ERROR(r.get(j, "", "clock", &c->clock));
+  FLIGHT_RETURN_IF_ERROR(r.get(j, "", "virtual_sample_rate", &c->virtual_sample_rate));
   FLIGHT_RETURN_IF_ERROR(r.get(j, "", "name", &c->name));
   FLIGHT_RETURN_IF_ERROR(r.get(j, "", "seed", &c->seed));
   FLIGHT_RETURN_IF_ERROR(r.get(j, "", "rounds", &c->rounds));
@@ -220,14 +223,11 @@ Status parse(const YamlDocument& doc, const std::string& base_dir, ExperimentCon
   if (j.contains("async")) {
     const json& a = j["async"];
     FLIGHT_RETURN_IF_ERROR(r.check_keys(a, "/async", {"max_updates", "max_seconds", "eval_every",
-                                                       "aggregator_buffer", "clock",
-                                                       "virtual_sample_rate"}));
+                                                       "aggregator_buffer"}));
     FLIGHT_RETURN_IF_ERROR(r.get(a, "/async", "max_updates", &c->async.max_updates));
     FLIGHT_RETURN_IF_ERROR(r.get(a, "/async", "max_seconds", &c->async.max_seconds));
     FLIGHT_RETURN_IF_ERROR(r.get(a, "/async", "eval_every", &c->async.eval_every));
     FLIGHT_RETURN_IF_ERROR(r.get(a, "/async", "aggregator_buffer", &c->async.aggregator_buffer));
-    FLIGHT_RETURN_IF_ERROR(r.get(a, "/async", "clock", &c->async.clock));
-    FLIGHT_RETURN_IF_ERROR(r.get(a, "/async", "virtual_sample_rate", &c->async.virtual_sample_rate));
   }
   if (j.contains("heterogeneity")) {
     const json& h = j["heterogeneity"];
@@ -271,9 +271,7 @@ nlohmann::json AsyncConfig::to_json() const {
   return json{{"max_updates", max_updates},
               {"max_seconds", max_seconds},
               {"eval_every", eval_every},
-              {"aggregator_buffer", aggregator_buffer},
-              {"clock", clock},
-              {"virtual_sample_rate", virtual_sample_rate}};
+              {"aggregator_buffer", aggregator_buffer}};
 }
 
 nlohmann::json HeterogeneityConfig::to_json() const {
@@ -313,13 +311,11 @@ Status ExperimentConfig::validate() const {
   if (async.max_seconds < 0) return invalid_argument("async.max_seconds must be >= 0");
   if (async.eval_every < 1) return invalid_argument("async.eval_every must be >= 1");
   if (async.aggregator_buffer < 1) return invalid_argument("async.aggregator_buffer must be >= 1");
-  if (async.clock != "real" && async.clock != "virtual") {
-    return invalid_argument("async.clock must be real or virtual, got '" + async.clock + "'" +
-                            did_you_mean(async.clock, {"real", "virtual"}));
+  if (clock != "real" && clock != "virtual") {
+    return invalid_argument("clock must be real or virtual, got '" + clock + "'" +
+                            did_you_mean(clock, {"real", "virtual"}));
   }
-  if (!(async.virtual_sample_rate > 0)) {
-    return invalid_argument("async.virtual_sample_rate must be > 0");
-  }
+  if (!(virtual_sample_rate > 0)) return invalid_argument("virtual_sample_rate must be > 0");
   if (heterogeneity.speed_sigma < 0) return invalid_argument("heterogeneity.speed_sigma must be >= 0");
   if (!(heterogeneity.dropout >= 0 && heterogeneity.dropout < 1)) {
     return invalid_argument("heterogeneity.dropout must be in [0, 1)");
@@ -347,6 +343,8 @@ nlohmann::json ExperimentConfig::to_json() const {
               {"eval", eval.to_json()},
               {"async", async.to_json()},
               {"heterogeneity", heterogeneity.to_json()},
+              {"clock", clock},
+              {"virtual_sample_rate", virtual_sample_rate},
               {"threads", threads},
               {"debug", debug}};
 }

@@ -37,8 +37,8 @@
 //     max_seconds: 0                # or this much time; 0 = no limit
 //     eval_every: 10                # evaluate every N merged worker updates
 //     aggregator_buffer: 4          # aggregators forward every K child updates
-//     clock: real                   # real | virtual (reproducible: simulated time orders events)
-//     virtual_sample_rate: 1000     # virtual clock: samples/s of a speed-1 device
+//   clock: real                     # real | virtual (simulated device time; reproducible async)
+//   virtual_sample_rate: 1000       # virtual clock: samples/s of a speed-1 device
 //   heterogeneity: {speed_sigma: 0, dropout: 0}   # lognormal speed spread; result loss prob.
 //   threads: 2                      # local invoker threads (virtual workers run on these)
 //   debug: false                    # no training: workers return the model unchanged
@@ -106,8 +106,6 @@ struct AsyncConfig {
   double max_seconds = 0;          // or after this much time (wall, or virtual); 0 = no limit
   int64_t eval_every = 10;         // evaluate every N merged worker updates
   int64_t aggregator_buffer = 4;   // an aggregator forwards after this many child updates
-  std::string clock = "real";      // real | virtual (simulated time orders completions)
-  double virtual_sample_rate = 1000;  // virtual clock: samples per second at speed 1
   nlohmann::json to_json() const;
 };
 
@@ -135,6 +133,11 @@ struct ExperimentConfig {
   EvalConfig eval;
   AsyncConfig async;
   HeterogeneityConfig heterogeneity;
+  // real: time is wall time. virtual: a task takes samples / (speed × rate)
+  // simulated seconds; async completions are taken in simulated-time order
+  // (reproducible under any load) and makespan / idle time are simulated.
+  std::string clock = "real";
+  double virtual_sample_rate = 1000;  // samples per simulated second at speed 1
   int64_t threads = 2;
   bool debug = false;
 

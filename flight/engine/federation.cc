@@ -142,6 +142,20 @@ Status Federation::setup() {
   FLIGHT_ASSIGN_OR_RETURN(model_, learning::make_model(config_.model));
   FLIGHT_ASSIGN_OR_RETURN(data_, learning::load_dataset(config_.data));
   global_ = model_->state().clone();
+  {
+    // Simulated task durations, from the partition sizes every process derives alike.
+    FLIGHT_ASSIGN_OR_RETURN(auto parts, learning::partition(data_.train->labels, workers_.size(),
+                                                            config_.data.partition, config_.seed));
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      double samples = static_cast<double>(parts[i].size() * config_.train.epochs);
+      if (config_.train.max_steps > 0) {
+        samples = std::min(samples, static_cast<double>(config_.train.max_steps *
+                                                        config_.train.batch_size));
+      }
+      planned_[workers_[i]] =
+          std::max(samples, 1.0) / (speed_.at(workers_[i]) * config_.virtual_sample_rate);
+    }
+  }
   rng_.seed(config_.seed);
 
   FLIGHT_ASSIGN_OR_RETURN(store_, store_for(node_connector(topology_->root().id)));
@@ -356,10 +370,37 @@ void Federation::on_task_done(const std::shared_ptr<RoundState>& rs, int64_t rou
 }
 
 // Called with rs->mu held.
+// A result from another process is input like any other: a malformed one is
+// a failure of that task, never an exception on an invoker thread (which
+// would leave the round waiting forever).
+static std::string malformed_result(const json& r, bool is_worker) {
+  if (!r.is_object()) return "result is not a JSON object";
+  if (!r.contains("update") || !r["update"].is_object()) return "result has no 'update' Ref";
+  if (!r.contains("weight") || !r["weight"].is_number()) return "result has no numeric 'weight'";
+  for (const char* k : {"bytes_fetched", "bytes_put", "n_samples", "count"}) {
+    if (r.contains(k) && !r[k].is_number_integer()) return std::string("'") + k + "' is not an integer";
+  }
+  for (const char* k : {"loss", "accuracy", "train_seconds"}) {
+    if (r.contains(k) && !r[k].is_number()) return std::string("'") + k + "' is not a number";
+  }
+  if (r.contains("owned") && !r["owned"].is_boolean()) return "'owned' is not a boolean";
+  (void)is_worker;
+  return "";
+}
+
 void Federation::handle_result(const std::shared_ptr<RoundState>& rs, int64_t round,
-                               const std::string& node, const faas::TaskResult& result,
+                               const std::string& node, const faas::TaskResult& raw,
                                std::vector<std::function<void()>>* after) {
   const auto& n = topology_->node(node);
+  faas::TaskResult result = raw;
+  if (result.ok()) {
+    const std::string why = malformed_result(result.result, n.is_worker());
+    if (!why.empty()) {
+      result.state = faas::TaskState::kFailed;
+      result.error = "malformed result: " + why;
+      result.result = nullptr;
+    }
+  }
   const bool is_worker = n.kind == NodeKind::kWorker;
   TaskRow row;
   row.round = round;
@@ -408,8 +449,14 @@ void Federation::handle_result(const std::shared_ptr<RoundState>& rs, int64_t ro
   std::string failure;
   if (is_worker) {
     const bool dropped = result.ok() && drops(node, round);
-    count_worker_task(node, result.ok() ? result.result.value("train_seconds", 0.0) * (1 + slowdown(node)) : 0.0,
-                      dropped, !result.ok());
+    double busy = 0;
+    if (result.ok()) {
+      busy = config_.clock == "virtual"
+                 ? planned_.at(node)
+                 : result.result.value("train_seconds", 0.0) * (1 + slowdown(node));
+    }
+    count_worker_task(node, busy, dropped, !result.ok());
+    if (result.ok()) rs->virtual_span = std::max(rs->virtual_span, planned_.at(node));
     if (dropped) {
       row.status = "dropped";
       row.error = "dropped out (simulated availability)";
@@ -545,6 +592,8 @@ StatusOr<RoundRow> Federation::run_round(int64_t round) {
     FLIGHT_ASSIGN_OR_RETURN(auto aggregate, fold->finalize());
     FLIGHT_ASSIGN_OR_RETURN(global_, strategy_->server_update(global_, aggregate));
     (void)store_->evict_scope("round-" + std::to_string(round));
+    // A synchronous round lasts as long as its slowest returned worker.
+    virtual_time_ += rs->virtual_span;
     break;
   }
 
@@ -820,7 +869,7 @@ StatusOr<RunSummary> Federation::run_sync() {
   FLIGHT_RETURN_IF_ERROR(invoker_->close());
   summary.rounds_completed = config_.rounds;
   summary.seconds = now();
-  summary.makespan_s = summary.seconds;
+  summary.makespan_s = config_.clock == "virtual" ? virtual_time_ : summary.seconds;
   for (const auto& r : rows_) {
     if (r.test_accuracy >= 0) {
       summary.final_accuracy = r.test_accuracy;
@@ -829,7 +878,9 @@ StatusOr<RunSummary> Federation::run_sync() {
     }
   }
   FLIGHT_RETURN_IF_ERROR(write_outputs(&summary));
-  FLIGHT_RETURN_IF_ERROR(write_workers_csv(summary.seconds - elapsed_offset_));
+  FLIGHT_RETURN_IF_ERROR(write_workers_csv(config_.clock == "virtual"
+                                                ? virtual_time_
+                                                : summary.seconds - elapsed_offset_));
   return summary;
 }
 

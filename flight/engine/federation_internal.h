@@ -69,6 +69,7 @@ struct RoundState {
   std::vector<uint64_t> bytes_up_by_tier;
   std::vector<TaskRow> rows;
   json model_ref;  // this round's global model
+  double virtual_span = 0;  // clock: virtual — the slowest returned worker's task
 };
 
 StatusOr<Topology> load_topology(const TopologyConfig& t);
@@ -146,6 +147,9 @@ class Federation {
   CsvLog rounds_csv_, tasks_csv_;
   double max_speed_ = 1.0;
   std::unordered_map<std::string, double> speed_;  // effective speed per worker
+  // Simulated duration of one train task per worker: samples / (speed × rate).
+  std::unordered_map<std::string, double> planned_;
+  double virtual_time_ = 0;  // sync, clock: virtual — simulated time so far
   struct WorkerStats {
     int64_t tasks = 0, dropped = 0, failed = 0;
     double busy_s = 0;  // (simulated) compute time

@@ -52,10 +52,10 @@ StatusOr<std::shared_ptr<JobRuntime>> build_runtime(const json& job_json) {
   auto rt = std::make_shared<JobRuntime>();
   FLIGHT_ASSIGN_OR_RETURN(rt->job, Job::from_json(job_json));
   FLIGHT_ASSIGN_OR_RETURN(rt->data, learning::load_dataset(rt->job.data));
-  FLIGHT_ASSIGN_OR_RETURN(rt->partitions,
-                          learning::partition(rt->data.train->labels,
-                                              static_cast<size_t>(rt->job.n_workers),
-                                              rt->job.data.partition, rt->job.seed));
+  FLIGHT_ASSIGN_OR_RETURN(
+      rt->partitions,
+      learning::partition(rt->data.train->labels, static_cast<size_t>(rt->job.n_workers),
+                          rt->job.data.partition, rt->job.seed));
   FLIGHT_ASSIGN_OR_RETURN(rt->strategy, aggregators::make_strategy(rt->job.strategy));
   return rt;
 }
@@ -394,10 +394,13 @@ StatusOr<json> evaluate_fn(const json& args, const faas::TaskContext& ctx) {
 }  // namespace
 
 nlohmann::json Job::to_json() const {
-  return json{{"model", model.to_json()},         {"data", data.to_json()},
+  return json{{"model", model.to_json()},
+              {"data", data.to_json()},
               {"train", train.to_json()},
-              {"strategy", strategy.to_json()},   {"seed", seed},
-              {"n_workers", n_workers},           {"debug", debug}};
+              {"strategy", strategy.to_json()},
+              {"seed", seed},
+              {"n_workers", n_workers},
+              {"debug", debug}};
 }
 
 StatusOr<Job> Job::from_json(const nlohmann::json& j) {
@@ -406,7 +409,8 @@ StatusOr<Job> Job::from_json(const nlohmann::json& j) {
     FLIGHT_ASSIGN_OR_RETURN(job.model, learning::ModelSpec::from_json(j.at("model")));
     FLIGHT_ASSIGN_OR_RETURN(job.data, learning::DataSpec::from_json(j.at("data")));
     FLIGHT_ASSIGN_OR_RETURN(job.train, learning::TrainOptions::from_json(j.at("train")));
-    FLIGHT_ASSIGN_OR_RETURN(job.strategy, aggregators::StrategyOptions::from_json(j.at("strategy")));
+    FLIGHT_ASSIGN_OR_RETURN(job.strategy,
+                            aggregators::StrategyOptions::from_json(j.at("strategy")));
     job.seed = j.at("seed").get<uint64_t>();
     job.n_workers = j.at("n_workers").get<int64_t>();
     job.debug = j.value("debug", false);

@@ -71,8 +71,8 @@ class LocalInvoker final : public Invoker {
     jobs.reserve(specs.size());
     const double now = wall_seconds();
     for (auto& spec : specs) {
-      jobs.push_back(Job{std::make_shared<TaskCompletion>(new_id("task"), now, on_done),
-                         std::move(spec)});
+      jobs.push_back(
+          Job{std::make_shared<TaskCompletion>(new_id("task"), now, on_done), std::move(spec)});
       out.emplace_back(jobs.back().completion);
     }
     enqueue(std::move(jobs));
@@ -139,11 +139,11 @@ class LocalInvoker final : public Invoker {
       }
     }
     for (auto& c : rejected) {
-      c->complete(make_terminal(TaskState::kFailed,
-                                was_closing ? "local invoker is closed"
-                                            : "local invoker queue full (" +
-                                                  std::to_string(options_.max_queue) +
-                                                  " tasks waiting); retry later"));
+      c->complete(make_terminal(TaskState::kFailed, was_closing
+                                                        ? "local invoker is closed"
+                                                        : "local invoker queue full (" +
+                                                              std::to_string(options_.max_queue) +
+                                                              " tasks waiting); retry later"));
     }
     for (auto& [weak, deadline_s] : deadlines) {
       timer_.schedule_after(deadline_s, [weak = weak, deadline_s = deadline_s] {

@@ -6,13 +6,11 @@
 #include <fstream>
 #include <sstream>
 
-#include <ATen/ops/abs.h>
-#include <ATen/ops/max.h>
-#include <ATen/ops/sub.h>
 
 #include "flight/base/strings.h"
 #include "flight/engine/config.h"
 #include "flight/engine/federation.h"
+#include "tests/engine/params_diff.h"
 #include "tests/support/process.h"
 
 namespace flight::engine {
@@ -59,17 +57,6 @@ threads: 2
     return out;
   }
 
-  static double max_rel_diff(const ParamSet& a, const ParamSet& b) {
-    EXPECT_TRUE(a.check_compatible(b).is_ok());
-    double worst = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-      auto d = at::max(at::abs(at::sub(a[i].tensor, b[i].tensor))).item().toDouble();
-      auto m = at::max(at::abs(a[i].tensor)).item().toDouble();
-      worst = std::max(worst, d / std::max(m, 1e-12));
-    }
-    return worst;
-  }
-
   testing::TempDir dir_;
 };
 
@@ -82,7 +69,8 @@ w1: {kind: worker}
 w2: {kind: worker, speed: 0.5}
 )", "schedule", R"(strategy: {name: fedasync, params: {alpha: 0.5}}
 mode: async
-async: {max_updates: 6, eval_every: 6, clock: virtual}
+async: {max_updates: 6, eval_every: 6, }
+clock: virtual
 )");
   auto s = run_experiment(c, quiet());
   ASSERT_TRUE(s.is_ok()) << s.status();
@@ -105,7 +93,8 @@ w4: {kind: worker}
   auto async = run_experiment(
       config(flat4, "buff", R"(strategy: {name: fedbuff, params: {buffer_size: 4, server_lr: 1.0}}
 mode: async
-async: {max_updates: 4, eval_every: 4, clock: virtual}
+async: {max_updates: 4, eval_every: 4, }
+clock: virtual
 )"),
       quiet());
   auto sync = run_experiment(config(flat4, "sync", R"(strategy: {name: fedavg}
@@ -132,7 +121,8 @@ b3: {kind: worker, speed: 0.25}
 TEST_F(AsyncTest, HierarchicalAsyncConvergesOnFashionMnist) {
   auto s = run_experiment(config(kTwoSites, "hier", R"(strategy: {name: fedbuff, params: {buffer_size: 2}}
 mode: async
-async: {max_updates: 60, eval_every: 20, aggregator_buffer: 2, clock: virtual}
+async: {max_updates: 60, eval_every: 20, aggregator_buffer: 2, }
+clock: virtual
 )"),
                           quiet());
   ASSERT_TRUE(s.is_ok()) << s.status();
@@ -150,7 +140,8 @@ async: {max_updates: 60, eval_every: 20, aggregator_buffer: 2, clock: virtual}
 TEST_F(AsyncTest, VirtualClockRunsAreReproducible) {
   const std::string extra = R"(strategy: {name: fedasync, params: {alpha: 0.5, staleness: polynomial}}
 mode: async
-async: {max_updates: 24, eval_every: 12, aggregator_buffer: 2, clock: virtual}
+async: {max_updates: 24, eval_every: 12, aggregator_buffer: 2, }
+clock: virtual
 heterogeneity: {speed_sigma: 0.5}
 )";
   auto a = run_experiment(config(kTwoSites, "rep-a", extra), quiet());

@@ -13,9 +13,6 @@
 
 #include <signal.h>
 
-#include <ATen/ops/abs.h>
-#include <ATen/ops/max.h>
-#include <ATen/ops/sub.h>
 
 #include "flight/engine/config.h"
 #include "flight/engine/federation.h"
@@ -23,6 +20,7 @@
 #include "flight/engine/metrics.h"
 #include "flight/faas/functions.h"
 #include "flight/faas/service.h"
+#include "tests/engine/params_diff.h"
 #include "tests/support/process.h"
 
 namespace flight::engine {
@@ -97,17 +95,6 @@ threads: 2
     auto rows = read_rounds_csv(s.output_dir + "/rounds.csv");
     EXPECT_TRUE(rows.is_ok()) << rows.status();
     return rows.is_ok() ? *rows : std::vector<RoundRow>{};
-  }
-
-  static double max_rel_diff(const ParamSet& a, const ParamSet& b) {
-    EXPECT_TRUE(a.check_compatible(b).is_ok());
-    double worst = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-      auto d = at::max(at::abs(at::sub(a[i].tensor, b[i].tensor))).item().toDouble();
-      auto m = at::max(at::abs(a[i].tensor)).item().toDouble();
-      worst = std::max(worst, d / std::max(m, 1e-12));
-    }
-    return worst;
   }
 
   testing::TempDir dir_;
@@ -275,6 +262,26 @@ TEST_F(RunTest, AggregatorWhoseChildrenAllFailedReportsUpward) {
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(testing::read_file(s->output_dir + "/rounds.csv").find(",8,4,0,4,") != std::string::npos,
             true);
+}
+
+TEST_F(RunTest, MalformedResultIsATaskFailureNotAHang) {
+  // An endpoint is another process: its result is input. w5 answers nonsense.
+  faas::FunctionRegistry registry;
+  faas::add_builtin_functions(registry);
+  register_functions(registry);
+  faas::Function real = *registry.find("train");
+  registry.add("train", [&](const nlohmann::json& args, const faas::TaskContext& ctx)
+                            -> StatusOr<nlohmann::json> {
+    if (args.at("node") == "w5") return nlohmann::json{{"update", 42}, {"weight", "heavy"}};
+    return real(args, ctx);
+  });
+  RunOptions o = quiet();
+  o.functions = &registry;
+  auto s = run_experiment(config(kThreeTier, "malformed", {"rounds=1", "faults.min_fraction=0.75"}), o);
+  ASSERT_TRUE(s.is_ok()) << s.status();
+  EXPECT_NE(testing::read_file(s->output_dir + "/rounds.csv").find(",8,7,0,1,"), std::string::npos);
+  EXPECT_NE(testing::read_file(s->output_dir + "/tasks.csv").find("malformed result"),
+            std::string::npos);
 }
 
 TEST_F(RunTest, DeadlineDropsStragglersAndCountsThem) {

@@ -28,20 +28,19 @@ class ScaleTest : public ::testing::Test {
   // A no-training (debug) fedsgd experiment over a generated topology.
   ExperimentConfig config(const json& topology, const std::string& name,
                           const std::string& model = "tiny", int64_t rounds = 1) {
-    json j{{"name", name},
-           {"seed", 3},
-           {"topology", topology},
-           {"model", {{"name", model}}},
-           {"data",
-            {{"dataset", "synthetic"},
-             {"synthetic_samples", 2000},
-             {"synthetic_test_samples", 100}}},
-           {"strategy", {{"name", "fedsgd"}}},
-           {"rounds", rounds},
-           {"debug", true},
-           {"threads", 2},
-           {"eval", {{"batch_size", 100}}},
-           {"output", {{"dir", dir_.file(name)}, {"checkpoint_every", 0}, {"save_model", false}}}};
+    json j{
+        {"name", name},
+        {"seed", 3},
+        {"topology", topology},
+        {"model", {{"name", model}}},
+        {"data",
+         {{"dataset", "synthetic"}, {"synthetic_samples", 2000}, {"synthetic_test_samples", 100}}},
+        {"strategy", {{"name", "fedsgd"}}},
+        {"rounds", rounds},
+        {"debug", true},
+        {"threads", 2},
+        {"eval", {{"batch_size", 100}}},
+        {"output", {{"dir", dir_.file(name)}, {"checkpoint_every", 0}, {"save_model", false}}}};
     auto c = ExperimentConfig::from_json(j, name, dir_.path());
     EXPECT_TRUE(c.is_ok()) << c.status();
     return *c;
@@ -88,8 +87,8 @@ class ScaleTest : public ::testing::Test {
 
 TEST_F(ScaleTest, TenThousandWorkersOneRoundEveryWorkerCounted) {
   // coordinator -> 100 aggregators -> 10,000 workers.
-  auto out = run(config({{"generate", "tiers"}, {"aggregators", {100}}, {"workers", 10000}},
-                        "w10k"));
+  auto out =
+      run(config({{"generate", "tiers"}, {"aggregators", {100}}, {"workers", 10000}}, "w10k"));
   ASSERT_EQ(out.rows.size(), 1u);
   const RoundRow& r = out.rows[0];
   EXPECT_EQ(r.selected, 10000);
@@ -179,9 +178,12 @@ TEST_F(ScaleTest, DebugModeReturnsTheModelUnchanged) {
   job.n_workers = 8;
   job.debug = true;
   const json job_json = job.to_json();
-  json args{{"job", job_json},        {"round", 1},
-            {"node", "w0"},           {"worker_index", 0},
-            {"model", ref->to_json()}, {"put", {{"connector", {{"kind", "memory"}}}, {"scope", "t"}}}};
+  json args{{"job", job_json},
+            {"round", 1},
+            {"node", "w0"},
+            {"worker_index", 0},
+            {"model", ref->to_json()},
+            {"put", {{"connector", {{"kind", "memory"}}}, {"scope", "t"}}}};
   const uint64_t puts_before = (*store)->stats().puts;
   auto got = (*train)(args, faas::TaskContext{});
   ASSERT_TRUE(got.is_ok()) << got.status();
