@@ -598,9 +598,11 @@ StatusOr<RoundRow> Federation::run_round(int64_t round) {
   }
 
   if (round % config_.eval.every == 0 || round == config_.rounds) {
+    Stopwatch eval_clock;
     FLIGHT_ASSIGN_OR_RETURN(auto eval, evaluate_global());
     row.test_loss = eval.first;
     row.test_accuracy = eval.second;
+    row.eval_seconds = eval_clock.seconds();
   }
   row.end = now();
   return row;

@@ -47,7 +47,8 @@ std::vector<std::string> round_header(size_t tiers) {
   std::vector<std::string> h = {"round", "start_s", "end_s", "seconds", "test_accuracy",
                                 "test_loss", "train_loss", "selected", "returned", "stragglers",
                                 "failed", "attempts", "bytes_put", "bytes_fetched",
-                                "coordinator_ingress", "train_seconds_max", "busy_seconds"};
+                                "coordinator_ingress", "train_seconds_max", "busy_seconds",
+                                "eval_seconds"};
   for (size_t t = 1; t < tiers; ++t) h.push_back("bytes_up_tier" + std::to_string(t));
   return h;
 }
@@ -69,7 +70,8 @@ std::vector<std::string> round_cells(const RoundRow& r, size_t tiers) {
                                 std::to_string(r.bytes_fetched),
                                 std::to_string(r.coordinator_ingress),
                                 fmt(r.train_seconds_max),
-                                fmt(r.busy_seconds)};
+                                fmt(r.busy_seconds),
+                                fmt(r.eval_seconds)};
   for (size_t t = 1; t < tiers; ++t) {
     c.push_back(std::to_string(t < r.bytes_up_by_tier.size() ? r.bytes_up_by_tier[t] : 0));
   }
@@ -135,7 +137,7 @@ StatusOr<std::vector<RoundRow>> read_rounds_csv(const std::string& path) {
       r.end = std::stod(cells[2]);
       r.test_accuracy = cells[4].empty() ? -1 : std::stod(cells[4]);
       r.test_loss = cells[5].empty() ? -1 : std::stod(cells[5]);
-      if (cells.size() >= 17) {
+      if (cells.size() >= 18) {
         r.train_loss = std::stod(cells[6]);
         r.selected = std::stoll(cells[7]);
         r.returned = std::stoll(cells[8]);
@@ -147,7 +149,8 @@ StatusOr<std::vector<RoundRow>> read_rounds_csv(const std::string& path) {
         r.coordinator_ingress = std::stoull(cells[14]);
         r.train_seconds_max = std::stod(cells[15]);
         r.busy_seconds = std::stod(cells[16]);
-        for (size_t t = 17; t < cells.size(); ++t) {
+        r.eval_seconds = std::stod(cells[17]);
+        for (size_t t = 18; t < cells.size(); ++t) {
           if (r.bytes_up_by_tier.empty()) r.bytes_up_by_tier.push_back(0);
           r.bytes_up_by_tier.push_back(std::stoull(cells[t]));
         }

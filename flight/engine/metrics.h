@@ -23,6 +23,7 @@ struct RoundRow {
   std::vector<uint64_t> bytes_up_by_tier; // bytes put by nodes of tier t (index t; 0 = root)
   double train_seconds_max = 0;           // longest worker's training time
   double busy_seconds = 0;                // sum of task run times (all tasks)
+  double eval_seconds = 0;                // evaluating the global model
 };
 
 struct TaskRow {

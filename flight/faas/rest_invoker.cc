@@ -4,6 +4,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "flight/base/ids.h"
 #include "flight/base/logging.h"
@@ -107,7 +108,12 @@ class RestInvoker final : public Invoker {
         for (auto& c : cs) c->complete(make_terminal(TaskState::kFailed, "rest invoker is closed"));
         return handles;
       }
-      for (auto& c : cs) outstanding_.emplace(c->id(), c);
+      for (auto& c : cs) {
+        outstanding_.emplace(c->id(), c);
+        // Until the service acknowledges the POST it cannot know the id, so
+        // reconcile() must not take "unknown" for "lost".
+        in_flight_submits_.insert(c->id());
+      }
     }
     cv_.notify_all();
     for (size_t i = 0; i < specs.size(); ++i) {
@@ -133,6 +139,10 @@ class RestInvoker final : public Invoker {
         tasks.push_back(std::move(t));
       }
       Status st = post_tasks(nlohmann::json{{"tasks", std::move(tasks)}});
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (size_t i = start; i < end; ++i) in_flight_submits_.erase(cs[i]->id());
+      }
       if (!st.is_ok()) {
         for (size_t i = start; i < end; ++i) {
           forget(cs[i]->id());
@@ -265,7 +275,9 @@ class RestInvoker final : public Invoker {
     std::vector<std::string> ids;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      for (const auto& kv : outstanding_) ids.push_back(kv.first);
+      for (const auto& kv : outstanding_) {
+        if (!in_flight_submits_.count(kv.first)) ids.push_back(kv.first);
+      }
     }
     for (size_t start = 0; start < ids.size(); start += 5000) {
       std::vector<std::string> chunk(ids.begin() + start,
@@ -331,6 +343,7 @@ class RestInvoker final : public Invoker {
   std::mutex mu_;
   std::condition_variable cv_;
   std::unordered_map<std::string, std::shared_ptr<TaskCompletion>> outstanding_;
+  std::unordered_set<std::string> in_flight_submits_;  // ids whose POST has not returned
   bool closing_ = false, closed_ = false;
   std::atomic<bool> abort_{false};
 
