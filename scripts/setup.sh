@@ -8,10 +8,11 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libtorch-dev python3-torch
-  # OpenBLAS (single-threaded: Flight runs one task per core) instead of the
-  # reference BLAS libtorch would otherwise use, several times faster for
-  # linear and convolution layers.
-  libopenblas0-serial
+  # OpenBLAS instead of the reference BLAS libtorch would otherwise use: several
+  # times faster for linear and convolution layers. The pthread flavour is safe
+  # to call from several threads at once (Flight pins it to one thread per call;
+  # the serial flavour is not thread-safe).
+  libopenblas0-pthread
   libboost-dev libcurl4-openssl-dev nlohmann-json3-dev libhiredis-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libcli11-dev libspdlog-dev
   redis-server dataset-fashion-mnist

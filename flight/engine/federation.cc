@@ -122,7 +122,7 @@ Status Federation::setup() {
 
   // Local training runs one task per invoker thread; one intra-op thread each
   // keeps `threads` tasks from oversubscribing the cores.
-  at::set_num_threads(1);
+  configure_task_threads();
   at::manual_seed(config_.seed);  // model initialisation
 
   Job job;

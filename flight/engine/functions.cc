@@ -1,6 +1,7 @@
 #include "flight/engine/functions.h"
 
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -484,8 +485,17 @@ uint64_t task_seed(uint64_t seed, int64_t worker_index, int64_t round) {
   return mix(mix(mix(seed) ^ static_cast<uint64_t>(worker_index)) ^ static_cast<uint64_t>(round));
 }
 
-void configure_task_process() {
+void configure_task_threads() {
   at::set_num_threads(1);
+  // Looked up at run time: libtorch may be linked against OpenBLAS or another BLAS.
+  using SetThreads = void (*)(int);
+  if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
+    set(1);
+  }
+}
+
+void configure_task_process() {
+  configure_task_threads();
   register_functions(faas::default_functions());
 }
 

@@ -68,6 +68,11 @@ void register_functions(faas::FunctionRegistry& registry);
 // and the engine's functions in faas::default_functions().
 void configure_task_process();
 
+// The thread part of configure_task_process(): one intra-op torch thread and
+// one OpenBLAS thread per calling thread (tasks run side by side on the
+// invoker's threads; BLAS threads of their own would oversubscribe the cores).
+void configure_task_threads();
+
 // The process-wide store that puts through `connector` (built once per
 // distinct config). Any store resolves any Ref.
 StatusOr<transport::Store*> store_for(const nlohmann::json& connector);
