@@ -15,6 +15,7 @@ PACKAGES=(
   libopenblas0-pthread
   libboost-dev libcurl4-openssl-dev nlohmann-json3-dev libhiredis-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libcli11-dev libspdlog-dev
+  libsodium-dev  # secure aggregation: X25519, ChaCha20, BLAKE2b, secretbox
   redis-server dataset-fashion-mnist
 )
 
