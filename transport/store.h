@@ -85,7 +85,7 @@ class Store {
   static StatusOr<std::unique_ptr<Store>> create(std::shared_ptr<Connector> connector,
                                                  const StoreOptions& options = {});
 
-  // A Store for resolving Refs when the caller has none (Proxy's default):
+  // A Store for resolving Refs when the caller has none:
   // a memory connector and the default options; lives for the whole process.
   static Store& process_default();
 

@@ -1,7 +1,7 @@
 // `flight endpoint`: the edge agent that runs tasks for `flight serve`.
 #include "flight/base/logging.h"
 #include "flight/cli/command.h"
-#include "flight/engine/functions.h"
+#include "flight/engine/task_process.h"
 #include "flight/faas/endpoint_agent.h"
 #include "flight/faas/stop_signals.h"
 

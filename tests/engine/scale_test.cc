@@ -10,7 +10,10 @@
 
 #include "flight/engine/config.h"
 #include "flight/engine/federation.h"
-#include "flight/engine/functions.h"
+#include "flight/engine/job.h"
+#include "flight/engine/job_cache.h"
+#include "flight/engine/task_process.h"
+#include "flight/engine/tasks.h"
 #include "flight/faas/functions.h"
 #include "flight/learning/model.h"
 #include "tests/support/process.h"

@@ -1,5 +1,5 @@
 // Store (cache bounded in bytes, single-flight fetches, scopes, cross-connector
-// resolution), Ref JSON, Proxy, and the two-process tcp exchange through the
+// resolution), Ref JSON and the two-process tcp exchange through the
 // real `flight` binary.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -11,7 +11,6 @@
 #include <thread>
 
 #include "tests/support/process.h"
-#include "transport/proxy.h"
 #include "transport/registry.h"
 #include "transport/sample_params.h"
 #include "transport/store.h"
@@ -249,60 +248,6 @@ TEST(Store, TtlLeaseThroughPutOptions) {
   EXPECT_TRUE(
       testing::wait_until([&] { return !store->get(*ref).is_ok(); }, std::chrono::seconds(10)));
   EXPECT_EQ(store->get(*ref).status().code(), StatusCode::kNotFound);
-}
-
-TEST(Proxy, ResolvesLazilyOnceAndCopiesShare) {
-  auto producer = make_store({{"kind", "memory"}});
-  auto consumer = make_store({{"kind", "memory"}});
-  ParamSet p = sample_params(30000, 6);
-  Ref ref = *producer->put(p);
-  Proxy<ParamSet> proxy(ref, consumer.get());
-  Proxy<ParamSet> copy = proxy;
-  EXPECT_EQ(consumer->stats().fetches, 0u) << "nothing fetched before first access";
-  EXPECT_FALSE(proxy.ready());
-  auto v = copy.get();
-  ASSERT_TRUE(v.is_ok()) << v.status();
-  EXPECT_TRUE(v->equal(p));
-  EXPECT_TRUE(proxy.ready());
-  ASSERT_TRUE(proxy.get().is_ok());
-  EXPECT_EQ(consumer->stats().fetches, 1u);
-  EXPECT_EQ(consumer->stats().gets, 1u) << "copies share one resolution";
-
-  auto from = Proxy<ParamSet>::from_json(proxy.to_json(), consumer.get());
-  ASSERT_TRUE(from.is_ok());
-  EXPECT_EQ(from->ref(), ref);
-  EXPECT_FALSE(from->ready());
-
-  Proxy<ParamSet> empty;
-  EXPECT_EQ(empty.get().status().code(), StatusCode::kFailedPrecondition);
-}
-
-TEST(Proxy, PrefetchResolvesInTheBackground) {
-  auto producer = make_store({{"kind", "tcp"}, {"local_shortcut", false}});
-  auto consumer = make_store({{"kind", "memory"}});
-  ParamSet p = sample_params(4 << 20, 7);
-  Proxy<ParamSet> proxy(*producer->put(p), consumer.get());
-  proxy.prefetch();
-  proxy.prefetch();  // idempotent
-  EXPECT_TRUE(testing::wait_until([&] { return proxy.ready(); }, std::chrono::seconds(30)));
-  EXPECT_EQ(consumer->stats().fetches, 1u);
-  auto v = proxy.get();
-  ASSERT_TRUE(v.is_ok()) << v.status();
-  EXPECT_TRUE(v->equal(p));
-  EXPECT_EQ(consumer->stats().gets, 1u);
-
-  // The default store resolves any Ref through the process's connectors.
-  Proxy<ParamSet> anywhere(proxy.ref());
-  ASSERT_TRUE(anywhere.get().is_ok());
-  EXPECT_TRUE(anywhere.get()->equal(p));
-
-  // A failed resolution is remembered.
-  Ref gone = proxy.ref();
-  gone.key = "127.0.0.1:1/10/none";
-  Proxy<ParamSet> bad(gone, consumer.get());
-  bad.prefetch();
-  EXPECT_FALSE(bad.get().is_ok());
-  EXPECT_FALSE(bad.get().is_ok());
 }
 
 // ------------------------------------------------------------ two processes

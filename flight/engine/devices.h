@@ -1,0 +1,77 @@
+// SimulatedDevices: the simulated heterogeneity of a run's workers — speeds
+// (the topology's `speed` times a seeded lognormal spread), the planned
+// (virtual-clock) duration of a train task, dropout (a task's result lost, a
+// pure function of seed, worker and task), the delay queue that holds a slow
+// device's result back in real time, and per-worker statistics (workers.csv).
+//
+// Thread safety: const methods and count_task/add_busy/delay may be called
+// concurrently; stop() from the driving thread only.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "flight/base/status.h"
+#include "flight/engine/config.h"
+#include "flight/engine/delay_queue.h"
+#include "topology/topology.h"
+
+namespace flight::engine {
+
+struct RunContext;
+
+class SimulatedDevices {
+ public:
+  struct WorkerStats {
+    int64_t tasks = 0, dropped = 0, failed = 0;
+    double busy_s = 0;  // (simulated) compute time
+  };
+
+  // Speeds from the topology and config.heterogeneity; planned durations from
+  // the partition sizes every process derives alike.
+  static StatusOr<std::unique_ptr<SimulatedDevices>> create(const RunContext& ctx);
+
+  // Extra time factor of a simulated slow device: max_speed / speed − 1.
+  double slowdown(const std::string& worker) const;
+  // Whether the worker's task number `task` loses its result.
+  bool drops(const std::string& worker, int64_t task) const;
+  // Simulated duration of one train task: samples / (speed × rate).
+  double planned(const std::string& worker) const { return planned_.at(worker); }
+  // Compute time a task that reported `train_seconds` cost the device: the
+  // planned time on the virtual clock, the (slowed-down) real time otherwise.
+  double busy(const std::string& worker, double train_seconds) const;
+
+  void count_task(const std::string& worker, double busy_s, bool dropped, bool failed);
+  void add_busy(const std::string& worker, double busy_s);
+  // Runs `fn` on the delay thread after `seconds`.
+  void delay(double seconds, std::function<void()> fn) { delays_->post(seconds, std::move(fn)); }
+  // Drops pending delayed deliveries and joins the delay thread; called before
+  // the driver whose callbacks they are goes away.
+  void stop() { delays_.reset(); }
+
+  // workers.csv: speed, tasks, dropped, failed, busy time and idle fraction of
+  // `makespan_s` per worker.
+  Status write_csv(const std::string& path, double makespan_s) const;
+
+ private:
+  SimulatedDevices(const ExperimentConfig& config,
+                   const std::unordered_map<std::string, int64_t>& index)
+      : config_(config), worker_index_(index) {}
+
+  const ExperimentConfig& config_;
+  const std::unordered_map<std::string, int64_t>& worker_index_;
+  double max_speed_ = 1.0;
+  std::unordered_map<std::string, double> speed_;    // effective speed per worker
+  std::unordered_map<std::string, double> planned_;  // virtual seconds per train task
+  mutable std::mutex stats_mu_;
+  std::map<std::string, WorkerStats> stats_;
+  std::unique_ptr<DelayQueue> delays_ = std::make_unique<DelayQueue>();
+};
+
+}  // namespace flight::engine

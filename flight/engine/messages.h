@@ -1,0 +1,134 @@
+// The typed task messages of a round: what the drivers send to the task
+// functions (tasks.h) and what those send back. Weights never travel in them,
+// only transport::Refs, so each message is a few hundred bytes.
+//
+//   train      TrainArgs      {job, round, node, worker_index, model: Ref, put}
+//              TrainResult    {update: Ref, owned, n_samples, weight, loss, accuracy,
+//                              train_seconds, bytes_fetched, bytes_put}
+//   aggregate  AggregateArgs  {job, round, node, children: [ChildUpdate], put}
+//              AggregateResult{update: Ref, owned, weight, count, base?: Ref,
+//                              bytes_fetched, bytes_put}
+//   evaluate   EvaluateArgs   {job, model: Ref, batch_size, begin, end?}
+//              EvaluateResult {loss, accuracy, n}
+//
+// to_json() gives the wire form (the JSON keys above, stable: `flight
+// endpoint` processes of the same version read them); from_json() checks
+// every field and names the bad one, because a message from another process
+// is input like any other: a malformed one is a failed task, never a crash.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "flight/base/status.h"
+#include "transport/ref.h"
+
+namespace flight::engine {
+
+// Which job a task belongs to: its id (job.h), and the job itself only when
+// the receiving process may not know it yet.
+struct JobRef {
+  std::string id;
+  nlohmann::json job;  // null unless the task carries the job
+
+  // Writes "job_id" (and "job") into `out`, the task's args object.
+  void to_json(nlohmann::json* out) const;
+  // From the task's args: `job_id`, `job`, or both.
+  static StatusOr<JobRef> from_json(const nlohmann::json& args);
+};
+
+// Where a task puts what it produces.
+struct PutTarget {
+  nlohmann::json connector;  // connector config (transport::Store::create)
+  std::string scope;         // store scope the object belongs to, evicted with it
+
+  nlohmann::json to_json() const;
+  static StatusOr<PutTarget> from_json(const nlohmann::json& j);
+};
+
+struct TrainArgs {
+  JobRef job;
+  int64_t round = 0;  // the training seed's round (async: the worker's task number)
+  std::string node;
+  int64_t worker_index = 0;  // the worker's data partition
+  transport::Ref model;      // the global model to start from
+  PutTarget put;
+
+  nlohmann::json to_json() const;
+  static StatusOr<TrainArgs> from_json(const nlohmann::json& j);
+};
+
+struct TrainResult {
+  transport::Ref update;
+  bool owned = true;  // false: update is not the worker's (debug: the global model)
+  int64_t n_samples = 0;
+  double weight = 0;  // the strategy's worker weight for n_samples
+  double loss = 0, accuracy = 0, train_seconds = 0;
+  uint64_t bytes_fetched = 0, bytes_put = 0;
+
+  nlohmann::json to_json() const;
+  static StatusOr<TrainResult> from_json(const nlohmann::json& j);
+};
+
+// One child's update, handed to its parent's aggregate task.
+struct ChildUpdate {
+  std::string node;
+  transport::Ref update;
+  bool owned = true;  // the consumer evicts it once folded
+  double weight = 0;
+  int64_t count = 1;  // worker updates folded into it
+  // async: the model(s) the update started from, folded with the same weights.
+  std::optional<transport::Ref> base;
+  bool base_owned = false;
+
+  nlohmann::json to_json() const;
+  static StatusOr<ChildUpdate> from_json(const nlohmann::json& j);
+};
+
+struct AggregateArgs {
+  JobRef job;
+  int64_t round = 0;
+  std::string node;
+  std::vector<ChildUpdate> children;  // folded in this order
+  PutTarget put;
+
+  nlohmann::json to_json() const;
+  static StatusOr<AggregateArgs> from_json(const nlohmann::json& j);
+};
+
+struct AggregateResult {
+  transport::Ref update;
+  bool owned = true;
+  double weight = 0;
+  int64_t count = 0;
+  std::optional<transport::Ref> base;  // when the children carried one
+  uint64_t bytes_fetched = 0, bytes_put = 0;
+
+  nlohmann::json to_json() const;
+  static StatusOr<AggregateResult> from_json(const nlohmann::json& j);
+};
+
+struct EvaluateArgs {
+  JobRef job;
+  transport::Ref model;
+  int64_t batch_size = 1024;
+  int64_t begin = 0;           // test-set slice [begin, end), clamped
+  std::optional<int64_t> end;  // nullopt: to the end of the test set
+
+  nlohmann::json to_json() const;
+  static StatusOr<EvaluateArgs> from_json(const nlohmann::json& j);
+};
+
+struct EvaluateResult {
+  double loss = 0, accuracy = 0;
+  int64_t n = 0;
+
+  nlohmann::json to_json() const;
+  static StatusOr<EvaluateResult> from_json(const nlohmann::json& j);
+};
+
+}  // namespace flight::engine

@@ -1,0 +1,230 @@
+#include "flight/engine/run_context.h"
+
+#include <ATen/Context.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <thread>
+
+#include "flight/base/strings.h"
+#include "flight/engine/job.h"
+#include "flight/engine/job_cache.h"
+#include "flight/engine/task_process.h"
+#include "flight/faas/functions.h"
+#include "flight/faas/local_invoker.h"
+#include "flight/faas/rest_invoker.h"
+
+namespace flight::engine {
+namespace {
+
+using nlohmann::json;
+using topology::Topology;
+
+// `topology: {generate: KIND, ...}` in a config.
+StatusOr<Topology> generate_topology(const json& spec) {
+  auto num = [&](const char* key) -> StatusOr<size_t> {
+    if (!spec.contains(key) || !spec[key].is_number_integer() || spec[key].get<int64_t>() < 1) {
+      return invalid_argument(std::string("topology.generate needs a positive integer '") + key +
+                              "'");
+    }
+    return static_cast<size_t>(spec[key].get<int64_t>());
+  };
+  const std::string kind = spec.value("generate", std::string());
+  const std::vector<std::string> kinds = {"flat", "balanced", "by_leaves", "tiers"};
+  auto check_keys = [&](std::vector<std::string> known) -> Status {
+    known.push_back("generate");
+    for (auto it = spec.begin(); it != spec.end(); ++it) {
+      if (std::find(known.begin(), known.end(), it.key()) == known.end()) {
+        return invalid_argument("topology: unknown key '" + it.key() + "' for generate: " + kind +
+                                did_you_mean(it.key(), known));
+      }
+    }
+    return Status::ok();
+  };
+  if (kind == "flat") {
+    FLIGHT_RETURN_IF_ERROR(check_keys({"workers"}));
+    FLIGHT_ASSIGN_OR_RETURN(size_t w, num("workers"));
+    return topology::generate::flat(w);
+  }
+  if (kind == "balanced") {
+    FLIGHT_RETURN_IF_ERROR(check_keys({"branching", "height"}));
+    FLIGHT_ASSIGN_OR_RETURN(size_t b, num("branching"));
+    FLIGHT_ASSIGN_OR_RETURN(size_t h, num("height"));
+    return topology::generate::balanced(b, h);
+  }
+  if (kind == "by_leaves") {
+    FLIGHT_RETURN_IF_ERROR(check_keys({"leaves", "height"}));
+    FLIGHT_ASSIGN_OR_RETURN(size_t l, num("leaves"));
+    FLIGHT_ASSIGN_OR_RETURN(size_t h, num("height"));
+    return topology::generate::by_leaves(l, h);
+  }
+  if (kind == "tiers") {
+    FLIGHT_RETURN_IF_ERROR(check_keys({"aggregators", "workers", "seed"}));
+    FLIGHT_ASSIGN_OR_RETURN(size_t w, num("workers"));
+    std::vector<size_t> aggs;
+    try {
+      aggs = spec.value("aggregators", std::vector<size_t>{});
+    } catch (const json::exception&) {
+      return invalid_argument("topology.aggregators must be a list of counts, e.g. [4]");
+    }
+    return topology::generate::tiers(aggs, w, spec.value("seed", uint64_t{0}));
+  }
+  return invalid_argument("topology: unknown generator '" + kind + "'" + did_you_mean(kind, kinds) +
+                          " (use flat, balanced, by_leaves or tiers)");
+}
+
+Status load_tree(RunContext* ctx) {
+  FLIGHT_ASSIGN_OR_RETURN(Topology topology, load_topology(ctx->config.topology));
+  ctx->topology = std::make_unique<Topology>(std::move(topology));
+  ctx->workers = ctx->topology->workers();
+  for (size_t i = 0; i < ctx->workers.size(); ++i) {
+    ctx->worker_index[ctx->workers[i]] = static_cast<int64_t>(i);
+  }
+  for (const auto& n : ctx->topology->nodes()) {
+    ctx->tier[n.id] = static_cast<int64_t>(ctx->topology->tier(n.id));
+    ctx->tiers = std::max(ctx->tiers, ctx->topology->tier(n.id) + 1);
+  }
+  return Status::ok();
+}
+
+Status make_invoker(RunContext* ctx) {
+  if (ctx->is_local()) {
+    faas::FunctionRegistry* functions = ctx->options.functions;
+    if (!functions) {
+      configure_task_process();
+      functions = &faas::default_functions();
+    }
+    faas::LocalInvokerOptions lo;
+    lo.threads = static_cast<size_t>(ctx->config.threads);
+    // Backpressure on submissions from the driving thread (callbacks are
+    // never blocked): tasks waiting to start stay a few thousand specs.
+    lo.max_queue = 4096;
+    ctx->invoker = faas::make_local_invoker(lo, *functions);
+    return Status::ok();
+  }
+  faas::RestInvokerOptions ro;
+  ro.url = ctx->config.control.url;
+  ro.token_file = ctx->config.control.token_file;
+  FLIGHT_RETURN_IF_ERROR(ro.validate());
+  FLIGHT_ASSIGN_OR_RETURN(ctx->invoker, faas::make_rest_invoker(ro));
+  return Status::ok();
+}
+
+}  // namespace
+
+StatusOr<Topology> load_topology(const TopologyConfig& t) {
+  if (!t.file.empty()) return Topology::load(t.file);
+  return generate_topology(t.generate);
+}
+
+Status build_run_context(const ExperimentConfig& config, const RunOptions& options,
+                         RunContext* ctx) {
+  ctx->config = config;
+  ctx->options = options;
+  ctx->out_dir = options.output_dir.empty() ? config.output.dir : options.output_dir;
+  std::error_code ec;
+  std::filesystem::create_directories(ctx->out_dir, ec);
+  if (ec) {
+    return unavailable("cannot create output directory '" + ctx->out_dir + "': " + ec.message());
+  }
+  FLIGHT_RETURN_IF_ERROR(load_tree(ctx));
+
+  // Local training runs one task per invoker thread; one intra-op thread each
+  // keeps `threads` tasks from oversubscribing the cores.
+  configure_task_threads();
+  at::manual_seed(config.seed);  // model initialisation
+
+  Job job;
+  job.model = config.model;
+  job.data = config.data;
+  job.train = config.train;
+  job.strategy = config.strategy;
+  job.seed = config.seed;
+  job.n_workers = static_cast<int64_t>(ctx->workers.size());
+  job.debug = config.debug;
+  ctx->job = job.to_json();
+  // Embedded: the functions run in this process, so the job is registered once
+  // here and tasks carry only its id (no per-task copy, dump or parse).
+  ctx->job_id = ctx->is_local() ? register_job(ctx->job) : job_id(ctx->job);
+
+  FLIGHT_ASSIGN_OR_RETURN(ctx->strategy, aggregators::make_strategy(config.strategy));
+  FLIGHT_ASSIGN_OR_RETURN(ctx->model, learning::make_model(config.model));
+  FLIGHT_ASSIGN_OR_RETURN(ctx->data, learning::load_dataset(config.data));
+  ctx->global = ctx->model->state().clone();
+  ctx->rng.seed(config.seed);
+  FLIGHT_ASSIGN_OR_RETURN(ctx->store, store_for(ctx->node_connector(ctx->topology->root().id)));
+  return make_invoker(ctx);
+}
+
+JobRef RunContext::job_ref() const {
+  JobRef r;
+  r.id = job_id;
+  if (!is_local()) r.job = job;
+  return r;
+}
+
+json RunContext::node_connector(const std::string& node) const {
+  const auto& n = topology->node(node);
+  json c = n.connector.is_null() ? config.data_plane.connector : n.connector;
+  if (c.is_string()) {
+    const std::string name = c.get<std::string>();
+    if (config.data_plane.connectors.contains(name)) return config.data_plane.connectors[name];
+  }
+  return c;
+}
+
+PutTarget RunContext::put_target(const std::string& node, const std::string& scope) const {
+  PutTarget p;
+  p.connector = node_connector(node);
+  p.scope = scope;
+  return p;
+}
+
+std::string RunContext::endpoint_of(const std::string& node) const {
+  const auto& n = topology->node(node);
+  return n.endpoint ? *n.endpoint : n.id;
+}
+
+StatusOr<std::pair<double, double>> RunContext::evaluate_global() {
+  // Shard the test set over `threads` threads, each with its own model: the
+  // intra-op pool is pinned to one thread for the virtual workers.
+  const learning::Dataset& test = *data.test;
+  const int64_t n = test.size();
+  const int64_t shards = std::max<int64_t>(1, std::min<int64_t>(config.threads, n / 256 + 1));
+  std::vector<StatusOr<learning::EvalResult>> results(static_cast<size_t>(shards),
+                                                      internal_error("not run"));
+  std::vector<std::thread> threads;
+  for (int64_t s = 0; s < shards; ++s) {
+    threads.emplace_back([&, s] {
+      const int64_t b = n * s / shards, e = n * (s + 1) / shards;
+      learning::Dataset shard;
+      shard.images = test.images.narrow(0, b, e - b);
+      shard.labels = test.labels.narrow(0, b, e - b);
+      shard.num_classes = test.num_classes;
+      if (s == 0) {
+        results[0] = learning::evaluate(*model, global, shard, config.eval.batch_size);
+        return;
+      }
+      auto m = learning::make_model(config.model);
+      if (!m.is_ok()) {
+        results[static_cast<size_t>(s)] = m.status();
+        return;
+      }
+      results[static_cast<size_t>(s)] =
+          learning::evaluate(**m, global, shard, config.eval.batch_size);
+    });
+  }
+  for (auto& t : threads) t.join();
+  double loss = 0, correct = 0;
+  int64_t total = 0;
+  for (auto& r : results) {
+    FLIGHT_RETURN_IF_ERROR(r.status());
+    loss += r->loss * static_cast<double>(r->n);
+    correct += r->accuracy * static_cast<double>(r->n);
+    total += r->n;
+  }
+  if (total == 0) return failed_precondition("the test set is empty");
+  return std::make_pair(loss / static_cast<double>(total), correct / static_cast<double>(total));
+}
+
+}  // namespace flight::engine

@@ -1,0 +1,61 @@
+#include "flight/engine/task_process.h"
+
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "flight/engine/tasks.h"
+#include "flight/faas/functions.h"
+#include "transport/store.h"
+
+namespace flight::engine {
+namespace {
+
+StatusOr<transport::Store*> shared_store_for(const nlohmann::json& connector) {
+  static std::mutex mu;
+  static std::map<std::string, std::unique_ptr<transport::Store>> stores;
+  std::lock_guard<std::mutex> lock(mu);
+  const std::string key = connector.dump();
+  auto it = stores.find(key);
+  if (it == stores.end()) {
+    FLIGHT_ASSIGN_OR_RETURN(auto store, transport::Store::create(connector));
+    it = stores.emplace(key, std::move(store)).first;
+  }
+  return it->second.get();
+}
+
+}  // namespace
+
+StatusOr<transport::Store*> store_for(const nlohmann::json& connector) {
+  // Every task asks; a thread sees few distinct connectors: compare the JSON
+  // (no dump, no lock) against the ones this thread resolved before.
+  thread_local std::vector<std::pair<nlohmann::json, transport::Store*>> seen;
+  for (const auto& [config, store] : seen) {
+    if (config == connector) return store;
+  }
+  FLIGHT_ASSIGN_OR_RETURN(transport::Store * store, shared_store_for(connector));
+  if (seen.size() < 16) seen.emplace_back(connector, store);
+  return store;
+}
+
+void configure_task_threads() {
+  at::set_num_threads(1);
+  // Looked up at run time: libtorch may be linked against OpenBLAS or another BLAS.
+  using SetThreads = void (*)(int);
+  if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
+    set(1);
+  }
+}
+
+void configure_task_process() {
+  configure_task_threads();
+  register_functions(faas::default_functions());
+}
+
+}  // namespace flight::engine

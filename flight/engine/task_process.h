@@ -1,0 +1,29 @@
+// Setting up a process that runs the round's tasks (the embedded run, `flight
+// endpoint`): torch/BLAS threads, the function registry, and the process-wide
+// stores that tasks put through.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "flight/base/status.h"
+
+namespace flight::transport {
+class Store;
+}
+
+namespace flight::engine {
+
+// One intra-op torch thread and one OpenBLAS thread per calling thread: tasks
+// run side by side on the invoker's threads, so BLAS threads of their own
+// would oversubscribe the cores (and results would depend on the thread count).
+void configure_task_threads();
+
+// configure_task_threads() plus the engine's functions (tasks.h) in
+// faas::default_functions().
+void configure_task_process();
+
+// The process-wide store that puts through `connector` (built once per
+// distinct config). Any store resolves any Ref.
+StatusOr<transport::Store*> store_for(const nlohmann::json& connector);
+
+}  // namespace flight::engine

@@ -1,0 +1,163 @@
+#include "flight/engine/tasks.h"
+
+#include <algorithm>
+
+#include "flight/engine/fetch_pool.h"
+#include "flight/engine/job.h"
+#include "flight/engine/job_cache.h"
+#include "flight/engine/task_process.h"
+#include "flight/learning/trainer.h"
+#include "transport/store.h"
+
+namespace flight::engine {
+namespace {
+
+using nlohmann::json;
+
+transport::PutOptions put_options(const PutTarget& put) {
+  transport::PutOptions o;
+  o.scope = put.scope;
+  return o;
+}
+
+// Folds the children's bases (async) with the children's weights into `out`.
+Status fold_bases(const AggregateArgs& args, const JobRuntime& rt, transport::Store& store,
+                  AggregateResult* out) {
+  auto base_fold = rt.strategy->begin();
+  for (const auto& c : args.children) {
+    if (!c.base) {
+      return invalid_argument("aggregator " + args.node + ": child " + c.node +
+                              " has no 'base' while others have");
+    }
+    FLIGHT_ASSIGN_OR_RETURN(ParamSet base, store.get(*c.base));
+    FLIGHT_RETURN_IF_ERROR(base_fold->accumulate(base, c.weight)
+                               .with_context("aggregator " + args.node + ": base of " + c.node));
+    out->bytes_fetched += c.base->size;
+    if (c.base_owned) (void)store.evict(*c.base);
+  }
+  FLIGHT_ASSIGN_OR_RETURN(auto base_mean, base_fold->finalize());
+  FLIGHT_ASSIGN_OR_RETURN(auto base_out, store.put(base_mean.params, put_options(args.put)));
+  out->bytes_put += base_out.size;
+  out->base = std::move(base_out);
+  return Status::ok();
+}
+
+// Wraps a typed function as a JSON one: the form that crosses processes.
+template <typename Args, typename Result>
+faas::Function json_function(StatusOr<Result> (*fn)(const Args&, const faas::TaskContext&)) {
+  return [fn](const json& j, const faas::TaskContext& ctx) -> StatusOr<json> {
+    FLIGHT_ASSIGN_OR_RETURN(Args args, Args::from_json(j));
+    FLIGHT_ASSIGN_OR_RETURN(Result result, fn(args, ctx));
+    return result.to_json();
+  };
+}
+
+}  // namespace
+
+StatusOr<TrainResult> train(const TrainArgs& args, const faas::TaskContext& ctx) {
+  (void)ctx;
+  FLIGHT_ASSIGN_OR_RETURN(auto rt, job_runtime(args.job));
+  if (args.worker_index < 0 || args.worker_index >= static_cast<int64_t>(rt->partitions.size())) {
+    return invalid_argument("worker " + args.node + ": worker_index " +
+                            std::to_string(args.worker_index) + " outside [0, " +
+                            std::to_string(rt->partitions.size()) + ")");
+  }
+  const auto& indices = rt->partitions[static_cast<size_t>(args.worker_index)];
+  FLIGHT_ASSIGN_OR_RETURN(transport::Store * store, store_for(args.put.connector));
+
+  TrainResult out;
+  out.n_samples = static_cast<int64_t>(indices.size());
+  out.weight = rt->strategy->worker_weight(out.n_samples);
+  out.bytes_fetched = args.model.size;
+  if (rt->job.debug) {
+    // Framework-only measurement: the update is the model it was given.
+    out.update = args.model;
+    out.owned = false;
+    return out;
+  }
+  FLIGHT_ASSIGN_OR_RETURN(ParamSet global, store->get(args.model));
+  FLIGHT_ASSIGN_OR_RETURN(learning::Model * model, thread_model(*rt));
+  auto hook = rt->strategy->worker_hook();
+  FLIGHT_ASSIGN_OR_RETURN(
+      auto res,
+      learning::train(*model, global, *rt->data.train, indices, rt->job.train,
+                      task_seed(rt->job.seed, args.worker_index, args.round), hook.get()));
+  FLIGHT_ASSIGN_OR_RETURN(out.update, store->put(res.state, put_options(args.put)));
+  out.owned = true;
+  out.loss = res.loss;
+  out.accuracy = res.accuracy;
+  out.train_seconds = res.seconds;
+  out.bytes_put = out.update.size;
+  return out;
+}
+
+StatusOr<AggregateResult> aggregate(const AggregateArgs& args, const faas::TaskContext& ctx) {
+  (void)ctx;
+  if (args.children.empty()) {
+    return invalid_argument("aggregator " + args.node + ": no child updates to aggregate");
+  }
+  FLIGHT_ASSIGN_OR_RETURN(auto rt, job_runtime(args.job));
+  FLIGHT_ASSIGN_OR_RETURN(transport::Store * store, store_for(args.put.connector));
+
+  AggregateResult out;
+  std::vector<transport::Ref> refs;
+  refs.reserve(args.children.size());
+  for (const auto& c : args.children) {
+    refs.push_back(c.update);
+    out.bytes_fetched += c.update.size;
+    out.count += c.count;
+  }
+  // Fold in list order, fetching up to kPrefetchDepth children ahead, so
+  // memory stays O(model) plus the updates in flight.
+  auto fold = rt->strategy->begin();
+  Prefetcher prefetch(*store, refs);
+  for (size_t i = 0; i < refs.size(); ++i) {
+    StatusOr<ParamSet> cur = prefetch.take(i);
+    if (!cur.is_ok()) {
+      return cur.status().with_context(
+          "aggregator " + args.node + ": child " +
+          (args.children[i].node.empty() ? "?" : args.children[i].node));
+    }
+    Status st = fold->accumulate(*cur, args.children[i].weight);
+    if (!st.is_ok()) return st.with_context("aggregator " + args.node);
+    // The consumer owns a child's update: evicting it as soon as it is folded
+    // keeps a round's footprint at O(tree width), not O(workers).
+    if (args.children[i].owned) (void)store->evict(refs[i]);
+  }
+  FLIGHT_ASSIGN_OR_RETURN(auto result, fold->finalize());
+  FLIGHT_ASSIGN_OR_RETURN(out.update, store->put(result.params, put_options(args.put)));
+  out.owned = true;
+  out.weight = result.weight;
+  out.bytes_put = out.update.size;
+  if (args.children[0].base) FLIGHT_RETURN_IF_ERROR(fold_bases(args, *rt, *store, &out));
+  return out;
+}
+
+StatusOr<EvaluateResult> evaluate(const EvaluateArgs& args, const faas::TaskContext& ctx) {
+  (void)ctx;
+  FLIGHT_ASSIGN_OR_RETURN(auto rt, job_runtime(args.job));
+  FLIGHT_ASSIGN_OR_RETURN(transport::Store * store, store_for(args.model.connector));
+  FLIGHT_ASSIGN_OR_RETURN(ParamSet params, store->get(args.model));
+  const learning::Dataset& test = *rt->data.test;
+  const int64_t begin = std::clamp<int64_t>(args.begin, 0, test.size());
+  const int64_t end = std::clamp<int64_t>(args.end.value_or(test.size()), begin, test.size());
+  learning::Dataset shard;
+  shard.images = test.images.narrow(0, begin, end - begin);
+  shard.labels = test.labels.narrow(0, begin, end - begin);
+  shard.num_classes = test.num_classes;
+  FLIGHT_ASSIGN_OR_RETURN(learning::Model * model, thread_model(*rt));
+  FLIGHT_ASSIGN_OR_RETURN(auto res, learning::evaluate(*model, params, shard, args.batch_size));
+  EvaluateResult out;
+  out.loss = res.loss;
+  out.accuracy = res.accuracy;
+  out.n = res.n;
+  return out;
+}
+
+void register_functions(faas::FunctionRegistry& registry) {
+  registry.add("train", json_function(&train));
+  registry.add("aggregate", json_function(&aggregate));
+  registry.add("evaluate", json_function(&evaluate));
+}
+
+}  // namespace flight::engine

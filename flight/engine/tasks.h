@@ -1,0 +1,36 @@
+// The task functions of a round — `train` (on workers), `aggregate` (on
+// aggregators) and `evaluate` — over the typed messages of messages.h, and
+// their registration by name in a faas FunctionRegistry, so the embedded
+// invoker and the `flight endpoint` binary run exactly the same code.
+//
+// Each process derives what a job implies (datasets, partitions, models) once
+// (job_cache.h), so a task costs its own work plus microseconds.
+//
+// Thread safety: the functions may run concurrently on any threads.
+#pragma once
+
+#include "flight/base/status.h"
+#include "flight/engine/messages.h"
+#include "flight/faas/functions.h"
+
+namespace flight::engine {
+
+// Resolves args.model, trains the worker's partition from it (debug job: no
+// training, the update is the model it was given, not owned) and puts the
+// update through args.put.
+StatusOr<TrainResult> train(const TrainArgs& args, const faas::TaskContext& ctx);
+
+// Folds the children's updates in list order (the drivers sort them, so
+// results are bit-reproducible), evicting owned ones once folded, and puts the
+// weighted partial aggregate. Children that carry a `base` (async) get their
+// bases folded with the same weights, keeping mean(model) − mean(base) =
+// mean(delta).
+StatusOr<AggregateResult> aggregate(const AggregateArgs& args, const faas::TaskContext& ctx);
+
+// Loss and accuracy of args.model on the test-set slice [begin, end).
+StatusOr<EvaluateResult> evaluate(const EvaluateArgs& args, const faas::TaskContext& ctx);
+
+// Registers train, aggregate and evaluate (replacing earlier registrations).
+void register_functions(faas::FunctionRegistry& registry);
+
+}  // namespace flight::engine
