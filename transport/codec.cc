@@ -1,12 +1,14 @@
 #include "transport/codec.h"
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 
 #include <algorithm>
 #include <cstring>
 #include <unordered_set>
 
+#include "flight/params/param_ops.h"
 #include "transport/checksum.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -78,6 +80,8 @@ struct Layout {
   std::vector<uint64_t> offsets;
   std::vector<uint64_t> nbytes;
   std::vector<uint8_t> codes;
+  std::vector<Encoding> encodings;
+  bool compressed = false;
 };
 
 Status check_tensor(const ParamEntry& e, const DtypeInfo** info) {
@@ -105,19 +109,31 @@ Status check_tensor(const ParamEntry& e, const DtypeInfo** info) {
   return Status::ok();
 }
 
-StatusOr<Layout> plan(const ParamSet& params) {
+// Only float32 tensors are compressed; everything else travels raw.
+Encoding entry_encoding(const ParamEntry& e, const EncodeOptions* o) {
+  if (o == nullptr || o->encoding == Encoding::kRaw) return Encoding::kRaw;
+  return e.tensor.scalar_type() == c10::ScalarType::Float ? o->encoding : Encoding::kRaw;
+}
+
+StatusOr<Layout> plan(const ParamSet& params, const EncodeOptions* o = nullptr) {
+  if (o) FLIGHT_RETURN_IF_ERROR(o->validate());
   Layout l;
   l.table_size = 0;
   for (const auto& e : params) {
     const DtypeInfo* info = nullptr;
     FLIGHT_RETURN_IF_ERROR(check_tensor(e, &info));
     l.codes.push_back(info->code);
+    l.encodings.push_back(entry_encoding(e, o));
+    l.compressed |= l.encodings.back() != Encoding::kRaw;
     l.table_size += align_up(kRecordFixedBytes + 8 * e.tensor.dim() + e.name.size(), 8);
   }
   l.data_offset = align_up(kCodecPreambleBytes + l.table_size, kBufferAlignment);
   uint64_t cursor = l.data_offset;
-  for (const auto& e : params) {
-    uint64_t n = static_cast<uint64_t>(e.tensor.numel()) * e.tensor.element_size();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto& e = params[i];
+    const uint64_t numel = static_cast<uint64_t>(e.tensor.numel());
+    uint64_t n = l.encodings[i] == Encoding::kRaw ? numel * e.tensor.element_size()
+                                                  : payload_size(*o, numel);
     cursor = align_up(cursor, kBufferAlignment);
     l.offsets.push_back(cursor);
     l.nbytes.push_back(n);
@@ -136,15 +152,9 @@ uint32_t copy_and_checksum(uint8_t* dst, const uint8_t* src, size_t n, uint32_t 
   return crc32c_copy(crc, dst, src, n, /*stream=*/n >= kStreamThreshold);
 }
 
-}  // namespace
-
-StatusOr<uint64_t> encoded_size(const ParamSet& params) {
-  FLIGHT_ASSIGN_OR_RETURN(Layout l, plan(params));
-  return l.total_size;
-}
-
-StatusOr<uint32_t> encode_into(const ParamSet& params, uint8_t* dest, size_t size) {
-  FLIGHT_ASSIGN_OR_RETURN(Layout l, plan(params));
+StatusOr<uint32_t> encode_with(const ParamSet& params, const EncodeOptions* o, uint8_t* dest,
+                               size_t size) {
+  FLIGHT_ASSIGN_OR_RETURN(Layout l, plan(params, o));
   if (size != l.total_size) {
     return invalid_argument("encode_into: destination is " + std::to_string(size) +
                             " bytes, the encoding needs " + std::to_string(l.total_size));
@@ -152,7 +162,7 @@ StatusOr<uint32_t> encode_into(const ParamSet& params, uint8_t* dest, size_t siz
   // Preamble.
   std::memset(dest, 0, l.data_offset);
   std::memcpy(dest, kMagic, 8);
-  put_le<uint32_t>(dest + 8, kCodecVersion);
+  put_le<uint32_t>(dest + 8, l.compressed ? kCodecVersionCompressed : kCodecVersion);
   put_le<uint32_t>(dest + 12, static_cast<uint32_t>(params.size()));
   put_le<uint64_t>(dest + 16, l.total_size);
   put_le<uint64_t>(dest + 24, l.data_offset);
@@ -165,6 +175,7 @@ StatusOr<uint32_t> encode_into(const ParamSet& params, uint8_t* dest, size_t siz
     put_le<uint32_t>(rec, static_cast<uint32_t>(e.name.size()));
     rec[4] = l.codes[i];
     rec[5] = static_cast<uint8_t>(e.tensor.dim());
+    rec[6] = static_cast<uint8_t>(l.encodings[i]);
     put_le<uint64_t>(rec + 8, l.offsets[i]);
     put_le<uint64_t>(rec + 16, l.nbytes[i]);
     rec += kRecordFixedBytes;
@@ -187,7 +198,11 @@ StatusOr<uint32_t> encode_into(const ParamSet& params, uint8_t* dest, size_t siz
     }
     const at::Tensor& t = params[i].tensor;
     uint64_t n = l.nbytes[i];
-    if (n > 0) {
+    if (n > 0 && l.encodings[i] != Encoding::kRaw) {
+      const at::Tensor c = t.contiguous();
+      encode_payload(*o, c.data_ptr<float>(), static_cast<uint64_t>(c.numel()), i, dest + off);
+      crc = crc32c_extend(crc, dest + off, n);
+    } else if (n > 0) {
       if (t.is_contiguous() && t.device().is_cpu()) {
         crc = copy_and_checksum(dest + off, static_cast<const uint8_t*>(t.data_ptr()), n, crc);
       } else {
@@ -200,6 +215,29 @@ StatusOr<uint32_t> encode_into(const ParamSet& params, uint8_t* dest, size_t siz
   }
   put_le<uint32_t>(dest + kChecksumOffset, crc);
   return crc;
+}
+
+}  // namespace
+
+StatusOr<uint64_t> encoded_size(const ParamSet& params) {
+  FLIGHT_ASSIGN_OR_RETURN(Layout l, plan(params));
+  return l.total_size;
+}
+
+StatusOr<uint64_t> encoded_size(const ParamSet& params, const EncodeOptions& options) {
+  FLIGHT_ASSIGN_OR_RETURN(Layout l, plan(params, &options));
+  return l.total_size;
+}
+
+StatusOr<uint32_t> encode_into(const ParamSet& params, uint8_t* dest, size_t size) {
+  return encode_with(params, nullptr, dest, size);
+}
+
+StatusOr<Bytes> encode(const ParamSet& params, const EncodeOptions& options) {
+  FLIGHT_ASSIGN_OR_RETURN(uint64_t total, encoded_size(params, options));
+  FLIGHT_ASSIGN_OR_RETURN(auto buf, Buffer::allocate(total));
+  FLIGHT_RETURN_IF_ERROR(encode_with(params, &options, buf->data(), buf->size()).status());
+  return Bytes(std::move(buf));
 }
 
 StatusOr<Bytes> encode(const ParamSet& params) {
@@ -226,9 +264,10 @@ StatusOr<CodecHeader> peek_header(ByteView bytes) {
   h.data_offset = get_le<uint64_t>(b + 24);
   h.table_size = get_le<uint64_t>(b + 32);
   h.checksum = get_le<uint32_t>(b + kChecksumOffset);
-  if (h.version != kCodecVersion) {
+  if (h.version != kCodecVersion && h.version != kCodecVersionCompressed) {
     return invalid_argument("unsupported ParamSet format version " + std::to_string(h.version) +
-                            " (this build reads version " + std::to_string(kCodecVersion) + ")");
+                            " (this build reads versions " + std::to_string(kCodecVersion) +
+                            " and " + std::to_string(kCodecVersionCompressed) + ")");
   }
   if (h.total_size > bytes.size) {
     return data_loss("truncated ParamSet encoding: the header says " +
@@ -256,7 +295,19 @@ StatusOr<CodecHeader> peek_header(ByteView bytes) {
 
 namespace {
 
-StatusOr<ParamSet> decode_impl(Bytes bytes, bool verify) {
+struct EntryView {
+  std::string name;
+  const DtypeInfo* info;
+  Encoding encoding;
+  std::vector<int64_t> dims;
+  uint64_t numel;
+  uint64_t offset;
+  uint64_t nbytes;
+};
+
+// Verifies (optionally) the checksum and parses the table as untrusted input:
+// a well-formed checksum over a malicious table must not crash either.
+StatusOr<std::vector<EntryView>> parse_entries(const Bytes& bytes, bool verify) {
   if (!bytes) return invalid_argument("decode: null buffer");
   const uint8_t* b = bytes->data();
   FLIGHT_ASSIGN_OR_RETURN(CodecHeader h, peek_header(ByteView(*bytes)));
@@ -271,12 +322,10 @@ StatusOr<ParamSet> decode_impl(Bytes bytes, bool verify) {
       return data_loss(msg);
     }
   }
-  // The checksum matched, but the table is still parsed as untrusted input: a
-  // well-formed checksum over a malicious table must not crash either.
   const uint8_t* p = b + kCodecPreambleBytes;
   const uint8_t* table_end = p + h.table_size;
   std::unordered_set<std::string> names;
-  ParamSet out;
+  std::vector<EntryView> out;
   uint64_t prev_end = h.data_offset;
   for (uint32_t i = 0; i < h.entry_count; ++i) {
     std::string where = "ParamSet entry " + std::to_string(i);
@@ -286,6 +335,7 @@ StatusOr<ParamSet> decode_impl(Bytes bytes, bool verify) {
     uint32_t name_len = get_le<uint32_t>(p);
     uint8_t code = p[4];
     uint8_t ndim = p[5];
+    uint8_t enc_code = p[6];
     uint64_t offset = get_le<uint64_t>(p + 8);
     uint64_t nbytes = get_le<uint64_t>(p + 16);
     if (ndim > kCodecMaxDims) return data_loss(where + ": " + std::to_string(ndim) + " dimensions");
@@ -298,6 +348,10 @@ StatusOr<ParamSet> decode_impl(Bytes bytes, bool verify) {
     }
     const DtypeInfo* info = dtype_by_code(code);
     if (info == nullptr) return data_loss(where + ": unknown dtype code " + std::to_string(code));
+    if (!valid_encoding_code(enc_code)) {
+      return data_loss(where + ": unknown encoding code " + std::to_string(enc_code));
+    }
+    const auto encoding = static_cast<Encoding>(enc_code);
     std::vector<int64_t> dims(ndim);
     uint64_t numel = 1;
     bool overflow = false;
@@ -310,7 +364,13 @@ StatusOr<ParamSet> decode_impl(Bytes bytes, bool verify) {
     std::string name(reinterpret_cast<const char*>(p + kRecordFixedBytes + 8 * ndim), name_len);
     where = "ParamSet entry " + std::to_string(i) + " ('" + name + "')";
     uint64_t elem = c10::elementSize(info->type);
-    if (overflow || numel > h.total_size || numel * elem != nbytes) {
+    if (encoding != Encoding::kRaw &&
+        (h.version < kCodecVersionCompressed || info->type != c10::ScalarType::Float)) {
+      return data_loss(where + ": encoding " + encoding_name(encoding) +
+                       " on a non-float32 tensor or in a version-1 encoding");
+    }
+    if (overflow ||
+        (encoding == Encoding::kRaw && (numel > h.total_size || numel * elem != nbytes))) {
       return data_loss(where + ": shape and byte count disagree");
     }
     if (offset % kBufferAlignment != 0 || offset < prev_end || offset > h.total_size ||
@@ -318,22 +378,121 @@ StatusOr<ParamSet> decode_impl(Bytes bytes, bool verify) {
       return data_loss(where + ": data offset " + std::to_string(offset) + " (+" +
                        std::to_string(nbytes) + " bytes) is outside the data region");
     }
+    if (encoding != Encoding::kRaw) {
+      // Compressed payloads hold at least a byte per element, except top-k,
+      // which check_payload bounds by its own count.
+      if (encoding != Encoding::kTopK && numel > nbytes) {
+        return data_loss(where + ": shape and byte count disagree");
+      }
+      Status st = check_payload(encoding, b + offset, nbytes, numel);
+      if (!st.is_ok()) return st.with_context(where);
+    }
     if (!names.insert(name).second) return data_loss(where + ": duplicate name");
     prev_end = offset + nbytes;
-    Bytes keep = bytes;
-    at::Tensor t = at::from_blob(
-        const_cast<uint8_t*>(b + offset), dims, [keep](void*) mutable { keep.reset(); },
-        at::TensorOptions().dtype(info->type));
-    out.add(std::move(name), std::move(t));
+    out.push_back({std::move(name), info, encoding, std::move(dims), numel, offset, nbytes});
     p += rec;
+  }
+  return out;
+}
+
+StatusOr<ParamSet> decode_impl(Bytes bytes, bool verify) {
+  FLIGHT_ASSIGN_OR_RETURN(auto entries, parse_entries(bytes, verify));
+  const uint8_t* b = bytes->data();
+  ParamSet out;
+  for (auto& e : entries) {
+    at::Tensor t;
+    if (e.encoding == Encoding::kRaw) {
+      Bytes keep = bytes;
+      t = at::from_blob(
+          const_cast<uint8_t*>(b + e.offset), e.dims, [keep](void*) mutable { keep.reset(); },
+          at::TensorOptions().dtype(e.info->type));
+    } else {
+      t = at::empty(e.dims, at::TensorOptions().dtype(at::kFloat));
+      decode_payload(e.encoding, b + e.offset, e.numel, t.data_ptr<float>());
+    }
+    out.add(std::move(e.name), std::move(t));
   }
   return out;
 }
 
 }  // namespace
 
+Status accumulate_encoded(ParamSet& acc, const Bytes& bytes, double w) {
+  FLIGHT_ASSIGN_OR_RETURN(auto entries, parse_entries(bytes, /*verify=*/true));
+  if (entries.size() != acc.size()) {
+    return invalid_argument("accumulate_encoded: the encoding has " +
+                            std::to_string(entries.size()) + " tensors, the accumulator " +
+                            std::to_string(acc.size()));
+  }
+  std::vector<at::Tensor*> dst(entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const auto& e = entries[i];
+    at::Tensor* t = acc.find(e.name);
+    if (t == nullptr)
+      return invalid_argument("accumulate_encoded: no tensor '" + e.name + "' in the accumulator");
+    if (static_cast<uint64_t>(t->numel()) != e.numel || !t->is_contiguous()) {
+      return invalid_argument("accumulate_encoded: '" + e.name + "' is " + describe_tensor(*t) +
+                              " in the accumulator, " + std::to_string(e.numel) +
+                              " elements in the encoding (or not contiguous)");
+    }
+    const bool float_acc = t->scalar_type() == at::kFloat;
+    if (e.encoding != Encoding::kRaw && !float_acc) {
+      return invalid_argument("accumulate_encoded: compressed '" + e.name +
+                              "' needs a float32 accumulator");
+    }
+    dst[i] = t;
+  }
+  const uint8_t* b = bytes->data();
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const auto& e = entries[i];
+    at::Tensor& t = *dst[i];
+    if (e.encoding == Encoding::kRaw &&
+        !(t.scalar_type() == at::kFloat && e.info->type == c10::ScalarType::Float)) {
+      // Other dtypes: the param_ops kernel on a zero-copy view.
+      at::Tensor x = at::from_blob(const_cast<uint8_t*>(b + e.offset), e.dims,
+                                   at::TensorOptions().dtype(e.info->type));
+      add_scaled_(t, x, w);
+      continue;
+    }
+    float* a = t.data_ptr<float>();
+    const uint8_t* payload = b + e.offset;
+    if (e.encoding == Encoding::kTopK) {
+      accumulate_payload(e.encoding, payload, e.numel, w, a);
+      continue;
+    }
+    // Dense encodings split across param_ops' threads; int8 chunks stay whole
+    // blocks so each chunk sees its own scales.
+    if (e.encoding == Encoding::kRaw) {
+      parallel_chunks(static_cast<int64_t>(e.numel), 1 << 16, [&](int64_t lo, int64_t hi) {
+        accumulate_payload(Encoding::kRaw, payload + 4 * lo, static_cast<uint64_t>(hi - lo), w,
+                           a + lo);
+      });
+    } else if (e.encoding == Encoding::kFp16 || e.encoding == Encoding::kBf16) {
+      parallel_chunks(static_cast<int64_t>(e.numel), 1 << 16, [&](int64_t lo, int64_t hi) {
+        accumulate_payload(e.encoding, payload + 2 * lo, static_cast<uint64_t>(hi - lo), w, a + lo);
+      });
+    } else {
+      accumulate_payload(e.encoding, payload, e.numel, w, a);
+    }
+  }
+  return Status::ok();
+}
+
 StatusOr<ParamSet> decode(Bytes bytes) { return decode_impl(std::move(bytes), true); }
 
 StatusOr<ParamSet> decode_trusted(Bytes bytes) { return decode_impl(std::move(bytes), false); }
+
+}  // namespace flight::transport
+
+namespace flight::transport {
+
+StatusOr<Bytes> ErrorFeedback::encode(const ParamSet& update, const EncodeOptions& options) {
+  ParamSet corrected = update.clone();
+  if (!residual_.empty()) FLIGHT_RETURN_IF_ERROR(add_scaled(corrected, residual_, 1.0));
+  FLIGHT_ASSIGN_OR_RETURN(Bytes bytes, transport::encode(corrected, options));
+  FLIGHT_ASSIGN_OR_RETURN(ParamSet sent, decode_trusted(bytes));
+  FLIGHT_ASSIGN_OR_RETURN(residual_, subtract(corrected, sent));
+  return bytes;
+}
 
 }  // namespace flight::transport

@@ -7,8 +7,8 @@
 //                   u64 total_size, u64 data_offset, u64 table_size,
 //                   u32 checksum, 20 reserved zero bytes
 //   [64, 64+table)  entry table, one record per tensor in ParamSet order:
-//                   u32 name_len, u8 dtype, u8 ndim, u16 0, u64 offset, u64 nbytes,
-//                   i64 dims[ndim], name bytes, zero padding to 8
+//                   u32 name_len, u8 dtype, u8 ndim, u8 encoding, u8 0, u64 offset,
+//                   u64 nbytes, i64 dims[ndim], name bytes, zero padding to 8
 //   [data_offset, total_size)
 //                   raw tensor bytes, each tensor at a 64-byte-aligned offset,
 //                   zero padding between them
@@ -23,6 +23,15 @@
 // may share (the Store's cache): treat them as read-only and clone() before
 // modifying in place.
 //
+// Compressed updates (version 2): encode(params, EncodeOptions) stores float32
+// tensors as fp16, bf16, block-scaled int8 or top-k (update_encoding.h); the
+// record keeps the logical dtype and shape and names the encoding, and nbytes
+// is the payload's size. The checksum covers the compressed bytes. decode()
+// returns float32 tensors for compressed entries (a copy: the payload is not
+// float32); accumulate_encoded() folds an encoding straight into an
+// accumulator without that copy. Encodings without compression write version
+// 1, byte for byte what earlier builds wrote.
+//
 // Dtypes: float32, float64, float16, bfloat16, int8, int16, int32, int64, uint8,
 // bool, complex32, complex64, complex128; any shape, including 0-dim and empty.
 // Non-contiguous inputs are encoded in contiguous (row-major) order.
@@ -35,10 +44,12 @@
 #include "flight/base/status.h"
 #include "flight/params/param_set.h"
 #include "transport/buffer.h"
+#include "transport/update_encoding.h"
 
 namespace flight::transport {
 
-constexpr uint32_t kCodecVersion = 1;
+constexpr uint32_t kCodecVersion = 1;            // raw tensors only
+constexpr uint32_t kCodecVersionCompressed = 2;  // some entries carry an Encoding
 constexpr size_t kCodecPreambleBytes = 64;
 // Limits that bound what a (possibly hostile) header can ask the decoder to believe.
 constexpr uint32_t kCodecMaxDims = 32;
@@ -65,6 +76,31 @@ StatusOr<Bytes> encode(const ParamSet& params);
 // As encode(), into caller memory of exactly encoded_size(params) bytes; returns
 // the checksum written into the preamble.
 StatusOr<uint32_t> encode_into(const ParamSet& params, uint8_t* dest, size_t size);
+
+// As encode() with float32 tensors compressed per `options` (validated first).
+StatusOr<uint64_t> encoded_size(const ParamSet& params, const EncodeOptions& options);
+StatusOr<Bytes> encode(const ParamSet& params, const EncodeOptions& options);
+
+// acc += w * decode(bytes), entry by entry by name, straight from the buffer:
+// compressed entries are dequantised inside the fold (no decoded copy). The
+// checksum and structure are verified first, and nothing is added unless the
+// whole encoding is valid and matches acc (same names, element counts;
+// compressed entries need a contiguous float32 accumulator). Non-floating
+// raw entries combine by maximum, as in param_ops.
+Status accumulate_encoded(ParamSet& acc, const Bytes& bytes, double w);
+
+// Error feedback for lossy encodings (top-k above all; Seide et al. 2014,
+// Karimireddy et al. 2019): one per worker, kept across rounds. encode() adds
+// what earlier rounds dropped to `update`, encodes the sum, and keeps the new
+// remainder, so every coordinate is eventually sent. Not thread-safe.
+class ErrorFeedback {
+ public:
+  StatusOr<Bytes> encode(const ParamSet& update, const EncodeOptions& options);
+  const ParamSet& residual() const { return residual_; }
+
+ private:
+  ParamSet residual_;
+};
 
 // Decodes without copying tensor data (see above). Errors:
 //   DataLoss        truncated input, trailing bytes, checksum mismatch, or a

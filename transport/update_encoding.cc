@@ -1,0 +1,250 @@
+#include "transport/update_encoding.h"
+
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <vector>
+
+namespace flight::transport {
+namespace {
+
+uint64_t align8(uint64_t n) { return (n + 7) / 8 * 8; }
+
+uint64_t blocks(uint64_t n, uint64_t b) { return (n + b - 1) / b; }
+
+uint64_t topk_count(double fraction, uint64_t n) {
+  if (n == 0) return 0;
+  const auto k = static_cast<uint64_t>(std::ceil(fraction * static_cast<double>(n)));
+  return std::clamp<uint64_t>(k, 1, n);
+}
+
+// splitmix64: a counter-based generator, so every block rounds with its own
+// reproducible stream whatever order blocks are encoded in.
+uint64_t mix(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+template <typename T>
+T load(const uint8_t* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;
+}
+
+}  // namespace
+
+StatusOr<Encoding> parse_encoding(const std::string& name) {
+  if (name == "raw" || name == "float32" || name == "none") return Encoding::kRaw;
+  if (name == "fp16") return Encoding::kFp16;
+  if (name == "bf16") return Encoding::kBf16;
+  if (name == "int8") return Encoding::kInt8;
+  if (name == "topk") return Encoding::kTopK;
+  return invalid_argument("compression '" + name + "' is not one of raw, fp16, bf16, int8, topk");
+}
+
+const char* encoding_name(Encoding e) {
+  switch (e) {
+    case Encoding::kRaw:
+      return "raw";
+    case Encoding::kFp16:
+      return "fp16";
+    case Encoding::kBf16:
+      return "bf16";
+    case Encoding::kInt8:
+      return "int8";
+    case Encoding::kTopK:
+      return "topk";
+  }
+  return "?";
+}
+
+bool valid_encoding_code(uint8_t code) { return code <= static_cast<uint8_t>(Encoding::kTopK); }
+
+Status EncodeOptions::validate() const {
+  if (block_size < 8 || block_size > (1 << 20)) {
+    return invalid_argument("compression.block_size must be in [8, 1048576], got " +
+                            std::to_string(block_size));
+  }
+  if (!(topk_fraction > 0 && topk_fraction <= 1)) {
+    return invalid_argument("compression.topk_fraction must be in (0, 1], got " +
+                            std::to_string(topk_fraction));
+  }
+  return Status::ok();
+}
+
+uint64_t payload_size(const EncodeOptions& o, uint64_t n) {
+  switch (o.encoding) {
+    case Encoding::kRaw:
+      return 4 * n;
+    case Encoding::kFp16:
+    case Encoding::kBf16:
+      return 2 * n;
+    case Encoding::kInt8:
+      return align8(8 + 4 * blocks(n, static_cast<uint64_t>(o.block_size))) + n;
+    case Encoding::kTopK: {
+      const uint64_t k = topk_count(o.topk_fraction, n);
+      return align8(8 + 4 * k) + 4 * k;
+    }
+  }
+  return 0;
+}
+
+void encode_payload(const EncodeOptions& o, const float* x, uint64_t n, uint64_t salt,
+                    uint8_t* dest) {
+  switch (o.encoding) {
+    case Encoding::kRaw:
+      std::memcpy(dest, x, 4 * n);
+      return;
+    case Encoding::kFp16:
+      for (uint64_t i = 0; i < n; ++i) {
+        const c10::Half h(x[i]);
+        std::memcpy(dest + 2 * i, &h, 2);
+      }
+      return;
+    case Encoding::kBf16:
+      for (uint64_t i = 0; i < n; ++i) {
+        const c10::BFloat16 h(x[i]);  // round to nearest even
+        std::memcpy(dest + 2 * i, &h, 2);
+      }
+      return;
+    case Encoding::kInt8: {
+      const uint64_t b = static_cast<uint64_t>(o.block_size), nb = blocks(n, b);
+      const uint32_t bs = static_cast<uint32_t>(b), zero = 0;
+      std::memcpy(dest, &bs, 4);
+      std::memcpy(dest + 4, &zero, 4);
+      const uint64_t values_at = align8(8 + 4 * nb);
+      std::memset(dest + 8 + 4 * nb, 0, values_at - (8 + 4 * nb));
+      auto* q = reinterpret_cast<int8_t*>(dest + values_at);
+      for (uint64_t blk = 0; blk < nb; ++blk) {
+        const uint64_t lo = blk * b, hi = std::min(n, lo + b);
+        float amax = 0;
+        for (uint64_t i = lo; i < hi; ++i) amax = std::max(amax, std::fabs(x[i]));
+        const float scale = std::isfinite(amax) && amax > 0 ? amax / 127.f : 0.f;
+        std::memcpy(dest + 8 + 4 * blk, &scale, 4);
+        const float inv = scale > 0 ? 1.f / scale : 0.f;
+        uint64_t state = mix(o.seed ^ mix(salt * 0x100000001b3ull + blk));
+        for (uint64_t i = lo; i < hi; ++i) {
+          float v = x[i] * inv;
+          if (o.stochastic_rounding) {
+            state = mix(state);
+            const float u = static_cast<float>(state >> 40) * 0x1.0p-24f;  // [0, 1)
+            v = std::floor(v + u);
+          } else {
+            v = std::nearbyint(v);
+          }
+          q[i] = static_cast<int8_t>(std::clamp(v, -127.f, 127.f));
+        }
+      }
+      return;
+    }
+    case Encoding::kTopK: {
+      const uint64_t k = topk_count(o.topk_fraction, n);
+      std::vector<uint32_t> idx(n);
+      std::iota(idx.begin(), idx.end(), 0u);
+      auto larger = [&](uint32_t a, uint32_t c) {
+        const float fa = std::fabs(x[a]), fc = std::fabs(x[c]);
+        return fa != fc ? fa > fc : a < c;  // ties by index: deterministic
+      };
+      if (k < n)
+        std::nth_element(idx.begin(), idx.begin() + static_cast<int64_t>(k), idx.end(), larger);
+      idx.resize(k);
+      std::sort(idx.begin(), idx.end());  // ascending: decoders write in order
+      std::memcpy(dest, &k, 8);
+      std::memcpy(dest + 8, idx.data(), 4 * k);
+      const uint64_t values_at = align8(8 + 4 * k);
+      std::memset(dest + 8 + 4 * k, 0, values_at - (8 + 4 * k));
+      for (uint64_t j = 0; j < k; ++j) std::memcpy(dest + values_at + 4 * j, &x[idx[j]], 4);
+      return;
+    }
+  }
+}
+
+Status check_payload(Encoding e, const uint8_t* p, uint64_t nbytes, uint64_t n) {
+  auto bad = [&](const std::string& what) {
+    return data_loss(std::string(encoding_name(e)) + " payload of " + std::to_string(nbytes) +
+                     " bytes for " + std::to_string(n) + " elements: " + what);
+  };
+  switch (e) {
+    case Encoding::kRaw:
+      return nbytes == 4 * n ? Status::ok() : bad("size mismatch");
+    case Encoding::kFp16:
+    case Encoding::kBf16:
+      return nbytes == 2 * n ? Status::ok() : bad("size mismatch");
+    case Encoding::kInt8: {
+      if (nbytes < 8) return bad("no header");
+      const uint32_t b = load<uint32_t>(p);
+      if (b < 8 || b > (1u << 20)) return bad("block size " + std::to_string(b));
+      EncodeOptions o;
+      o.encoding = e;
+      o.block_size = b;
+      return nbytes == payload_size(o, n) ? Status::ok() : bad("size mismatch");
+    }
+    case Encoding::kTopK: {
+      if (nbytes < 8) return bad("no header");
+      const uint64_t k = load<uint64_t>(p);
+      if (k > n || (n > 0 && k == 0) || nbytes != align8(8 + 4 * k) + 4 * k) {
+        return bad("k = " + std::to_string(k) + " does not fit");
+      }
+      int64_t prev = -1;
+      for (uint64_t j = 0; j < k; ++j) {
+        const uint32_t i = load<uint32_t>(p + 8 + 4 * j);
+        if (i >= n || static_cast<int64_t>(i) <= prev) return bad("indices out of range or order");
+        prev = i;
+      }
+      return Status::ok();
+    }
+  }
+  return bad("unknown encoding");
+}
+
+void decode_payload(Encoding e, const uint8_t* p, uint64_t n, float* out) {
+  if (e == Encoding::kRaw) {
+    std::memcpy(out, p, 4 * n);
+    return;
+  }
+  std::fill(out, out + n, 0.f);
+  accumulate_payload(e, p, n, 1.0, out);
+}
+
+void accumulate_payload(Encoding e, const uint8_t* p, uint64_t n, double w, float* acc) {
+  const float wf = static_cast<float>(w);
+  switch (e) {
+    case Encoding::kRaw:
+      for (uint64_t i = 0; i < n; ++i) acc[i] += wf * load<float>(p + 4 * i);
+      return;
+    case Encoding::kFp16:
+      for (uint64_t i = 0; i < n; ++i)
+        acc[i] += wf * static_cast<float>(load<c10::Half>(p + 2 * i));
+      return;
+    case Encoding::kBf16:
+      for (uint64_t i = 0; i < n; ++i)
+        acc[i] += wf * static_cast<float>(load<c10::BFloat16>(p + 2 * i));
+      return;
+    case Encoding::kInt8: {
+      const uint64_t b = load<uint32_t>(p), nb = blocks(n, b);
+      const auto* q = reinterpret_cast<const int8_t*>(p + align8(8 + 4 * nb));
+      for (uint64_t blk = 0; blk < nb; ++blk) {
+        const float s = wf * load<float>(p + 8 + 4 * blk);
+        const uint64_t lo = blk * b, hi = std::min(n, lo + b);
+        for (uint64_t i = lo; i < hi; ++i) acc[i] += s * static_cast<float>(q[i]);
+      }
+      return;
+    }
+    case Encoding::kTopK: {
+      const uint64_t k = load<uint64_t>(p);
+      const uint8_t* values = p + align8(8 + 4 * k);
+      for (uint64_t j = 0; j < k; ++j)
+        acc[load<uint32_t>(p + 8 + 4 * j)] += wf * load<float>(values + 4 * j);
+      return;
+    }
+  }
+}
+
+}  // namespace flight::transport

@@ -1,0 +1,62 @@
+// Lossy update encodings for the ParamSet codec (codec.h): the per-tensor
+// payload formats and their kernels. The codec records the encoding in each
+// entry of its table; this file knows what the payload bytes mean.
+//
+// Only float32 tensors are compressed; every other dtype stays raw.
+//   fp16   IEEE half, round to nearest even                     2 bytes/element
+//   bf16   bfloat16, round to nearest even                      2 bytes/element
+//   int8   blocks of `block_size` elements, one float32 scale per block
+//          (max |x| / 127), values rounded stochastically (unbiased)
+//          payload: u32 block_size, u32 0, f32 scales[ceil(n / B)], pad to 8,
+//                   i8 values[n]                                ~1 + 4/B bytes/element
+//   topk   the k = ceil(fraction * n) largest |x| (at least 1), indices ascending
+//          payload: u64 k, u32 indices[k], pad to 8, f32 values[k]   8 bytes/kept element
+// Decoding is folded into aggregation (accumulate_payload): acc += w * x is
+// computed straight from the payload, with no full-size float copy.
+//
+// Thread safety: pure functions.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "flight/base/status.h"
+
+namespace flight::transport {
+
+enum class Encoding : uint8_t { kRaw = 0, kFp16 = 1, kBf16 = 2, kInt8 = 3, kTopK = 4 };
+
+// "raw" (also "float32", "none"), "fp16", "bf16", "int8", "topk".
+StatusOr<Encoding> parse_encoding(const std::string& name);
+const char* encoding_name(Encoding e);
+bool valid_encoding_code(uint8_t code);
+
+struct EncodeOptions {
+  Encoding encoding = Encoding::kRaw;  // default: no compression
+  int64_t block_size = 256;            // int8: elements per scale, in [8, 2^20]
+  double topk_fraction = 0.01;         // topk: fraction of elements kept, in (0, 1]
+  bool stochastic_rounding = true;     // int8: unbiased rounding (else nearest)
+  uint64_t seed = 0;                   // int8 stochastic rounding stream
+
+  Status validate() const;
+};
+
+// Payload bytes of a float32 tensor of n elements.
+uint64_t payload_size(const EncodeOptions& o, uint64_t n);
+
+// Writes the payload of x[0, n) to dest (payload_size bytes). `salt` makes
+// the stochastic rounding of different tensors independent.
+void encode_payload(const EncodeOptions& o, const float* x, uint64_t n, uint64_t salt,
+                    uint8_t* dest);
+
+// Checks that a payload of `nbytes` can hold n elements of encoding e
+// (sizes, block size, index order and range): DataLoss naming what is wrong.
+Status check_payload(Encoding e, const uint8_t* p, uint64_t nbytes, uint64_t n);
+
+// out[0, n) = decoded payload (a checked payload).
+void decode_payload(Encoding e, const uint8_t* p, uint64_t n, float* out);
+
+// acc[0, n) += w * decoded payload (a checked payload), without a decoded copy.
+void accumulate_payload(Encoding e, const uint8_t* p, uint64_t n, double w, float* acc);
+
+}  // namespace flight::transport
