@@ -73,7 +73,7 @@ AsyncDriver::AsyncDriver(RunContext& ctx, SimulatedDevices& devices, RunOutput& 
     : ctx_(ctx),
       devices_(devices),
       output_(output),
-      virtual_clock_(ctx.config.clock == "virtual"),
+      virtual_clock_(ctx.config.clock == Clock::kVirtual),
       versions_(*ctx.store, kScope),
       inbox_(std::make_shared<Inbox>()) {}
 
@@ -99,7 +99,7 @@ StatusOr<RunSummary> AsyncDriver::run() {
 
   for (const auto& w : active_) start_task(w);
   spdlog::info("async: {} workers training continuously ({} clock)", active_.size(),
-               ctx_.config.clock);
+               to_string(ctx_.config.clock));
   Status loop_status = loop();
   stop_workers();
   FLIGHT_RETURN_IF_ERROR(ctx_.invoker->close());

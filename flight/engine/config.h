@@ -23,7 +23,8 @@
 //   control: local                  # local | {rest: {url: http://127.0.0.1:8765, token_file: F}}
 //   data_plane:
 //     connector: {kind: memory}     # default connector for every put
-//     connectors: {name: {...}}     # named connectors; a topology node's `connector: name` picks one
+//     connectors: {name: {...}}     # named connectors; a topology node's `connector: name` picks
+//     one
 //   faults:
 //     round_deadline_s: 0           # 0 = wait for every selected worker
 //     min_fraction: 1.0             # results needed (of selected) to accept a round
@@ -51,6 +52,7 @@
 #include <nlohmann/json.hpp>
 
 #include "aggregators/strategy.h"
+#include "flight/base/options.h"
 #include "flight/base/status.h"
 #include "flight/learning/dataset.h"
 #include "flight/learning/model.h"
@@ -58,16 +60,33 @@
 
 namespace flight::engine {
 
+// The config's enumerated settings; their YAML names are the tables below
+// (read with OptionReader::choice, written back with enum_name).
+enum class Mode { kSync, kAsync };
+enum class Clock { kReal, kVirtual };
+enum class ControlKind { kLocal, kRest };
+enum class OnInsufficient { kStop, kRetry };
+inline const EnumNames<Mode> kModeNames = {{"sync", Mode::kSync}, {"async", Mode::kAsync}};
+inline const EnumNames<Clock> kClockNames = {{"real", Clock::kReal}, {"virtual", Clock::kVirtual}};
+inline const EnumNames<ControlKind> kControlNames = {{"local", ControlKind::kLocal},
+                                                     {"rest", ControlKind::kRest}};
+inline const EnumNames<OnInsufficient> kOnInsufficientNames = {{"stop", OnInsufficient::kStop},
+                                                               {"retry", OnInsufficient::kRetry}};
+inline const char* to_string(Mode v) { return enum_name(v, kModeNames); }
+inline const char* to_string(Clock v) { return enum_name(v, kClockNames); }
+inline const char* to_string(ControlKind v) { return enum_name(v, kControlNames); }
+inline const char* to_string(OnInsufficient v) { return enum_name(v, kOnInsufficientNames); }
+
 struct TopologyConfig {
-  std::string file;            // resolved path, or empty when generated
-  nlohmann::json generate;     // generator spec, or null
+  std::string file;         // resolved path, or empty when generated
+  nlohmann::json generate;  // generator spec, or null
   nlohmann::json to_json() const;
 };
 
 struct ControlConfig {
-  std::string kind = "local";  // local | rest
-  std::string url;             // rest: service URL
-  std::string token_file;      // rest: file holding the bearer token
+  ControlKind kind = ControlKind::kLocal;
+  std::string url;         // rest: service URL
+  std::string token_file;  // rest: file holding the bearer token
   nlohmann::json to_json() const;
 };
 
@@ -80,7 +99,7 @@ struct DataPlaneConfig {
 struct FaultsConfig {
   double round_deadline_s = 0;
   double min_fraction = 1.0;
-  std::string on_insufficient = "stop";
+  OnInsufficient on_insufficient = OnInsufficient::kStop;
   int64_t max_round_retries = 2;
   int64_t task_retries = 0;
   nlohmann::json to_json() const;
@@ -102,10 +121,10 @@ struct EvalConfig {
 // mode: async. Workers train continuously; updates flow up the tree and are
 // merged by the strategy (fedasync, fedbuff) with exact staleness.
 struct AsyncConfig {
-  int64_t max_updates = 100;       // stop after this many worker updates were merged
-  double max_seconds = 0;          // or after this much time (wall, or virtual); 0 = no limit
-  int64_t eval_every = 10;         // evaluate every N merged worker updates
-  int64_t aggregator_buffer = 4;   // an aggregator forwards after this many child updates
+  int64_t max_updates = 100;      // stop after this many worker updates were merged
+  double max_seconds = 0;         // or after this much time (wall, or virtual); 0 = no limit
+  int64_t eval_every = 10;        // evaluate every N merged worker updates
+  int64_t aggregator_buffer = 4;  // an aggregator forwards after this many child updates
   nlohmann::json to_json() const;
 };
 
@@ -125,7 +144,7 @@ struct ExperimentConfig {
   learning::TrainOptions train;
   aggregators::StrategyOptions strategy;
   int64_t rounds = 10;
-  std::string mode = "sync";
+  Mode mode = Mode::kSync;
   ControlConfig control;
   DataPlaneConfig data_plane;
   FaultsConfig faults;
@@ -136,7 +155,7 @@ struct ExperimentConfig {
   // real: time is wall time. virtual: a task takes samples / (speed × rate)
   // simulated seconds; async completions are taken in simulated-time order
   // (reproducible under any load) and makespan / idle time are simulated.
-  std::string clock = "real";
+  Clock clock = Clock::kReal;
   double virtual_sample_rate = 1000;  // samples per simulated second at speed 1
   int64_t threads = 2;
   bool debug = false;

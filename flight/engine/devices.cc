@@ -49,7 +49,8 @@ bool SimulatedDevices::drops(const std::string& worker, int64_t task) const {
 }
 
 double SimulatedDevices::busy(const std::string& worker, double train_seconds) const {
-  return config_.clock == "virtual" ? planned(worker) : train_seconds * (1 + slowdown(worker));
+  return config_.clock == Clock::kVirtual ? planned(worker)
+                                          : train_seconds * (1 + slowdown(worker));
 }
 
 void SimulatedDevices::count_task(const std::string& worker, double busy_s, bool dropped,

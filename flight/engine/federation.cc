@@ -44,7 +44,7 @@ StatusOr<RunSummary> run_experiment(const ExperimentConfig& config, const RunOpt
   FLIGHT_ASSIGN_OR_RETURN(auto devices, SimulatedDevices::create(ctx));
   RunOutput output(ctx);
   FLIGHT_RETURN_IF_ERROR(output.open());
-  return config.mode == "async" ? drive<AsyncDriver>(ctx, *devices, output)
+  return config.mode == Mode::kAsync ? drive<AsyncDriver>(ctx, *devices, output)
                                 : drive<SyncDriver>(ctx, *devices, output);
 }
 

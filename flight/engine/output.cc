@@ -116,7 +116,7 @@ Status RunOutput::finish(RunSummary* summary, const SimulatedDevices& devices, d
   s["name"] = ctx_.config.name;
   s["topology"] = {
       {"nodes", ctx_.topology->size()}, {"workers", ctx_.workers.size()}, {"tiers", ctx_.tiers}};
-  s["control"] = ctx_.config.control.kind;
+  s["control"] = to_string(ctx_.config.control.kind);
   s["model"] = ctx_.config.model.to_json();
   s["strategy"] = ctx_.config.strategy.name;
   const std::string tmp = dir + "/summary.json.tmp";

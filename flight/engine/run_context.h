@@ -63,7 +63,7 @@ struct RunContext {
 
   // Seconds since the run started (across --resume).
   double now() const { return clock.seconds() + elapsed_offset; }
-  bool is_local() const { return config.control.kind == "local"; }
+  bool is_local() const { return config.control.kind == ControlKind::kLocal; }
 
   JobRef job_ref() const;
   // The connector config `node` puts through (its own, a named one, or the default).

@@ -129,7 +129,7 @@ StatusOr<RunSummary> SyncDriver::run() {
   FLIGHT_RETURN_IF_ERROR(ctx_.invoker->close());
   summary.rounds_completed = config.rounds;
   summary.seconds = ctx_.now();
-  const bool virtual_clock = config.clock == "virtual";
+  const bool virtual_clock = config.clock == Clock::kVirtual;
   summary.makespan_s = virtual_clock ? virtual_time_ : summary.seconds;
   for (const auto& r : output_.rounds()) {
     if (r.test_accuracy >= 0) {
@@ -148,7 +148,8 @@ StatusOr<RoundRow> SyncDriver::run_round(int64_t round) {
   RoundRow row;
   row.round = round;
   row.start = ctx_.now();
-  const int64_t max_attempts = faults.on_insufficient == "retry" ? 1 + faults.max_round_retries : 1;
+  const int64_t max_attempts =
+      faults.on_insufficient == OnInsufficient::kRetry ? 1 + faults.max_round_retries : 1;
   for (int64_t attempt = 1;; ++attempt) {
     auto rs = std::make_shared<RoundState>();
     rs->bytes_up_by_tier.assign(ctx_.tiers, 0);

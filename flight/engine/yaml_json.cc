@@ -11,16 +11,6 @@
 namespace flight::engine {
 namespace {
 
-std::string escape_pointer_token(const std::string& key) {
-  std::string out;
-  for (char c : key) {
-    if (c == '~') out += "~0";
-    else if (c == '/') out += "~1";
-    else out += c;
-  }
-  return out;
-}
-
 nlohmann::json plain_scalar(const std::string& s) {
   static const std::regex kInt(R"([-+]?[0-9]+)");
   static const std::regex kFloat(R"([-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?)");
@@ -80,7 +70,7 @@ Status convert(const YAML::Node& node, const std::string& pointer, YamlDocument&
                                   ": map keys must be scalars");
         }
         const std::string key = kv.first.Scalar();
-        const std::string child = pointer + "/" + escape_pointer_token(key);
+        const std::string child = pointer + "/" + json_pointer_token(key);
         if (out.contains(key)) {
           return invalid_argument(doc.source + ":" + std::to_string(kv.first.Mark().line + 1) +
                                   ": duplicate key '" + key + "'");
@@ -124,28 +114,14 @@ void emit(YAML::Emitter& e, const nlohmann::json& v) {
   } else {
     const std::string s = v.get<std::string>();
     // Quote strings that would otherwise read back as another type.
-    if (!plain_scalar(s).is_string()) e << YAML::DoubleQuoted << s;
-    else e << s;
+    if (!plain_scalar(s).is_string())
+      e << YAML::DoubleQuoted << s;
+    else
+      e << s;
   }
 }
 
 }  // namespace
-
-int YamlDocument::line_of(const std::string& pointer) const {
-  std::string p = pointer;
-  while (true) {
-    auto it = lines.find(p);
-    if (it != lines.end()) return it->second;
-    if (p.empty()) return 0;
-    auto slash = p.rfind('/');
-    p = slash == std::string::npos ? "" : p.substr(0, slash);
-  }
-}
-
-std::string YamlDocument::where(const std::string& pointer) const {
-  int line = line_of(pointer);
-  return source + (line > 0 ? ":" + std::to_string(line) : "") + ": ";
-}
 
 StatusOr<YamlDocument> parse_yaml_document(const std::string& text, const std::string& source) {
   YamlDocument doc;

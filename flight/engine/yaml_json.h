@@ -9,19 +9,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "flight/base/options.h"
 #include "flight/base/status.h"
 
 namespace flight::engine {
 
-struct YamlDocument {
+// `lines` (from SourceLines) holds the keys of maps and list items.
+struct YamlDocument : SourceLines {
   nlohmann::json value;
-  std::map<std::string, int> lines;  // JSON pointer -> line (keys of maps and list items)
-  std::string source;                // file name for messages
-
-  // Line of `pointer` or of its nearest ancestor that has one (0 if none).
-  int line_of(const std::string& pointer) const;
-  // "source:line: " prefix for messages about `pointer`.
-  std::string where(const std::string& pointer) const;
 };
 
 // Plain scalars become null/bool/int/float when they look like one (YAML 1.2

@@ -26,8 +26,8 @@ TEST(Config, DefaultsAreFilledIn) {
   ASSERT_TRUE(c.is_ok()) << c.status();
   EXPECT_EQ(c->name, "t");
   EXPECT_EQ(c->rounds, 3);
-  EXPECT_EQ(c->mode, "sync");
-  EXPECT_EQ(c->control.kind, "local");
+  EXPECT_EQ(c->mode, Mode::kSync);
+  EXPECT_EQ(c->control.kind, ControlKind::kLocal);
   EXPECT_EQ(c->threads, 2);
   EXPECT_EQ(c->output.dir, "runs/t");
   EXPECT_EQ(c->data_plane.connector["kind"], "memory");
@@ -54,7 +54,8 @@ TEST(Config, NestedUnknownKeyAndWrongTypeHaveLines) {
   EXPECT_NE(c.status().message().find(":4:"), std::string::npos) << c.status();
   EXPECT_NE(c.status().message().find("did you mean 'round_deadline_s'"), std::string::npos)
       << c.status();
-  auto d = ExperimentConfig::load(write(dir, "d.yaml", "name: t\ntopology: x.yaml\nrounds: many\n"));
+  auto d =
+      ExperimentConfig::load(write(dir, "d.yaml", "name: t\ntopology: x.yaml\nrounds: many\n"));
   ASSERT_FALSE(d.is_ok());
   EXPECT_NE(d.status().message().find(":3:"), std::string::npos) << d.status();
   EXPECT_NE(d.status().message().find("rounds"), std::string::npos) << d.status();
@@ -82,7 +83,7 @@ TEST(Config, OverridesApplyWithYamlTypes) {
   EXPECT_EQ(c->rounds, 7);
   EXPECT_DOUBLE_EQ(c->train.lr, 0.25);
   EXPECT_DOUBLE_EQ(c->strategy.participation, 0.5);
-  EXPECT_EQ(c->control.kind, "rest");
+  EXPECT_EQ(c->control.kind, ControlKind::kRest);
   auto bad = ExperimentConfig::load(write(dir, "d.yaml", kMinimal), {"rounds"});
   ASSERT_FALSE(bad.is_ok());
   EXPECT_NE(bad.status().message().find("key=value"), std::string::npos);
@@ -109,6 +110,38 @@ faults: {round_deadline_s: 5, min_fraction: 0.5, on_insufficient: retry}
   auto back = ExperimentConfig::from_json(doc->value, "resolved", dir.path());
   ASSERT_TRUE(back.is_ok()) << back.status() << "\n" << text;
   EXPECT_EQ(back->to_json(), c->to_json()) << text;
+  // Enumerated settings are written back as the names they were read from.
+  const auto j = c->to_json();
+  EXPECT_EQ(j["mode"], "sync");
+  EXPECT_EQ(j["clock"], "real");
+  EXPECT_EQ(j["control"], "local");
+  EXPECT_EQ(j["faults"]["on_insufficient"], "retry");
+  EXPECT_EQ(c->faults.on_insufficient, OnInsufficient::kRetry);
+}
+
+TEST(Config, EnumeratedSettingsReadTheirNames) {
+  testing::TempDir dir;
+  auto c = ExperimentConfig::load(
+      write(dir, "c.yaml",
+            std::string(kMinimal) + "mode: async
+clock: virtual
+strategy: fedasync
+"
+                                    "control: {rest: {url: 'http://127.0.0.1:1'}}
+"));
+  ASSERT_TRUE(c.is_ok()) << c.status();
+  EXPECT_EQ(c->mode, Mode::kAsync);
+  EXPECT_EQ(c->clock, Clock::kVirtual);
+  EXPECT_EQ(c->control.kind, ControlKind::kRest);
+  EXPECT_EQ(c->to_json()["mode"], "async");
+  EXPECT_EQ(c->to_json()["clock"], "virtual");
+  EXPECT_EQ(c->to_json()["control"]["rest"]["url"], "http://127.0.0.1:1");
+  auto bad = ExperimentConfig::load(write(dir, "d.yaml", std::string(kMinimal) + "clock: virtul\n"));
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find(":4: clock: expected one of real, virtual, got 'virtul' "
+                                        "(did you mean 'virtual'?)"),
+            std::string::npos)
+      << bad.status();
 }
 
 TEST(Config, InvalidValuesAreRejected) {
@@ -116,7 +149,8 @@ TEST(Config, InvalidValuesAreRejected) {
   for (const char* extra : {"rounds: 0\n", "mode: asynch\n", "threads: 0\n",
                             "faults: {min_fraction: 0}\n", "faults: {on_insufficient: pray}\n",
                             "control: carrier-pigeon\n", "control: {rest: {}}\n"}) {
-    auto c = ExperimentConfig::load(write(dir, "c.yaml", std::string("name: t\ntopology: x.yaml\n") + extra));
+    auto c = ExperimentConfig::load(
+        write(dir, "c.yaml", std::string("name: t\ntopology: x.yaml\n") + extra));
     ASSERT_FALSE(c.is_ok()) << extra;
     EXPECT_EQ(c.status().message().find("duplicate"), std::string::npos) << c.status();
   }
