@@ -66,6 +66,9 @@ class OptionReader {
   // in the document `lines` describes.
   OptionReader(const nlohmann::json& j, std::string path, const SourceLines* lines = nullptr,
                std::string pointer = "");
+  // The reader refers to `j`: a temporary would dangle.
+  OptionReader(nlohmann::json&& j, std::string path, const SourceLines* lines = nullptr,
+               std::string pointer = "") = delete;
 
   // Typed reads. Supported T: std::string, bool, int, int64_t, uint64_t,
   // size_t (where distinct), double (finite), std::optional<double>,

@@ -84,53 +84,62 @@ TEST(OptionReader, NullIsAbsent) {
 TEST(OptionReader, WrongTypesNameThePathAndTheValue) {
   {
     std::string s;
-    OptionReader r(json{{"name", 3}}, "model");
+    const json j_r = json{{"name", 3}};
+    OptionReader r(j_r, "model");
     r.optional("name", &s);
     EXPECT_EQ(message_of(r.finish()), "model.name: expected a string, got 3");
   }
   {
     int64_t n = 0;
-    OptionReader r(json{{"epochs", 1.5}}, "train");
+    const json j_r = json{{"epochs", 1.5}};
+    OptionReader r(j_r, "train");
     r.optional("epochs", &n);
     EXPECT_EQ(message_of(r.finish()), "train.epochs: expected an integer, got 1.5");
   }
   {
     uint64_t n = 0;
-    OptionReader r(json{{"seed", -1}}, "");
+    const json j_r = json{{"seed", -1}};
+    OptionReader r(j_r, "");
     r.optional("seed", &n);
     EXPECT_EQ(message_of(r.finish()), "seed: expected a non-negative integer, got -1");
   }
   {
     int n = 0;
-    OptionReader r(json{{"port", int64_t{1} << 40}}, "redis");
+    const json j_r = json{{"port", int64_t{1} << 40}};
+    OptionReader r(j_r, "redis");
     r.optional("port", &n);
     EXPECT_NE(message_of(r.finish()).find("32-bit"), std::string::npos);
   }
   {
     bool b = false;
-    OptionReader r(json{{"debug", "yes"}}, "");
+    const json j_r = json{{"debug", "yes"}};
+    OptionReader r(j_r, "");
     r.optional("debug", &b);
     EXPECT_EQ(message_of(r.finish()), "debug: expected true or false, got \"yes\"");
   }
   {
     double d = 0;
-    OptionReader r(json{{"lr", "fast"}}, "train");
+    const json j_r = json{{"lr", "fast"}};
+    OptionReader r(j_r, "train");
     r.optional("lr", &d);
     EXPECT_EQ(message_of(r.finish()), "train.lr: expected a finite number, got \"fast\"");
-    OptionReader inf(json{{"lr", std::numeric_limits<double>::infinity()}}, "train");
+    const json j_inf = json{{"lr", std::numeric_limits<double>::infinity()}};
+    OptionReader inf(j_inf, "train");
     inf.optional("lr", &d);
     EXPECT_FALSE(inf.finish().is_ok());
   }
   {
     std::vector<std::string> v;
-    OptionReader r(json{{"tags", {"a", 1}}}, "c");
+    const json j_r = json{{"tags", {"a", 1}}};
+    OptionReader r(j_r, "c");
     r.optional("tags", &v);
     EXPECT_NE(message_of(r.finish()).find("c.tags: expected a list of strings"), std::string::npos);
     EXPECT_TRUE(v.empty());  // not half-filled
   }
   {
     std::vector<int64_t> v;
-    OptionReader r(json{{"counts", {1, "x"}}}, "c");
+    const json j_r = json{{"counts", {1, "x"}}};
+    OptionReader r(j_r, "c");
     r.optional("counts", &v);
     EXPECT_NE(message_of(r.finish()).find("c.counts: expected a list of integers"),
               std::string::npos);
@@ -139,17 +148,20 @@ TEST(OptionReader, WrongTypesNameThePathAndTheValue) {
 
 TEST(OptionReader, FirstErrorWins) {
   int64_t a = 0, b = 0;
-  OptionReader r(json{{"a", "x"}, {"b", "y"}}, "o");
+  const json j_r = json{{"a", "x"}, {"b", "y"}};
+  OptionReader r(j_r, "o");
   r.optional("a", &a).optional("b", &b);
   EXPECT_NE(message_of(r.finish()).find("o.a:"), std::string::npos);
 }
 
 TEST(OptionReader, RequiredFields) {
   std::string url;
-  OptionReader r(json::object(), "control.rest");
+  const json j_r = json::object();
+  OptionReader r(j_r, "control.rest");
   r.required("url", &url);
   EXPECT_EQ(message_of(r.finish()), "control.rest: missing required field 'url'");
-  OptionReader ok(json{{"url", "http://x"}}, "control.rest");
+  const json j_ok = json{{"url", "http://x"}};
+  OptionReader ok(j_ok, "control.rest");
   ok.required("url", &url);
   EXPECT_TRUE(ok.finish().is_ok());
   EXPECT_EQ(url, "http://x");
@@ -157,7 +169,8 @@ TEST(OptionReader, RequiredFields) {
 
 TEST(OptionReader, Bytes) {
   uint64_t a = 0, b = 0, c = 0, d = 7;
-  OptionReader r(json{{"a", 4096}, {"b", "4MiB"}, {"c", "256M"}}, "cache");
+  const json j_r = json{{"a", 4096}, {"b", "4MiB"}, {"c", "256M"}};
+  OptionReader r(j_r, "cache");
   r.bytes("a", &a).bytes("b", &b).bytes("c", &c).bytes("d", &d);
   ASSERT_TRUE(r.finish().is_ok()) << r.finish();
   EXPECT_EQ(a, 4096u);
@@ -166,20 +179,23 @@ TEST(OptionReader, Bytes) {
   EXPECT_EQ(d, 7u);
   for (json bad : {json("lots"), json(-1), json(true)}) {
     uint64_t x = 0;
-    OptionReader q(json{{"size", bad}}, "cache");
+    const json j_q = json{{"size", bad}};
+    OptionReader q(j_q, "cache");
     q.bytes("size", &x);
     EXPECT_NE(message_of(q.finish()).find("cache.size: expected a byte count"), std::string::npos)
         << bad;
   }
   uint64_t x = 0;
-  OptionReader q(json::object(), "cache");
+  const json j_q = json::object();
+  OptionReader q(j_q, "cache");
   q.bytes("size", &x, /*required=*/true);
   EXPECT_FALSE(q.finish().is_ok());
 }
 
 TEST(OptionReader, ChoiceReadsEnumsFromNames) {
   Mode m = Mode::kSync;
-  OptionReader r(json{{"mode", "async"}}, "");
+  const json j_r = json{{"mode", "async"}};
+  OptionReader r(j_r, "");
   r.choice("mode", &m, kModes);
   ASSERT_TRUE(r.finish().is_ok());
   EXPECT_EQ(m, Mode::kAsync);
@@ -187,13 +203,15 @@ TEST(OptionReader, ChoiceReadsEnumsFromNames) {
   EXPECT_STREQ(enum_name(Mode::kSync, kModes), "sync");
 
   Mode n = Mode::kSync;
-  OptionReader bad(json{{"mode", "asynch"}}, "");
+  const json j_bad = json{{"mode", "asynch"}};
+  OptionReader bad(j_bad, "");
   bad.choice("mode", &n, kModes);
   EXPECT_EQ(message_of(bad.finish()),
             "mode: expected one of sync, async, got 'asynch' (did you mean 'async'?)");
   EXPECT_EQ(n, Mode::kSync);
 
-  OptionReader type(json{{"mode", 1}}, "");
+  const json j_type = json{{"mode", 1}};
+  OptionReader type(j_type, "");
   type.choice("mode", &n, kModes);
   EXPECT_NE(message_of(type.finish()).find("expected a string"), std::string::npos);
 }
@@ -201,14 +219,18 @@ TEST(OptionReader, ChoiceReadsEnumsFromNames) {
 TEST(OptionReader, Ranges) {
   int64_t threads = 2;
   double frac = 1;
-  OptionReader r(json{{"threads", 0}, {"frac", 0.5}}, "");
+  const json j_r = json{{"threads", 0}, {"frac", 0.5}};
+  OptionReader r(j_r, "");
   r.in_range("threads", &threads, int64_t{1}, int64_t{1024}).in_range("frac", &frac, 0.0, 1.0);
   EXPECT_EQ(message_of(r.finish()), "threads: must be in [1, 1024], got 0");
   int64_t k = 5;
-  OptionReader q(json{{"k", -2}}, "p");
+  const json j_q = json{{"k", -2}};
+  OptionReader q(j_q, "p");
   q.at_least("k", &k, int64_t{1});
   EXPECT_EQ(message_of(q.finish()), "p.k: must be >= 1, got -2");
-  OptionReader absent(json::object(), "p");
+  const json j_absent = json::object();
+  OptionReader absent(j_absent, "p");
+  k = 5;
   absent.at_least("k", &k, int64_t{10});  // absent: the default is not checked
   EXPECT_TRUE(absent.finish().is_ok());
   EXPECT_EQ(k, 5);
@@ -216,21 +238,25 @@ TEST(OptionReader, Ranges) {
 
 TEST(OptionReader, UnknownKeysSuggestAndListKnownOnes) {
   int64_t rounds = 0;
-  OptionReader r(json{{"rouns", 3}}, "");
+  const json j_r = json{{"rouns", 3}};
+  OptionReader r(j_r, "");
   r.optional("rounds", &rounds).known({"name"});
   EXPECT_EQ(message_of(r.finish()),
             "unknown key 'rouns' (did you mean 'rounds'?) (known: rounds, name)");
-  OptionReader nested(json{{"prot", 1}}, "redis");
+  const json j_nested = json{{"prot", 1}};
+  OptionReader nested(j_nested, "redis");
   int port = 0;
   nested.optional("port", &port);
   EXPECT_EQ(message_of(nested.finish()),
             "redis: unknown key 'prot' (did you mean 'port'?) (known: port)");
-  OptionReader none(json{{"x", 1}}, "strategy.params");
+  const json j_none = json{{"x", 1}};
+  OptionReader none(j_none, "strategy.params");
   EXPECT_EQ(message_of(none.finish()), "strategy.params: unknown key 'x' (known: none)");
 }
 
 TEST(OptionReader, HasDoesNotMarkAKeyAsRead) {
-  OptionReader r(json{{"a", 1}}, "o");
+  const json j_r = json{{"a", 1}};
+  OptionReader r(j_r, "o");
   EXPECT_TRUE(r.has("a"));
   EXPECT_FALSE(r.has("b"));
   EXPECT_FALSE(r.finish().is_ok());
@@ -239,12 +265,14 @@ TEST(OptionReader, HasDoesNotMarkAKeyAsRead) {
 }
 
 TEST(OptionReader, NonObjectsAndNull) {
-  OptionReader null_reader(json(nullptr), "train");
+  const json j_null_reader = json(nullptr);
+  OptionReader null_reader(j_null_reader, "train");
   int64_t e = 1;
   null_reader.optional("epochs", &e);
   EXPECT_TRUE(null_reader.finish().is_ok());
   EXPECT_EQ(e, 1);
-  OptionReader list(json::array({1, 2}), "train");
+  const json j_list = json::array({1, 2});
+  OptionReader list(j_list, "train");
   list.optional("epochs", &e);
   EXPECT_NE(message_of(list.finish()).find("train: expected a mapping of keys, got array"),
             std::string::npos);
@@ -270,11 +298,13 @@ TEST(OptionReader, ChildrenCarryTheDottedPath) {
 
 TEST(OptionReader, FailAndErrorNameTheField) {
   double mu = -1;
-  OptionReader r(json{{"mu", -1}}, "strategy.params");
+  const json j_r = json{{"mu", -1}};
+  OptionReader r(j_r, "strategy.params");
   r.optional("mu", &mu);
   if (mu < 0) r.fail("mu", "must be >= 0");
   EXPECT_EQ(message_of(r.finish()), "strategy.params.mu: must be >= 0");
-  OptionReader o(json::object(), "control");
+  const json j_o = json::object();
+  OptionReader o(j_o, "control");
   o.fail("needs a url");
   EXPECT_EQ(message_of(o.finish()), "control: needs a url");
   EXPECT_EQ(message_of(o.error("x")), "control: x");

@@ -121,14 +121,10 @@ faults: {round_deadline_s: 5, min_fraction: 0.5, on_insufficient: retry}
 
 TEST(Config, EnumeratedSettingsReadTheirNames) {
   testing::TempDir dir;
-  auto c = ExperimentConfig::load(
-      write(dir, "c.yaml",
-            std::string(kMinimal) + "mode: async
-clock: virtual
-strategy: fedasync
-"
-                                    "control: {rest: {url: 'http://127.0.0.1:1'}}
-"));
+  auto c = ExperimentConfig::load(write(dir, "c.yaml",
+                                        std::string(kMinimal) +
+                                            "mode: async\nclock: virtual\nstrategy: fedasync\n"
+                                            "control: {rest: {url: 'http://127.0.0.1:1'}}\n"));
   ASSERT_TRUE(c.is_ok()) << c.status();
   EXPECT_EQ(c->mode, Mode::kAsync);
   EXPECT_EQ(c->clock, Clock::kVirtual);
@@ -136,7 +132,8 @@ strategy: fedasync
   EXPECT_EQ(c->to_json()["mode"], "async");
   EXPECT_EQ(c->to_json()["clock"], "virtual");
   EXPECT_EQ(c->to_json()["control"]["rest"]["url"], "http://127.0.0.1:1");
-  auto bad = ExperimentConfig::load(write(dir, "d.yaml", std::string(kMinimal) + "clock: virtul\n"));
+  auto bad =
+      ExperimentConfig::load(write(dir, "d.yaml", std::string(kMinimal) + "clock: virtul\n"));
   ASSERT_FALSE(bad.is_ok());
   EXPECT_NE(bad.status().message().find(":4: clock: expected one of real, virtual, got 'virtul' "
                                         "(did you mean 'virtual'?)"),
