@@ -132,21 +132,14 @@ void AsyncDriver::start_task(const std::string& w) {
   a.worker_index = ctx_.worker_index.at(w);
   a.model = versions_.ref(s.version);
   a.put = ctx_.put_target(w, kScope);
-  faas::TaskSpec spec;
-  spec.endpoint = ctx_.endpoint_of(w);
-  spec.function = "train";
-  spec.args = a.to_json();
+  faas::TaskSpec spec = ctx_.task(w, "train", std::move(a));
   const double extra = virtual_clock_ ? 0.0 : devices_.slowdown(w);
   faas::TaskHandle h = ctx_.invoker->submit(
       std::move(spec), [inbox = inbox_, devices = &devices_, extra](const faas::TaskResult& r) {
         // Real clock: a slow device's result joins the inbox after its extra
         // time (simulated time already accounts for speed).
         if (!r.ok() || extra <= 1e-9) return inbox->put(r);
-        const double seconds = r.result.is_object() && r.result.contains("train_seconds") &&
-                                       r.result["train_seconds"].is_number()
-                                   ? r.result["train_seconds"].get<double>()
-                                   : 0.0;
-        devices->delay(seconds * extra, [inbox, r] { inbox->put(r); });
+        devices->delay(train_seconds_of(r) * extra, [inbox, r] { inbox->put(r); });
       });
   s.task_id = h.id();
   task_worker_[h.id()] = w;
@@ -192,7 +185,7 @@ Status AsyncDriver::on_result(const std::string& w, const faas::TaskResult& raw)
   std::optional<TrainResult> tr;
   std::string error = raw.error;
   if (raw.ok()) {
-    auto parsed = TrainResult::from_json(raw.result);
+    auto parsed = result_of<TrainResult>(raw);
     if (parsed.is_ok())
       tr = std::move(parsed).value();
     else
@@ -265,14 +258,11 @@ Status AsyncDriver::aggregate(const std::string& node, std::vector<Pending> kids
     out->versions.insert(out->versions.end(), k.versions.begin(), k.versions.end());
     a.children.push_back(std::move(k.child));
   }
-  faas::TaskSpec spec;
-  spec.endpoint = ctx_.endpoint_of(node);
-  spec.function = "aggregate";
-  spec.args = a.to_json();
+  faas::TaskSpec spec = ctx_.task(node, "aggregate", std::move(a));
   // Aggregations are short; waiting here keeps every decision on this thread.
   faas::TaskResult r = ctx_.invoker->submit(std::move(spec)).wait();
   if (!r.ok()) return internal_error("aggregator " + node + ": " + r.error);
-  auto res = AggregateResult::from_json(r.result);
+  auto res = result_of<AggregateResult>(r);
   if (!res.is_ok()) return res.status().with_context("aggregator " + node + ": malformed result");
   if (!res->base) return internal_error("aggregator " + node + ": result has no 'base'");
   out->child.update = res->update;

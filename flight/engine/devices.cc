@@ -77,12 +77,10 @@ Status SimulatedDevices::write_csv(const std::string& path, double makespan_s) c
   std::lock_guard<std::mutex> lock(stats_mu_);
   for (const auto& [id, w] : stats_) {
     const double idle = makespan_s > 0 ? std::max(0.0, 1.0 - w.busy_s / makespan_s) : 0.0;
-    char busy[32], idle_s[32], speed[32];
-    std::snprintf(busy, sizeof(busy), "%.6g", w.busy_s);
-    std::snprintf(idle_s, sizeof(idle_s), "%.6g", idle);
-    std::snprintf(speed, sizeof(speed), "%.6g", speed_.count(id) ? speed_.at(id) : 1.0);
-    csv.write({id, speed, std::to_string(w.tasks), std::to_string(w.dropped),
-               std::to_string(w.failed), busy, idle_s});
+    auto it = speed_.find(id);
+    csv.write({id, csv_number(it != speed_.end() ? it->second : 1.0), std::to_string(w.tasks),
+               std::to_string(w.dropped), std::to_string(w.failed), csv_number(w.busy_s),
+               csv_number(idle)});
   }
   return Status::ok();
 }

@@ -23,6 +23,7 @@ StatusOr<RunSummary> drive(RunContext& ctx, SimulatedDevices& devices, RunOutput
   // of slow devices may be pending.
   (void)ctx.invoker->close();
   devices.stop();
+  ctx.release_job();
   return summary;
 }
 

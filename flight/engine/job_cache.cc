@@ -4,6 +4,8 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "transport/registry.h"
+
 namespace flight::engine {
 namespace {
 
@@ -36,6 +38,19 @@ StatusOr<std::shared_ptr<JobRuntime>> build_runtime(const json& job_json) {
                           rt->job.data.partition, rt->job.seed));
   FLIGHT_ASSIGN_OR_RETURN(rt->strategy, aggregators::make_strategy(rt->job.strategy));
   return rt;
+}
+
+// The job JSON a task points at in the data plane (JobRef::at), checked
+// against the task's job id.
+StatusOr<json> fetch_job(const JobRef& ref) {
+  const std::string where = "job " + ref.id + " at " + ref.at.dump();
+  FLIGHT_ASSIGN_OR_RETURN(auto connector, transport::shared_connector(ref.at.at("connector")));
+  FLIGHT_ASSIGN_OR_RETURN(auto bytes, connector->get(ref.at.at("key").get<std::string>()));
+  if (!bytes) return not_found(where + ": not in the data plane (the run has ended?)");
+  json job = json::parse((*bytes)->data(), (*bytes)->data() + (*bytes)->size(), nullptr, false);
+  if (job.is_discarded()) return data_loss(where + ": not JSON");
+  if (job_id(job) != ref.id) return data_loss(where + ": its id is " + job_id(job));
+  return job;
 }
 
 // The future of `id`'s runtime. *build is set when this caller must build it
@@ -78,7 +93,14 @@ StatusOr<std::shared_ptr<JobRuntime>> job_runtime(const JobRef& ref) {
 
   std::promise<StatusOr<std::shared_ptr<JobRuntime>>> promise;
   json to_build;
-  FLIGHT_ASSIGN_OR_RETURN(RuntimeFuture fut, lookup(id, ref.job, &promise, &to_build));
+  StatusOr<RuntimeFuture> found = lookup(id, ref.job, &promise, &to_build);
+  if (!found.is_ok() && found.status().code() == StatusCode::kNotFound && !ref.at.is_null()) {
+    // First task of this job in this process: get the job from the data plane.
+    FLIGHT_ASSIGN_OR_RETURN(json job, fetch_job(ref));
+    register_job(job);
+    found = lookup(id, ref.job, &promise, &to_build);
+  }
+  FLIGHT_ASSIGN_OR_RETURN(RuntimeFuture fut, std::move(found));
   if (!to_build.is_null()) {
     // Built outside the lock: loading a dataset takes a while and other jobs
     // should not wait for it; tasks of this job wait on the shared future.

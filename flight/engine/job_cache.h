@@ -33,7 +33,8 @@ struct JobRuntime {
 std::string register_job(const nlohmann::json& job);
 
 // The runtime of a task's job: a lookup by id (the common case), built from
-// the job JSON the first time (registered, or carried by the task).
+// the job JSON the first time — registered, carried by the task, or fetched
+// once from where the task says it is (JobRef::at).
 StatusOr<std::shared_ptr<JobRuntime>> job_runtime(const JobRef& job);
 
 // This thread's model for `runtime` (models are not thread-safe, and building

@@ -91,6 +91,7 @@ class Fields {
 
 void JobRef::to_json(json* out) const {
   (*out)["job_id"] = id;
+  if (!at.is_null()) (*out)["job_at"] = at;
   if (!job.is_null()) (*out)["job"] = job;
 }
 
@@ -100,6 +101,14 @@ StatusOr<JobRef> JobRef::from_json(const json& args) {
   FLIGHT_RETURN_IF_ERROR(f.optional("job_id", &r.id));
   auto it = args.find("job");
   if (it != args.end() && !it->is_null()) r.job = *it;
+  it = args.find("job_at");
+  if (it != args.end() && !it->is_null()) {
+    if (!it->is_object() || !it->contains("connector") || !it->contains("key") ||
+        !it->at("key").is_string()) {
+      return invalid_argument("task: 'job_at' must be {connector, key}");
+    }
+    r.at = *it;
+  }
   if (r.id.empty() && r.job.is_null())
     return invalid_argument("missing argument 'job' (or 'job_id')");
   return r;

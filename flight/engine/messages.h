@@ -29,15 +29,18 @@
 
 namespace flight::engine {
 
-// Which job a task belongs to: its id (job.h), and the job itself only when
-// the receiving process may not know it yet.
+// Which job a task belongs to: its id (job.h) and, for a process that may not
+// know it yet, where to get it — `at` {connector, key}: the job's JSON put
+// once in the data plane (REST runs), fetched once per process — or the job
+// itself.
 struct JobRef {
   std::string id;
+  nlohmann::json at;   // null, or {connector: config, key}
   nlohmann::json job;  // null unless the task carries the job
 
-  // Writes "job_id" (and "job") into `out`, the task's args object.
+  // Writes "job_id" (and "job_at", "job") into `out`, the task's args object.
   void to_json(nlohmann::json* out) const;
-  // From the task's args: `job_id`, `job`, or both.
+  // From the task's args: `job_id` with optional `job_at`, and/or `job`.
   static StatusOr<JobRef> from_json(const nlohmann::json& args);
 };
 

@@ -1,6 +1,7 @@
 #include "flight/engine/metrics.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -10,24 +11,29 @@
 namespace flight::engine {
 namespace {
 
-std::string fmt(double v, int precision = 6) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.*g", precision, v);
-  return buf;
-}
-
 std::string csv_escape(const std::string& s) {
   if (s.find_first_of(",\"\n") == std::string::npos) return s;
   std::string out = "\"";
   for (char c : s) {
-    if (c == '"') out += "\"\"";
-    else if (c == '\n') out += ' ';
-    else out += c;
+    if (c == '"')
+      out += "\"\"";
+    else if (c == '\n')
+      out += ' ';
+    else
+      out += c;
   }
   return out + "\"";
 }
 
 }  // namespace
+
+std::string csv_number(double v) {
+  // The shortest text that reads back to exactly v (0.5782, not
+  // 0.57820000000000005).
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, res.ptr);
+}
 
 Status CsvLog::open(const std::string& path, const std::vector<std::string>& header) {
   bool fresh = !std::filesystem::exists(path) || std::filesystem::file_size(path) == 0;
@@ -44,10 +50,23 @@ void CsvLog::write(const std::vector<std::string>& cells, bool flush) {
 }
 
 std::vector<std::string> round_header(size_t tiers) {
-  std::vector<std::string> h = {"round", "start_s", "end_s", "seconds", "test_accuracy",
-                                "test_loss", "train_loss", "selected", "returned", "stragglers",
-                                "failed", "attempts", "bytes_put", "bytes_fetched",
-                                "coordinator_ingress", "train_seconds_max", "busy_seconds",
+  std::vector<std::string> h = {"round",
+                                "start_s",
+                                "end_s",
+                                "seconds",
+                                "test_accuracy",
+                                "test_loss",
+                                "train_loss",
+                                "selected",
+                                "returned",
+                                "stragglers",
+                                "failed",
+                                "attempts",
+                                "bytes_put",
+                                "bytes_fetched",
+                                "coordinator_ingress",
+                                "train_seconds_max",
+                                "busy_seconds",
                                 "eval_seconds"};
   for (size_t t = 1; t < tiers; ++t) h.push_back("bytes_up_tier" + std::to_string(t));
   return h;
@@ -55,12 +74,12 @@ std::vector<std::string> round_header(size_t tiers) {
 
 std::vector<std::string> round_cells(const RoundRow& r, size_t tiers) {
   std::vector<std::string> c = {std::to_string(r.round),
-                                fmt(r.start, 9),
-                                fmt(r.end, 9),
-                                fmt(r.end - r.start),
-                                r.test_accuracy < 0 ? "" : fmt(r.test_accuracy, 17),
-                                r.test_loss < 0 ? "" : fmt(r.test_loss, 17),
-                                fmt(r.train_loss, 17),
+                                csv_number(r.start),
+                                csv_number(r.end),
+                                csv_number(r.end - r.start),
+                                r.test_accuracy < 0 ? "" : csv_number(r.test_accuracy),
+                                r.test_loss < 0 ? "" : csv_number(r.test_loss),
+                                csv_number(r.train_loss),
                                 std::to_string(r.selected),
                                 std::to_string(r.returned),
                                 std::to_string(r.stragglers),
@@ -69,9 +88,9 @@ std::vector<std::string> round_cells(const RoundRow& r, size_t tiers) {
                                 std::to_string(r.bytes_put),
                                 std::to_string(r.bytes_fetched),
                                 std::to_string(r.coordinator_ingress),
-                                fmt(r.train_seconds_max),
-                                fmt(r.busy_seconds),
-                                fmt(r.eval_seconds)};
+                                csv_number(r.train_seconds_max),
+                                csv_number(r.busy_seconds),
+                                csv_number(r.eval_seconds)};
   for (size_t t = 1; t < tiers; ++t) {
     c.push_back(std::to_string(t < r.bytes_up_by_tier.size() ? r.bytes_up_by_tier[t] : 0));
   }
@@ -79,16 +98,30 @@ std::vector<std::string> round_cells(const RoundRow& r, size_t tiers) {
 }
 
 std::vector<std::string> task_header() {
-  return {"round", "task_id", "node", "parent", "kind", "endpoint", "tier", "status",
-          "submitted_s", "started_s", "finished_s", "train_loss", "train_accuracy",
-          "train_seconds", "samples", "bytes_fetched", "bytes_put", "error"};
+  return {"round",         "task_id",    "node",           "parent",        "kind",
+          "endpoint",      "tier",       "status",         "submitted_s",   "started_s",
+          "finished_s",    "train_loss", "train_accuracy", "train_seconds", "samples",
+          "bytes_fetched", "bytes_put",  "error"};
 }
 
 std::vector<std::string> task_cells(const TaskRow& t) {
-  return {std::to_string(t.round), t.task_id, t.node, t.parent, t.kind, t.endpoint,
-          std::to_string(t.tier), t.status, fmt(t.submitted, 9), fmt(t.started, 9),
-          fmt(t.finished, 9), fmt(t.train_loss), fmt(t.train_accuracy), fmt(t.train_seconds),
-          std::to_string(t.samples), std::to_string(t.bytes_fetched), std::to_string(t.bytes_put),
+  return {std::to_string(t.round),
+          t.task_id,
+          t.node,
+          t.parent,
+          t.kind,
+          t.endpoint,
+          std::to_string(t.tier),
+          t.status,
+          csv_number(t.submitted),
+          csv_number(t.started),
+          csv_number(t.finished),
+          csv_number(t.train_loss),
+          csv_number(t.train_accuracy),
+          csv_number(t.train_seconds),
+          std::to_string(t.samples),
+          std::to_string(t.bytes_fetched),
+          std::to_string(t.bytes_put),
           t.error};
 }
 
@@ -180,22 +213,27 @@ Status write_accuracy_svg(const std::string& path, const std::vector<RoundRow>& 
   s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << w << "' height='" << h
     << "' font-family='sans-serif' font-size='12'>\n"
     << "<rect width='100%' height='100%' fill='white'/>\n"
-    << "<text x='" << w / 2 << "' y='22' text-anchor='middle' font-size='15'>"
-    << title << " — test accuracy</text>\n";
+    << "<text x='" << w / 2 << "' y='22' text-anchor='middle' font-size='15'>" << title
+    << " — test accuracy</text>\n";
+  auto label = [](double v) {  // axis labels: a few digits
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.6g", v);
+    return std::string(buf);
+  };
   auto panel = [&](double x0, const char* xlabel, double xmax, bool by_time) {
-    s << "<rect x='" << x0 << "' y='" << pad_t << "' width='" << panel_w << "' height='"
-      << panel_h << "' fill='none' stroke='#444'/>\n";
+    s << "<rect x='" << x0 << "' y='" << pad_t << "' width='" << panel_w << "' height='" << panel_h
+      << "' fill='none' stroke='#444'/>\n";
     for (int i = 0; i <= 5; ++i) {
       double y = pad_t + panel_h - panel_h * i / 5.0;
       s << "<line x1='" << x0 << "' x2='" << x0 + panel_w << "' y1='" << y << "' y2='" << y
-        << "' stroke='#ddd'/><text x='" << x0 - 6 << "' y='" << y + 4
-        << "' text-anchor='end'>" << fmt(i / 5.0, 2) << "</text>\n";
+        << "' stroke='#ddd'/><text x='" << x0 - 6 << "' y='" << y + 4 << "' text-anchor='end'>"
+        << label(i / 5.0) << "</text>\n";
       double x = x0 + panel_w * i / 5.0;
       s << "<text x='" << x << "' y='" << pad_t + panel_h + 16 << "' text-anchor='middle'>"
-        << fmt(xmax * i / 5.0, 3) << "</text>\n";
+        << label(xmax * i / 5.0) << "</text>\n";
     }
-    s << "<text x='" << x0 + panel_w / 2 << "' y='" << h - 12 << "' text-anchor='middle'>"
-      << xlabel << "</text>\n<polyline fill='none' stroke='#1f77b4' stroke-width='2' points='";
+    s << "<text x='" << x0 + panel_w / 2 << "' y='" << h - 12 << "' text-anchor='middle'>" << xlabel
+      << "</text>\n<polyline fill='none' stroke='#1f77b4' stroke-width='2' points='";
     for (const auto& r : rows) {
       double xv = by_time ? r.end : static_cast<double>(r.round);
       s << x0 + panel_w * xv / xmax << "," << pad_t + panel_h - panel_h * r.test_accuracy << " ";

@@ -13,17 +13,17 @@ namespace flight::engine {
 
 struct RoundRow {
   int64_t round = 0;
-  double start = 0, end = 0;  // seconds since the run started
+  double start = 0, end = 0;                  // seconds since the run started
   double test_accuracy = -1, test_loss = -1;  // -1 when not evaluated this round
   double train_loss = 0;                      // sample-weighted mean over returned workers
   int64_t selected = 0, returned = 0, stragglers = 0, failed = 0;
-  int64_t attempts = 1;                   // >1 when the round was retried
+  int64_t attempts = 1;  // >1 when the round was retried
   uint64_t bytes_put = 0, bytes_fetched = 0;
-  uint64_t coordinator_ingress = 0;       // bytes the coordinator fetched from its children
-  std::vector<uint64_t> bytes_up_by_tier; // bytes put by nodes of tier t (index t; 0 = root)
-  double train_seconds_max = 0;           // longest worker's training time
-  double busy_seconds = 0;                // sum of task run times (all tasks)
-  double eval_seconds = 0;                // evaluating the global model
+  uint64_t coordinator_ingress = 0;        // bytes the coordinator fetched from its children
+  std::vector<uint64_t> bytes_up_by_tier;  // bytes put by nodes of tier t (index t; 0 = root)
+  double train_seconds_max = 0;            // longest worker's training time
+  double busy_seconds = 0;                 // sum of task run times (all tasks)
+  double eval_seconds = 0;                 // evaluating the global model
 };
 
 struct TaskRow {
@@ -48,6 +48,9 @@ class CsvLog {
  private:
   std::ofstream out_;
 };
+
+// A number as CSV cells write it: its shortest round-trip form.
+std::string csv_number(double v);
 
 std::vector<std::string> round_header(size_t tiers);
 std::vector<std::string> round_cells(const RoundRow& r, size_t tiers);

@@ -79,14 +79,10 @@ void RunOutput::add_tasks(const std::vector<TaskRow>& rows) {
 }
 
 void RunOutput::add_update(const UpdateRow& u) {
-  char w[32], bv[32], t[32], ms[32];
-  std::snprintf(w, sizeof(w), "%.6g", u.weight);
-  std::snprintf(bv, sizeof(bv), "%.6g", u.base_version);
-  std::snprintf(t, sizeof(t), "%.9g", u.time_s);
-  std::snprintf(ms, sizeof(ms), "%.6g", u.merge_s);
-  updates_csv_.write({std::to_string(u.update), t, u.from, std::to_string(u.count), w, bv,
+  updates_csv_.write({std::to_string(u.update), csv_number(u.time_s), u.from,
+                      std::to_string(u.count), csv_number(u.weight), csv_number(u.base_version),
                       std::to_string(u.merged_into), std::to_string(u.staleness),
-                      u.applied ? "1" : "0", ms});
+                      u.applied ? "1" : "0", csv_number(u.merge_s)});
 }
 
 Status RunOutput::checkpoint(int64_t round) {

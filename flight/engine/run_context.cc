@@ -110,7 +110,28 @@ Status make_invoker(RunContext* ctx) {
   return Status::ok();
 }
 
+// REST runs: the job's JSON goes into the data plane once, so tasks carry
+// its id and this address instead of the whole job. A memory connector is
+// private to this process: then tasks carry the job itself.
+Status publish_job(RunContext* ctx) {
+  const json& connector = ctx->store->connector_config();
+  if (connector.value("kind", std::string()) == "memory") return Status::ok();
+  const std::string bytes = ctx->job.dump();
+  FLIGHT_ASSIGN_OR_RETURN(std::string key, ctx->store->connector().put(bytes));
+  ctx->job_at = json{{"connector", connector}, {"key", key}};
+  return Status::ok();
+}
+
 }  // namespace
+
+double train_seconds_of(const faas::TaskResult& r) {
+  if (const TrainResult* typed = faas::message_as<TrainResult>(r.message)) {
+    return typed->train_seconds;
+  }
+  if (!r.result.is_object()) return 0.0;
+  auto it = r.result.find("train_seconds");
+  return it != r.result.end() && it->is_number() ? it->get<double>() : 0.0;
+}
 
 StatusOr<Topology> load_topology(const TopologyConfig& t) {
   if (!t.file.empty()) return Topology::load(t.file);
@@ -153,14 +174,24 @@ Status build_run_context(const ExperimentConfig& config, const RunOptions& optio
   ctx->global = ctx->model->state().clone();
   ctx->rng.seed(config.seed);
   FLIGHT_ASSIGN_OR_RETURN(ctx->store, store_for(ctx->node_connector(ctx->topology->root().id)));
+  if (!ctx->is_local()) FLIGHT_RETURN_IF_ERROR(publish_job(ctx));
   return make_invoker(ctx);
 }
 
 JobRef RunContext::job_ref() const {
   JobRef r;
   r.id = job_id;
-  if (!is_local()) r.job = job;
+  if (!job_at.is_null())
+    r.at = job_at;
+  else if (!is_local())
+    r.job = job;
   return r;
+}
+
+void RunContext::release_job() {
+  if (job_at.is_null()) return;
+  (void)store->connector().evict(job_at.at("key").get<std::string>());
+  job_at = nullptr;
 }
 
 json RunContext::node_connector(const std::string& node) const {

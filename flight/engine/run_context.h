@@ -46,8 +46,10 @@ struct RunContext {
 
   nlohmann::json job;  // Job::to_json()
   // job_id(job). Embedded runs register the job in-process, so their tasks
-  // carry only the id; REST tasks carry the job too.
+  // carry only the id. REST runs put the job once in the data plane and their
+  // tasks carry the id and where it is (job_at); an endpoint fetches it once.
   std::string job_id;
+  nlohmann::json job_at;  // {connector, key}, or null
 
   std::unique_ptr<faas::Invoker> invoker;
   transport::Store* store = nullptr;  // the coordinator's (process-wide, task_process.h)
@@ -66,6 +68,19 @@ struct RunContext {
   bool is_local() const { return config.control.kind == ControlKind::kLocal; }
 
   JobRef job_ref() const;
+  // A task for `node`'s endpoint. The typed message goes as is to an
+  // in-process function (LocalInvoker); an invoker that sends the task to
+  // another process sends its JSON.
+  template <typename Args>
+  faas::TaskSpec task(const std::string& node, const char* function, Args args) const {
+    faas::TaskSpec spec;
+    spec.endpoint = endpoint_of(node);
+    spec.function = function;
+    spec.message = std::make_shared<faas::TypedMessage<Args>>(std::move(args));
+    return spec;
+  }
+  // Removes what build_run_context() put into the data plane (job_at).
+  void release_job();
   // The connector config `node` puts through (its own, a named one, or the default).
   nlohmann::json node_connector(const std::string& node) const;
   PutTarget put_target(const std::string& node, const std::string& scope) const;
@@ -74,6 +89,18 @@ struct RunContext {
   // The global model's (test loss, test accuracy), sharded over `threads` threads.
   StatusOr<std::pair<double, double>> evaluate_global();
 };
+
+// A finished task's typed result: the in-process message as is, or read from
+// its JSON (which may come from another process: checked field by field).
+template <typename Result>
+StatusOr<Result> result_of(const faas::TaskResult& r) {
+  if (const Result* typed = faas::message_as<Result>(r.message)) return *typed;
+  return Result::from_json(r.result);
+}
+
+// A worker task result's train_seconds, read before the result is checked (it
+// sets a slow device's delay): 0 when absent or malformed.
+double train_seconds_of(const faas::TaskResult& r);
 
 StatusOr<topology::Topology> load_topology(const TopologyConfig& t);
 

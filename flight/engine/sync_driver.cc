@@ -24,14 +24,6 @@ std::string round_scope(int64_t round) { return "round-" + std::to_string(round)
 
 bool by_node(const ChildUpdate& a, const ChildUpdate& b) { return a.node < b.node; }
 
-// A worker result's train_seconds, read before the result is checked (it sets
-// a slow device's delay): 0 when absent or not a number.
-double train_seconds_of(const faas::TaskResult& r) {
-  if (!r.result.is_object()) return 0.0;
-  auto it = r.result.find("train_seconds");
-  return it != r.result.end() && it->is_number() ? it->get<double>() : 0.0;
-}
-
 // Per-node bookkeeping of one round, for the coordinator and aggregators.
 struct NodeState {
   size_t pending = 0;  // children that have not reported
@@ -84,11 +76,11 @@ SyncDriver::Parsed SyncDriver::parse(const faas::TaskResult& raw, bool is_worker
   if (!raw.ok()) return p;
   Status st;
   if (is_worker) {
-    auto r = TrainResult::from_json(raw.result);
+    auto r = result_of<TrainResult>(raw);
     if (r.is_ok()) p.train = std::move(r).value();
     st = r.status();
   } else {
-    auto r = AggregateResult::from_json(raw.result);
+    auto r = result_of<AggregateResult>(raw);
     if (r.is_ok()) p.aggregate = std::move(r).value();
     st = r.status();
   }
@@ -376,11 +368,7 @@ faas::TaskSpec SyncDriver::train_spec(const RoundPtr& rs, int64_t round,
   a.worker_index = ctx_.worker_index.at(worker);
   a.model = rs->model_ref;
   a.put = ctx_.put_target(worker, round_scope(round));
-  faas::TaskSpec spec;
-  spec.endpoint = ctx_.endpoint_of(worker);
-  spec.function = "train";
-  spec.args = a.to_json();
-  return spec;
+  return ctx_.task(worker, "train", std::move(a));
 }
 
 void SyncDriver::launch_aggregate(const RoundPtr& rs, int64_t round, const std::string& node,
@@ -391,11 +379,7 @@ void SyncDriver::launch_aggregate(const RoundPtr& rs, int64_t round, const std::
   a.node = node;
   a.children = std::move(children);
   a.put = ctx_.put_target(node, round_scope(round));
-  faas::TaskSpec spec;
-  spec.endpoint = ctx_.endpoint_of(node);
-  spec.function = "aggregate";
-  spec.args = a.to_json();
-  submit_task(rs, round, node, std::move(spec));
+  submit_task(rs, round, node, ctx_.task(node, "aggregate", std::move(a)));
 }
 
 // Submits one task for `node`. Must be called without rs->mu held: the

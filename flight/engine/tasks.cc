@@ -6,6 +6,7 @@
 #include "flight/engine/job.h"
 #include "flight/engine/job_cache.h"
 #include "flight/engine/task_process.h"
+#include "flight/faas/invoker.h"
 #include "flight/learning/trainer.h"
 #include "transport/store.h"
 
@@ -50,6 +51,29 @@ faas::Function json_function(StatusOr<Result> (*fn)(const Args&, const faas::Tas
     FLIGHT_ASSIGN_OR_RETURN(Result result, fn(args, ctx));
     return result.to_json();
   };
+}
+
+// The typed form of a function: the in-process message as is (a message of
+// another type goes through its JSON).
+template <typename Args, typename Result>
+faas::TypedFunction typed_function(StatusOr<Result> (*fn)(const Args&, const faas::TaskContext&)) {
+  return [fn](const faas::Message& m, const faas::TaskContext& ctx) -> StatusOr<faas::MessagePtr> {
+    StatusOr<Result> out = internal_error("not run");
+    if (auto* typed = dynamic_cast<const faas::TypedMessage<Args>*>(&m)) {
+      out = fn(typed->value(), ctx);
+    } else {
+      FLIGHT_ASSIGN_OR_RETURN(Args args, Args::from_json(m.to_json()));
+      out = fn(args, ctx);
+    }
+    FLIGHT_RETURN_IF_ERROR(out.status());
+    return faas::MessagePtr(std::make_shared<faas::TypedMessage<Result>>(std::move(out).value()));
+  };
+}
+
+template <typename Args, typename Result>
+void add(faas::FunctionRegistry& registry, const char* name,
+         StatusOr<Result> (*fn)(const Args&, const faas::TaskContext&)) {
+  registry.add_typed(name, json_function(fn), typed_function(fn));
 }
 
 }  // namespace
@@ -155,9 +179,9 @@ StatusOr<EvaluateResult> evaluate(const EvaluateArgs& args, const faas::TaskCont
 }
 
 void register_functions(faas::FunctionRegistry& registry) {
-  registry.add("train", json_function(&train));
-  registry.add("aggregate", json_function(&aggregate));
-  registry.add("evaluate", json_function(&evaluate));
+  add(registry, "train", &train);
+  add(registry, "aggregate", &aggregate);
+  add(registry, "evaluate", &evaluate);
 }
 
 }  // namespace flight::engine

@@ -19,6 +19,20 @@ void FunctionRegistry::add(const std::string& name, Function f) {
   FLIGHT_CHECK(f != nullptr, "function '" + name + "' is empty");
   std::lock_guard<std::mutex> lock(mu_);
   functions_[name] = std::move(f);
+  typed_.erase(name);
+}
+
+void FunctionRegistry::add_typed(const std::string& name, Function f, TypedFunction typed) {
+  FLIGHT_CHECK(typed != nullptr, "typed function '" + name + "' is empty");
+  add(name, std::move(f));
+  std::lock_guard<std::mutex> lock(mu_);
+  typed_[name] = std::move(typed);
+}
+
+TypedFunction FunctionRegistry::find_typed(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = typed_.find(name);
+  return it == typed_.end() ? nullptr : it->second;
 }
 
 StatusOr<Function> FunctionRegistry::find(const std::string& name) const {

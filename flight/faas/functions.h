@@ -19,6 +19,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -39,6 +40,10 @@ struct TaskContext {
 
 using Function =
     std::function<StatusOr<nlohmann::json>(const nlohmann::json& args, const TaskContext&)>;
+// The typed, in-process form of a function (see faas::Message in invoker.h).
+class Message;
+using TypedFunction =
+    std::function<StatusOr<std::shared_ptr<const Message>>(const Message& args, const TaskContext&)>;
 
 // Thread safety: all methods may be called concurrently.
 class FunctionRegistry {
@@ -49,6 +54,12 @@ class FunctionRegistry {
   // (so the engine can install its own train/aggregate over a default).
   // Empty names or empty functions are broken invariants.
   void add(const std::string& name, Function f);
+  // As add(), with a typed form that in-process invokers call when the task
+  // carries a Message. add() without one drops an earlier typed form, so a
+  // JSON function registered over a typed one is the one that runs.
+  void add_typed(const std::string& name, Function f, TypedFunction typed);
+  // The typed form of `name`, or nullptr (no such function, or JSON only).
+  TypedFunction find_typed(const std::string& name) const;
   // NotFound naming the function, with "did you mean" and the known names.
   StatusOr<Function> find(const std::string& name) const;
   bool contains(const std::string& name) const;
@@ -57,6 +68,7 @@ class FunctionRegistry {
  private:
   mutable std::mutex mu_;
   std::map<std::string, Function> functions_;
+  std::map<std::string, TypedFunction> typed_;
 };
 
 // Adds the diagnostic builtins listed above.

@@ -28,9 +28,16 @@ bool is_terminal(TaskState state) {
   return state != TaskState::kPending && state != TaskState::kRunning;
 }
 
+nlohmann::json TaskSpec::json_args() const {
+  if (message && args.is_object() && args.empty()) return message->to_json();
+  return args;
+}
+
 nlohmann::json TaskSpec::to_json() const {
-  return {
-      {"endpoint", endpoint}, {"function", function}, {"args", args}, {"deadline_s", deadline_s}};
+  return {{"endpoint", endpoint},
+          {"function", function},
+          {"args", json_args()},
+          {"deadline_s", deadline_s}};
 }
 
 StatusOr<TaskSpec> TaskSpec::from_json(const nlohmann::json& j, const std::string& where) {

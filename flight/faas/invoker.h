@@ -38,13 +38,49 @@
 
 namespace flight::faas {
 
+// A task's arguments or result in typed, in-process form. An invoker that runs
+// the function in this process (LocalInvoker) hands it to a function
+// registered with a typed form (FunctionRegistry::add_typed) as is: no JSON is
+// built or parsed. to_json() is its wire form, used where the task crosses a
+// process and for functions that only have a JSON form.
+class Message {
+ public:
+  virtual ~Message() = default;
+  virtual nlohmann::json to_json() const = 0;
+};
+using MessagePtr = std::shared_ptr<const Message>;
+
+// A Message holding a T with `nlohmann::json T::to_json() const`.
+template <typename T>
+class TypedMessage final : public Message {
+ public:
+  explicit TypedMessage(T value) : value_(std::move(value)) {}
+  const T& value() const { return value_; }
+  nlohmann::json to_json() const override { return value_.to_json(); }
+
+ private:
+  T value_;
+};
+
+// The T inside `m`, or nullptr when m is empty or holds another type.
+template <typename T>
+const T* message_as(const MessagePtr& m) {
+  auto* typed = dynamic_cast<const TypedMessage<T>*>(m.get());
+  return typed ? &typed->value() : nullptr;
+}
+
 struct TaskSpec {
   std::string endpoint;  // endpoint name (a label for LocalInvoker)
   std::string function;  // registered function name
   nlohmann::json args = nlohmann::json::object();
   double deadline_s = 0;  // seconds from submission; 0 = none
+  // Optional typed form of args (then args may stay empty): see Message.
+  MessagePtr message;
 
-  // {"endpoint","function","args","deadline_s"}; from_json names the bad field.
+  // The JSON args: `args`, or message->to_json() when only the message is set.
+  nlohmann::json json_args() const;
+  // {"endpoint","function","args","deadline_s"} (args = json_args());
+  // from_json names the bad field.
   nlohmann::json to_json() const;
   static StatusOr<TaskSpec> from_json(const nlohmann::json& j, const std::string& where = "task");
 };
@@ -60,6 +96,7 @@ struct TaskResult {
   std::string task_id;
   TaskState state = TaskState::kPending;
   nlohmann::json result;    // the function's value when kSucceeded
+  MessagePtr message;       // instead of `result`, when a typed function ran in-process
   std::string error;        // why, for every other terminal state
   double submitted_at = 0;  // wall seconds (Unix epoch); 0 = unknown
   double started_at = 0;

@@ -186,19 +186,41 @@ class LocalInvoker final : public Invoker {
     ctx.task_id = c->id();
     ctx.endpoint = job.spec.endpoint;
     ctx.cancelled = [raw = c.get()] { return raw->cancel_requested(); };
-    double started = wall_seconds();
-    StatusOr<nlohmann::json> out = run_function(functions_, job.spec.function, job.spec.args, ctx);
     TaskResult r;
-    r.started_at = started;
-    r.finished_at = wall_seconds();
-    if (out.is_ok()) {
-      r.state = TaskState::kSucceeded;
-      r.result = std::move(out).value();
+    r.started_at = wall_seconds();
+    Status st;
+    TypedFunction typed =
+        job.spec.message ? functions_.find_typed(job.spec.function) : TypedFunction();
+    if (typed) {
+      // In-process and typed on both sides: the message goes as is, no JSON.
+      StatusOr<MessagePtr> out = run_typed(typed, job.spec.function, *job.spec.message, ctx);
+      if (out.is_ok()) r.message = std::move(out).value();
+      st = out.status();
     } else {
-      r.state = TaskState::kFailed;
-      r.error = out.status().message();
+      nlohmann::json from_message;
+      if (job.spec.message && job.spec.args.empty()) from_message = job.spec.json_args();
+      const nlohmann::json& args = from_message.is_null() ? job.spec.args : from_message;
+      StatusOr<nlohmann::json> out = run_function(functions_, job.spec.function, args, ctx);
+      if (out.is_ok()) r.result = std::move(out).value();
+      st = out.status();
     }
+    r.finished_at = wall_seconds();
+    r.state = st.is_ok() ? TaskState::kSucceeded : TaskState::kFailed;
+    if (!st.is_ok()) r.error = st.message();
     c->complete(std::move(r));  // no lock held: the callback may submit
+  }
+
+  // As run_function, for a typed function: errors and exceptions come back as
+  // an error Status.
+  static StatusOr<MessagePtr> run_typed(const TypedFunction& f, const std::string& name,
+                                        const Message& args, const TaskContext& ctx) {
+    try {
+      return f(args, ctx);
+    } catch (const std::exception& e) {
+      return internal_error(name + " threw: " + e.what());
+    } catch (...) {
+      return internal_error(name + " threw a non-standard exception");
+    }
   }
 
   const LocalInvokerOptions options_;

@@ -10,6 +10,11 @@
 //     aggregation chain) never blocks: it is admitted past the bound, since
 //     blocking a pool thread on its own queue could deadlock.
 //
+// Typed tasks: a TaskSpec carrying a Message whose function has a typed form
+// (FunctionRegistry::add_typed) runs that form with the message as is, and its
+// TaskResult carries the result Message instead of JSON; otherwise the JSON
+// form runs on TaskSpec::json_args().
+//
 // close() rejects further submissions from outside the pool, lets queued and
 // running tasks finish (callbacks may still chain new tasks), then joins.
 #pragma once
