@@ -1,91 +1,45 @@
 #include "flight/engine/messages.h"
 
+#include "flight/base/options.h"
+
 namespace flight::engine {
 namespace {
 
 using nlohmann::json;
 using transport::Ref;
 
-// Typed fields of one message object; every error names the message and key.
-class Fields {
- public:
-  Fields(const json& j, const char* what) : j_(j), what_(what) {}
-
-  Status object() const {
-    if (!j_.is_object()) return invalid_argument(std::string(what_) + " is not a JSON object");
-    return Status::ok();
-  }
-  template <typename T>
-  Status required(const char* key, T* out) const {
-    auto it = j_.find(key);
-    if (it == j_.end()) return error(key, "is missing");
-    return read(key, *it, out);
-  }
-  template <typename T>
-  Status optional(const char* key, T* out) const {
-    auto it = j_.find(key);
-    if (it == j_.end() || it->is_null()) return Status::ok();
-    return read(key, *it, out);
-  }
-  template <typename T>
-  Status optional(const char* key, std::optional<T>* out) const {
-    auto it = j_.find(key);
-    if (it == j_.end() || it->is_null()) return Status::ok();
-    T v{};
-    FLIGHT_RETURN_IF_ERROR(read(key, *it, &v));
-    *out = std::move(v);
-    return Status::ok();
-  }
-
- private:
-  Status error(const char* key, const std::string& why) const {
-    return invalid_argument(std::string(what_) + ": '" + key + "' " + why);
-  }
-  Status read(const char* key, const json& v, int64_t* out) const {
-    if (!v.is_number_integer()) return error(key, "is not an integer");
-    *out = v.get<int64_t>();
-    return Status::ok();
-  }
-  Status read(const char* key, const json& v, uint64_t* out) const {
-    if (!v.is_number_integer() ||
-        (v.is_number_integer() && !v.is_number_unsigned() && v.get<int64_t>() < 0)) {
-      return error(key, "is not a non-negative integer");
-    }
-    *out = v.get<uint64_t>();
-    return Status::ok();
-  }
-  Status read(const char* key, const json& v, double* out) const {
-    if (!v.is_number()) return error(key, "is not a number");
-    *out = v.get<double>();
-    return Status::ok();
-  }
-  Status read(const char* key, const json& v, bool* out) const {
-    if (!v.is_boolean()) return error(key, "is not a boolean");
-    *out = v.get<bool>();
-    return Status::ok();
-  }
-  Status read(const char* key, const json& v, std::string* out) const {
-    if (!v.is_string()) return error(key, "is not a string");
-    *out = v.get<std::string>();
-    return Status::ok();
-  }
-  Status read(const char* key, const json& v, Ref* out) const {
-    if (!v.is_object()) return error(key, "is not a Ref object");
-    auto ref = Ref::from_json(v);
-    if (!ref.is_ok()) return error(key, "is not a Ref: " + ref.status().message());
+// A Ref-valued field (through its JSON form).
+void ref_field(OptionReader& r, const char* key, Ref* out, bool required = true) {
+  json j;
+  if (required)
+    r.required(key, &j);
+  else
+    r.optional(key, &j);
+  if (j.is_null()) return;
+  auto ref = Ref::from_json(j);
+  if (ref.is_ok())
     *out = std::move(ref).value();
-    return Status::ok();
-  }
-  Status read(const char* key, const json& v, PutTarget* out) const {
-    auto put = PutTarget::from_json(v);
-    if (!put.is_ok()) return error(key, put.status().message());
-    *out = std::move(put).value();
-    return Status::ok();
-  }
+  else
+    r.fail(key, "not a Ref: " + ref.status().message());
+}
 
-  const json& j_;
-  const char* what_;
-};
+void ref_field(OptionReader& r, const char* key, std::optional<Ref>* out) {
+  if (!r.has(key)) return r.known({key}), void();
+  Ref ref;
+  ref_field(r, key, &ref, false);
+  *out = std::move(ref);
+}
+
+void put_field(OptionReader& r, PutTarget* out) {
+  json j;
+  r.required("put", &j);
+  if (j.is_null()) return;
+  auto put = PutTarget::from_json(j);
+  if (put.is_ok())
+    *out = std::move(put).value();
+  else
+    r.fail("put", put.status().message());
+}
 
 }  // namespace
 
@@ -95,34 +49,24 @@ void JobRef::to_json(json* out) const {
   if (!job.is_null()) (*out)["job"] = job;
 }
 
-StatusOr<JobRef> JobRef::from_json(const json& args) {
-  JobRef r;
-  Fields f(args, "task");
-  FLIGHT_RETURN_IF_ERROR(f.optional("job_id", &r.id));
-  auto it = args.find("job");
-  if (it != args.end() && !it->is_null()) r.job = *it;
-  it = args.find("job_at");
-  if (it != args.end() && !it->is_null()) {
-    if (!it->is_object() || !it->contains("connector") || !it->contains("key") ||
-        !it->at("key").is_string()) {
-      return invalid_argument("task: 'job_at' must be {connector, key}");
-    }
-    r.at = *it;
+JobRef JobRef::from_json(OptionReader& r) {
+  JobRef ref;
+  r.optional("job_id", &ref.id).optional("job", &ref.job).optional("job_at", &ref.at);
+  if (!ref.at.is_null() && (!ref.at.is_object() || !ref.at.contains("connector") ||
+                            !ref.at.contains("key") || !ref.at.at("key").is_string())) {
+    r.fail("job_at", "must be {connector, key}");
   }
-  if (r.id.empty() && r.job.is_null())
-    return invalid_argument("missing argument 'job' (or 'job_id')");
-  return r;
+  if (ref.id.empty() && ref.job.is_null()) r.fail("missing argument 'job' (or 'job_id')");
+  return ref;
 }
 
 json PutTarget::to_json() const { return json{{"connector", connector}, {"scope", scope}}; }
 
 StatusOr<PutTarget> PutTarget::from_json(const json& j) {
-  if (!j.is_object() || !j.contains("connector")) {
-    return invalid_argument("argument 'put' must be {connector, scope}");
-  }
   PutTarget p;
-  p.connector = j.at("connector");
-  FLIGHT_RETURN_IF_ERROR(Fields(j, "put").optional("scope", &p.scope));
+  OptionReader r(j, "put");
+  r.required("connector", &p.connector).optional("scope", &p.scope);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
   return p;
 }
 
@@ -138,14 +82,12 @@ json TrainArgs::to_json() const {
 
 StatusOr<TrainArgs> TrainArgs::from_json(const json& j) {
   TrainArgs a;
-  Fields f(j, "train args");
-  FLIGHT_RETURN_IF_ERROR(f.object());
-  FLIGHT_ASSIGN_OR_RETURN(a.job, JobRef::from_json(j));
-  FLIGHT_RETURN_IF_ERROR(f.required("round", &a.round));
-  FLIGHT_RETURN_IF_ERROR(f.required("node", &a.node));
-  FLIGHT_RETURN_IF_ERROR(f.required("worker_index", &a.worker_index));
-  FLIGHT_RETURN_IF_ERROR(f.required("model", &a.model));
-  FLIGHT_RETURN_IF_ERROR(f.required("put", &a.put));
+  OptionReader r(j, "train args");
+  a.job = JobRef::from_json(r);
+  r.required("round", &a.round).required("node", &a.node).required("worker_index", &a.worker_index);
+  ref_field(r, "model", &a.model);
+  put_field(r, &a.put);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
   return a;
 }
 
@@ -162,19 +104,19 @@ json TrainResult::to_json() const {
 }
 
 StatusOr<TrainResult> TrainResult::from_json(const json& j) {
-  TrainResult r;
-  Fields f(j, "train result");
-  FLIGHT_RETURN_IF_ERROR(f.object());
-  FLIGHT_RETURN_IF_ERROR(f.required("update", &r.update));
-  FLIGHT_RETURN_IF_ERROR(f.required("weight", &r.weight));
-  FLIGHT_RETURN_IF_ERROR(f.optional("owned", &r.owned));
-  FLIGHT_RETURN_IF_ERROR(f.optional("n_samples", &r.n_samples));
-  FLIGHT_RETURN_IF_ERROR(f.optional("loss", &r.loss));
-  FLIGHT_RETURN_IF_ERROR(f.optional("accuracy", &r.accuracy));
-  FLIGHT_RETURN_IF_ERROR(f.optional("train_seconds", &r.train_seconds));
-  FLIGHT_RETURN_IF_ERROR(f.optional("bytes_fetched", &r.bytes_fetched));
-  FLIGHT_RETURN_IF_ERROR(f.optional("bytes_put", &r.bytes_put));
-  return r;
+  TrainResult t;
+  OptionReader r(j, "train result");
+  ref_field(r, "update", &t.update);
+  r.required("weight", &t.weight)
+      .optional("owned", &t.owned)
+      .optional("n_samples", &t.n_samples)
+      .optional("loss", &t.loss)
+      .optional("accuracy", &t.accuracy)
+      .optional("train_seconds", &t.train_seconds)
+      .optional("bytes_fetched", &t.bytes_fetched)
+      .optional("bytes_put", &t.bytes_put);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
+  return t;
 }
 
 json ChildUpdate::to_json() const {
@@ -190,17 +132,15 @@ json ChildUpdate::to_json() const {
   return j;
 }
 
-StatusOr<ChildUpdate> ChildUpdate::from_json(const json& j) {
+StatusOr<ChildUpdate> ChildUpdate::from_json(const json& j, const std::string& path) {
   ChildUpdate c;
-  Fields f(j, "child update");
-  FLIGHT_RETURN_IF_ERROR(f.object());
-  FLIGHT_RETURN_IF_ERROR(f.optional("node", &c.node));
-  FLIGHT_RETURN_IF_ERROR(f.required("update", &c.update));
-  FLIGHT_RETURN_IF_ERROR(f.required("weight", &c.weight));
-  FLIGHT_RETURN_IF_ERROR(f.optional("owned", &c.owned));
-  FLIGHT_RETURN_IF_ERROR(f.optional("count", &c.count));
-  FLIGHT_RETURN_IF_ERROR(f.optional("base", &c.base));
-  FLIGHT_RETURN_IF_ERROR(f.optional("base_owned", &c.base_owned));
+  OptionReader r(j, path);
+  r.optional("node", &c.node);
+  ref_field(r, "update", &c.update);
+  r.required("weight", &c.weight).optional("owned", &c.owned).optional("count", &c.count);
+  ref_field(r, "base", &c.base);
+  r.optional("base_owned", &c.base_owned);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
   return c;
 }
 
@@ -214,24 +154,22 @@ json AggregateArgs::to_json() const {
 
 StatusOr<AggregateArgs> AggregateArgs::from_json(const json& j) {
   AggregateArgs a;
-  Fields f(j, "aggregate args");
-  FLIGHT_RETURN_IF_ERROR(f.object());
-  FLIGHT_ASSIGN_OR_RETURN(a.job, JobRef::from_json(j));
-  FLIGHT_RETURN_IF_ERROR(f.optional("round", &a.round));
-  FLIGHT_RETURN_IF_ERROR(f.required("node", &a.node));
-  auto kids = j.find("children");
-  if (kids == j.end()) return invalid_argument("missing argument 'children'");
-  if (!kids->is_array() || kids->empty()) {
+  OptionReader r(j, "aggregate args");
+  a.job = JobRef::from_json(r);
+  json kids;
+  r.optional("round", &a.round).required("node", &a.node).required("children", &kids);
+  put_field(r, &a.put);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
+  if (!kids.is_array() || kids.empty()) {
     return invalid_argument("aggregator " + a.node + ": no child updates to aggregate");
   }
-  a.children.reserve(kids->size());
-  for (const auto& c : *kids) {
-    auto child = ChildUpdate::from_json(c);
-    if (!child.is_ok())
-      return child.status().with_context("aggregator " + a.node + ": malformed child");
-    a.children.push_back(std::move(child).value());
+  a.children.reserve(kids.size());
+  for (size_t i = 0; i < kids.size(); ++i) {
+    FLIGHT_ASSIGN_OR_RETURN(
+        auto child,
+        ChildUpdate::from_json(kids[i], "aggregate args.children[" + std::to_string(i) + "]"));
+    a.children.push_back(std::move(child));
   }
-  FLIGHT_RETURN_IF_ERROR(f.required("put", &a.put));
   return a;
 }
 
@@ -247,17 +185,14 @@ json AggregateResult::to_json() const {
 }
 
 StatusOr<AggregateResult> AggregateResult::from_json(const json& j) {
-  AggregateResult r;
-  Fields f(j, "aggregate result");
-  FLIGHT_RETURN_IF_ERROR(f.object());
-  FLIGHT_RETURN_IF_ERROR(f.required("update", &r.update));
-  FLIGHT_RETURN_IF_ERROR(f.required("weight", &r.weight));
-  FLIGHT_RETURN_IF_ERROR(f.optional("owned", &r.owned));
-  FLIGHT_RETURN_IF_ERROR(f.optional("count", &r.count));
-  FLIGHT_RETURN_IF_ERROR(f.optional("base", &r.base));
-  FLIGHT_RETURN_IF_ERROR(f.optional("bytes_fetched", &r.bytes_fetched));
-  FLIGHT_RETURN_IF_ERROR(f.optional("bytes_put", &r.bytes_put));
-  return r;
+  AggregateResult a;
+  OptionReader r(j, "aggregate result");
+  ref_field(r, "update", &a.update);
+  r.required("weight", &a.weight).optional("owned", &a.owned).optional("count", &a.count);
+  ref_field(r, "base", &a.base);
+  r.optional("bytes_fetched", &a.bytes_fetched).optional("bytes_put", &a.bytes_put);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
+  return a;
 }
 
 json EvaluateArgs::to_json() const {
@@ -269,14 +204,16 @@ json EvaluateArgs::to_json() const {
 
 StatusOr<EvaluateArgs> EvaluateArgs::from_json(const json& j) {
   EvaluateArgs a;
-  Fields f(j, "evaluate args");
-  FLIGHT_RETURN_IF_ERROR(f.object());
-  FLIGHT_ASSIGN_OR_RETURN(a.job, JobRef::from_json(j));
-  FLIGHT_RETURN_IF_ERROR(f.required("model", &a.model));
-  FLIGHT_RETURN_IF_ERROR(f.optional("batch_size", &a.batch_size));
-  FLIGHT_RETURN_IF_ERROR(f.optional("begin", &a.begin));
-  FLIGHT_RETURN_IF_ERROR(f.optional("end", &a.end));
-  if (a.batch_size < 1) return invalid_argument("evaluate args: 'batch_size' must be >= 1");
+  OptionReader r(j, "evaluate args");
+  a.job = JobRef::from_json(r);
+  ref_field(r, "model", &a.model);
+  r.at_least("batch_size", &a.batch_size, int64_t{1}).optional("begin", &a.begin);
+  if (r.has("end")) {
+    int64_t end = 0;
+    r.optional("end", &end);
+    a.end = end;
+  }
+  FLIGHT_RETURN_IF_ERROR(r.finish());
   return a;
 }
 
@@ -285,13 +222,11 @@ json EvaluateResult::to_json() const {
 }
 
 StatusOr<EvaluateResult> EvaluateResult::from_json(const json& j) {
-  EvaluateResult r;
-  Fields f(j, "evaluate result");
-  FLIGHT_RETURN_IF_ERROR(f.object());
-  FLIGHT_RETURN_IF_ERROR(f.required("loss", &r.loss));
-  FLIGHT_RETURN_IF_ERROR(f.required("accuracy", &r.accuracy));
-  FLIGHT_RETURN_IF_ERROR(f.required("n", &r.n));
-  return r;
+  EvaluateResult e;
+  OptionReader r(j, "evaluate result");
+  r.required("loss", &e.loss).required("accuracy", &e.accuracy).required("n", &e.n);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
+  return e;
 }
 
 }  // namespace flight::engine

@@ -13,7 +13,8 @@
 //
 // to_json() gives the wire form (the JSON keys above, stable: `flight
 // endpoint` processes of the same version read them); from_json() checks
-// every field and names the bad one, because a message from another process
+// every field with the options reader (flight/base/options.h) and names the
+// bad one (unknown keys are errors too), because a message from another process
 // is input like any other: a malformed one is a failed task, never a crash.
 #pragma once
 
@@ -26,6 +27,10 @@
 
 #include "flight/base/status.h"
 #include "transport/ref.h"
+
+namespace flight {
+class OptionReader;
+}
 
 namespace flight::engine {
 
@@ -40,8 +45,9 @@ struct JobRef {
 
   // Writes "job_id" (and "job_at", "job") into `out`, the task's args object.
   void to_json(nlohmann::json* out) const;
-  // From the task's args: `job_id` with optional `job_at`, and/or `job`.
-  static StatusOr<JobRef> from_json(const nlohmann::json& args);
+  // From the task's args (read through the args' reader, which then reports
+  // any problem): `job_id` with optional `job_at`, and/or `job`.
+  static JobRef from_json(OptionReader& args);
 };
 
 // Where a task puts what it produces.
@@ -89,7 +95,8 @@ struct ChildUpdate {
   bool base_owned = false;
 
   nlohmann::json to_json() const;
-  static StatusOr<ChildUpdate> from_json(const nlohmann::json& j);
+  static StatusOr<ChildUpdate> from_json(const nlohmann::json& j,
+                                         const std::string& path = "child update");
 };
 
 struct AggregateArgs {

@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <thread>
 
-#include "flight/base/strings.h"
+#include "flight/base/options.h"
 #include "flight/engine/job.h"
 #include "flight/engine/job_cache.h"
 #include "flight/engine/task_process.h"
@@ -20,57 +20,55 @@ namespace {
 using nlohmann::json;
 using topology::Topology;
 
+enum class Generator { kFlat, kBalanced, kByLeaves, kTiers };
+const EnumNames<Generator> kGeneratorNames = {{"flat", Generator::kFlat},
+                                              {"balanced", Generator::kBalanced},
+                                              {"by_leaves", Generator::kByLeaves},
+                                              {"tiers", Generator::kTiers}};
+
 // `topology: {generate: KIND, ...}` in a config.
 StatusOr<Topology> generate_topology(const json& spec) {
-  auto num = [&](const char* key) -> StatusOr<size_t> {
-    if (!spec.contains(key) || !spec[key].is_number_integer() || spec[key].get<int64_t>() < 1) {
-      return invalid_argument(std::string("topology.generate needs a positive integer '") + key +
-                              "'");
-    }
-    return static_cast<size_t>(spec[key].get<int64_t>());
-  };
-  const std::string kind = spec.value("generate", std::string());
-  const std::vector<std::string> kinds = {"flat", "balanced", "by_leaves", "tiers"};
-  auto check_keys = [&](std::vector<std::string> known) -> Status {
-    known.push_back("generate");
-    for (auto it = spec.begin(); it != spec.end(); ++it) {
-      if (std::find(known.begin(), known.end(), it.key()) == known.end()) {
-        return invalid_argument("topology: unknown key '" + it.key() + "' for generate: " + kind +
-                                did_you_mean(it.key(), known));
-      }
-    }
-    return Status::ok();
-  };
-  if (kind == "flat") {
-    FLIGHT_RETURN_IF_ERROR(check_keys({"workers"}));
-    FLIGHT_ASSIGN_OR_RETURN(size_t w, num("workers"));
-    return topology::generate::flat(w);
+  OptionReader r(spec, "topology");
+  Generator kind = Generator::kFlat;
+  r.choice("generate", &kind, kGeneratorNames, /*required=*/true);
+  int64_t workers = 0, branching = 0, height = 0, leaves = 0;
+  std::vector<int64_t> aggregators;
+  uint64_t seed = 0;
+  switch (kind) {
+    case Generator::kFlat:
+      r.at_least("workers", &workers, int64_t{1}, true);
+      break;
+    case Generator::kBalanced:
+      r.at_least("branching", &branching, int64_t{1}, true)
+          .at_least("height", &height, int64_t{1}, true);
+      break;
+    case Generator::kByLeaves:
+      r.at_least("leaves", &leaves, int64_t{1}, true).at_least("height", &height, int64_t{1}, true);
+      break;
+    case Generator::kTiers:
+      r.at_least("workers", &workers, int64_t{1}, true)
+          .optional("aggregators", &aggregators)
+          .optional("seed", &seed);
+      break;
   }
-  if (kind == "balanced") {
-    FLIGHT_RETURN_IF_ERROR(check_keys({"branching", "height"}));
-    FLIGHT_ASSIGN_OR_RETURN(size_t b, num("branching"));
-    FLIGHT_ASSIGN_OR_RETURN(size_t h, num("height"));
-    return topology::generate::balanced(b, h);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
+  auto n = [](int64_t v) { return static_cast<size_t>(v); };
+  switch (kind) {
+    case Generator::kFlat:
+      return topology::generate::flat(n(workers));
+    case Generator::kBalanced:
+      return topology::generate::balanced(n(branching), n(height));
+    case Generator::kByLeaves:
+      return topology::generate::by_leaves(n(leaves), n(height));
+    case Generator::kTiers:
+      break;
   }
-  if (kind == "by_leaves") {
-    FLIGHT_RETURN_IF_ERROR(check_keys({"leaves", "height"}));
-    FLIGHT_ASSIGN_OR_RETURN(size_t l, num("leaves"));
-    FLIGHT_ASSIGN_OR_RETURN(size_t h, num("height"));
-    return topology::generate::by_leaves(l, h);
+  std::vector<size_t> counts;
+  for (int64_t c : aggregators) {
+    if (c < 1) return r.error("aggregators: counts must be >= 1, e.g. [4]");
+    counts.push_back(n(c));
   }
-  if (kind == "tiers") {
-    FLIGHT_RETURN_IF_ERROR(check_keys({"aggregators", "workers", "seed"}));
-    FLIGHT_ASSIGN_OR_RETURN(size_t w, num("workers"));
-    std::vector<size_t> aggs;
-    try {
-      aggs = spec.value("aggregators", std::vector<size_t>{});
-    } catch (const json::exception&) {
-      return invalid_argument("topology.aggregators must be a list of counts, e.g. [4]");
-    }
-    return topology::generate::tiers(aggs, w, spec.value("seed", uint64_t{0}));
-  }
-  return invalid_argument("topology: unknown generator '" + kind + "'" + did_you_mean(kind, kinds) +
-                          " (use flat, balanced, by_leaves or tiers)");
+  return topology::generate::tiers(counts, n(workers), seed);
 }
 
 Status load_tree(RunContext* ctx) {
