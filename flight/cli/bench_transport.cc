@@ -10,14 +10,10 @@
 //
 // Values are GB/s (1e9 bytes/s) over the object size, from the median of the
 // repetitions; ratio = value / baseline_value.
-#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -32,6 +28,8 @@
 
 #include "flight/base/bench.h"
 #include "flight/base/ids.h"
+#include "flight/base/process.h"
+#include "flight/base/redis_server.h"
 #include "flight/base/strings.h"
 #include "flight/base/time.h"
 #include "flight/cli/command.h"
@@ -39,8 +37,6 @@
 #include "transport/codec.h"
 #include "transport/registry.h"
 #include "transport/sample_params.h"
-
-extern char** environ;
 
 namespace flight::cli {
 namespace {
@@ -159,81 +155,37 @@ void bench_codec(uint64_t size, const Args& a, bool encode_case, bool decode_cas
   }
 }
 
-// A child process with pipes on stdin/stdout.
-class Child {
+// The peer process of the tcp case: this binary's `transport-peer`, driven
+// one line at a time over its stdin/stdout.
+class Peer {
  public:
-  explicit Child(const std::vector<std::string>& argv) {
-    int in[2], out[2];
-    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    std::vector<char*> args;
-    for (const auto& s : argv) args.push_back(const_cast<char*>(s.c_str()));
-    args.push_back(nullptr);
-    int rc = posix_spawnp(&pid_, args[0], &fa, nullptr, args.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    ::close(in[0]);
-    ::close(out[1]);
-    if (rc != 0) throw std::runtime_error("cannot start " + argv[0] + ": " + std::strerror(rc));
-    to_ = fdopen(in[1], "w");
-    from_ = fdopen(out[0], "r");
-  }
-  ~Child() {
-    if (to_) std::fclose(to_);
-    if (from_) std::fclose(from_);
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int st;
-      ::waitpid(pid_, &st, 0);
-    }
+  explicit Peer(std::vector<std::string> args) {
+    ProcessOptions o;
+    o.argv = std::move(args);
+    o.argv.insert(o.argv.begin(), self_executable());
+    o.in = Redirect::pipe();
+    o.out = Redirect::pipe();
+    auto p = Process::spawn(std::move(o));
+    if (!p.is_ok()) throw std::runtime_error(p.status().to_string());
+    process_ = std::move(*p);
   }
   void tell(const std::string& line) {
-    std::fprintf(to_, "%s\n", line.c_str());
-    std::fflush(to_);
+    Status st = process_->write_line(line);
+    if (!st.is_ok()) throw std::runtime_error(st.to_string());
   }
   std::string ask(const std::string& line) {
-    std::fprintf(to_, "%s\n", line.c_str());
-    std::fflush(to_);
-    char buf[4096];
-    if (!std::fgets(buf, sizeof buf, from_)) throw std::runtime_error("helper process exited");
-    std::string s = buf;
-    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-    return s;
+    tell(line);
+    auto reply = process_->read_line(std::chrono::minutes(5));
+    if (!reply.is_ok()) throw std::runtime_error("helper process: " + reply.status().to_string());
+    return *reply;
   }
 
  private:
-  pid_t pid_ = -1;
-  FILE* to_ = nullptr;
-  FILE* from_ = nullptr;
+  std::unique_ptr<Process> process_;
 };
 
-std::string self_exe() {
-  char buf[4096];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return "flight";
-  buf[n] = '\0';
-  return buf;
-}
-
-int connect_loopback(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return fd;
-}
-
 void bench_tcp(const std::vector<uint64_t>& sizes, const Args& a) {
-  Child peer({self_exe(), "transport-peer", "--mode", "bench", "--connector", R"({"kind":"tcp"})"});
+  Peer peer({"transport-peer", "--mode", "bench", "--connector", R"({"kind":"tcp"})"});
   int raw_port = std::stoi(peer.ask("raw"));
   int raw = connect_loopback(raw_port);
   if (raw < 0) throw std::runtime_error("cannot reach the helper's raw socket");
@@ -287,77 +239,13 @@ void bench_tcp(const std::vector<uint64_t>& sizes, const Args& a) {
   peer.tell("quit");
 }
 
-// A private redis-server on a free loopback port, for the duration of the bench.
-class RedisProcess {
- public:
-  RedisProcess() {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-    ::close(fd);
-    dir_ =
-        (std::filesystem::temp_directory_path() / ("flight-bench-redis-" + random_hex(8))).string();
-    std::filesystem::create_directories(dir_);
-    std::vector<std::string> argv = {"redis-server",
-                                     "--port",
-                                     std::to_string(port_),
-                                     "--bind",
-                                     "127.0.0.1",
-                                     "--save",
-                                     "",
-                                     "--appendonly",
-                                     "no",
-                                     "--dir",
-                                     dir_,
-                                     "--loglevel",
-                                     "warning",
-                                     "--logfile",
-                                     dir_ + "/redis.log"};
-    std::vector<char*> args;
-    for (auto& s : argv) args.push_back(s.data());
-    args.push_back(nullptr);
-    int rc = posix_spawnp(&pid_, "redis-server", nullptr, nullptr, args.data(), environ);
-    if (rc != 0)
-      throw std::runtime_error(std::string("cannot start redis-server: ") + std::strerror(rc));
-    for (int i = 0; i < 1000; ++i) {
-      redisContext* c = redisConnect("127.0.0.1", port_);
-      bool ok = c && !c->err;
-      if (ok) {
-        auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
-        ok = r != nullptr;
-        if (r) freeReplyObject(r);
-      }
-      if (c) redisFree(c);
-      if (ok) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));  // startup poll, not a test
-    }
-    throw std::runtime_error("redis-server did not start on port " + std::to_string(port_));
-  }
-  ~RedisProcess() {
-    ::kill(pid_, SIGTERM);
-    int st;
-    ::waitpid(pid_, &st, 0);
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
-
- private:
-  pid_t pid_ = -1;
-  int port_ = 0;
-  std::string dir_;
-};
-
 void bench_redis(const std::vector<uint64_t>& sizes, const Args& a) {
-  std::unique_ptr<RedisProcess> own;
+  std::unique_ptr<RedisServer> own;
   std::string url = a.redis;
   if (url.empty()) {
-    own = std::make_unique<RedisProcess>();
+    auto started = RedisServer::start();
+    if (!started.is_ok()) throw std::runtime_error(started.status().to_string());
+    own = std::move(*started);
     url = own->url();
   }
   auto conn = transport::make_connector({{"kind", "redis"}, {"url", url}});
