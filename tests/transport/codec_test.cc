@@ -8,9 +8,9 @@
 #include <random>
 #include <set>
 
+#include "flight/bench/sample_params.h"
 #include "transport/checksum.h"
 #include "transport/codec.h"
-#include "transport/sample_params.h"
 
 namespace flight::transport {
 namespace {
@@ -171,7 +171,7 @@ TEST(Codec, NonContiguousInputIsEncodedInLogicalOrder) {
 }
 
 TEST(Codec, DecodeIsZeroCopyAlignedAndKeepsTheBufferAlive) {
-  ParamSet p = sample_params(1 << 20, 3);
+  ParamSet p = bench::sample_params(1 << 20, 3);
   std::weak_ptr<const Buffer> watch;
   ParamSet back;
   {
@@ -356,9 +356,9 @@ TEST(CodecCorruption, AbsurdSizesNeverAllocate) {
 }
 
 TEST(Codec, SampleParamsAreDeterministic) {
-  ParamSet a = sample_params(100000, 5);
-  ParamSet b = sample_params(100000, 5);
-  ParamSet c = sample_params(100000, 6);
+  ParamSet a = bench::sample_params(100000, 5);
+  ParamSet b = bench::sample_params(100000, 5);
+  ParamSet c = bench::sample_params(100000, 6);
   EXPECT_TRUE(a.equal(b));
   EXPECT_FALSE(a.equal(c));
   EXPECT_NEAR(static_cast<double>(a.nbytes()), 100000.0, 16.0);

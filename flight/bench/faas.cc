@@ -15,18 +15,18 @@
 #include <sstream>
 #include <thread>
 
-#include "flight/base/bench.h"
 #include "flight/base/ids.h"
 #include "flight/base/logging.h"
 #include "flight/base/process.h"
 #include "flight/base/strings.h"
 #include "flight/base/time.h"
-#include "flight/cli/command.h"
+#include "flight/bench/record.h"
+#include "flight/bench/registry.h"
 #include "flight/faas/http_client.h"
 #include "flight/faas/local_invoker.h"
 #include "flight/faas/rest_invoker.h"
 
-namespace flight::cli {
+namespace flight::bench {
 namespace {
 
 struct BenchArgs {
@@ -272,9 +272,9 @@ int run_bench(const BenchArgs& a) {
 
 }  // namespace
 
-FLIGHT_COMMAND(
+FLIGHT_BENCH(
     bench_faas,
-    {"bench", "faas",
+    {"faas",
      "Control plane: no-op task throughput and latency, LocalInvoker and REST (1 service, 2 "
      "endpoints)",
      [](CLI::App* app) {
@@ -292,4 +292,4 @@ FLIGHT_COMMAND(
        };
      }});
 
-}  // namespace flight::cli
+}  // namespace flight::bench

@@ -45,13 +45,13 @@
 #include <nlohmann/json.hpp>
 
 #include "aggregators/strategy.h"
-#include "flight/base/bench.h"
 #include "flight/base/ids.h"
 #include "flight/base/process.h"
 #include "flight/base/redis_server.h"
 #include "flight/base/strings.h"
 #include "flight/base/time.h"
-#include "flight/cli/command.h"
+#include "flight/bench/record.h"
+#include "flight/bench/registry.h"
 #include "flight/engine/config.h"
 #include "flight/engine/federation.h"
 #include "flight/faas/functions.h"
@@ -59,7 +59,7 @@
 #include "flight/learning/model.h"
 #include "topology/topology.h"
 
-namespace flight::cli {
+namespace flight::bench {
 namespace {
 
 using nlohmann::json;
@@ -135,6 +135,11 @@ struct ScaleArgs {
   std::string topologies;  // override: flat,3tier
   std::string models;      // override: tiny,resnet18
   std::string controls;    // override: local,rest
+  // What a no-training worker does. Only `dispatch` exists today (debug: the
+  // worker hands back the global model's Ref; nothing is fetched or put). The
+  // data-moving mode (every worker gets the model and puts its own update)
+  // joins here when the engine has it; then the default becomes both.
+  std::string modes = "dispatch";
   int64_t threads = 2;
   int64_t max_resnet = 2048;
   int64_t max_rest = 2048;
@@ -326,6 +331,13 @@ int run_scale(const ScaleArgs& a) {
   for (const auto& c : controls) {
     if (c != "local" && c != "rest") return usage_error("--controls: unknown '" + c + "'");
   }
+  for (const auto& m : parse_words(a.modes)) {
+    if (m != "dispatch") {
+      return usage_error("--mode: unknown '" + m +
+                         "' (only 'dispatch' exists until the engine's data-moving "
+                         "no-training mode lands)");
+    }
+  }
 
   std::vector<ScaleCase> cases;
   for (const auto& control : controls) {
@@ -396,7 +408,8 @@ int run_scale(const ScaleArgs& a) {
     r.params = {{"workers", c.workers},
                 {"topology", c.topology},
                 {"model", c.model},
-                {"control", c.control}};
+                {"control", c.control},
+                {"mode", "dispatch"}};
     r.value = round_s;
     r.unit = "s";
     r.baseline = "ideal";
@@ -592,9 +605,9 @@ int run_hierarchy(const HierarchyArgs& a) {
 
 }  // namespace
 
-FLIGHT_COMMAND(
+FLIGHT_BENCH(
     bench_scale,
-    {"bench", "scale",
+    {"scale",
      "One no-training round at 2..100,000 virtual workers: round time, tasks/s, "
      "peak RSS (embedded and REST + redis)",
      [](CLI::App* app) {
@@ -607,6 +620,10 @@ FLIGHT_COMMAND(
        app->add_option("--topologies", a->topologies, "flat,3tier (default both)");
        app->add_option("--models", a->models, "tiny,resnet18 (default both)");
        app->add_option("--controls", a->controls, "local,rest (default both)");
+       app->add_option("--mode", a->modes,
+                       "No-training worker behaviour: dispatch (hands back the global "
+                       "model's Ref; moves no data). A data-moving mode joins later")
+           ->capture_default_str();
        app->add_option("--threads", a->threads, "Embedded invoker / endpoint threads")
            ->capture_default_str();
        app->add_option("--max-resnet-workers", a->max_resnet,
@@ -619,9 +636,9 @@ FLIGHT_COMMAND(
        return [a] { return run_scale(*a); };
      }});
 
-FLIGHT_COMMAND(
+FLIGHT_BENCH(
     bench_hierarchy,
-    {"bench", "hierarchy",
+    {"hierarchy",
      "Bytes moved per tier and coordinator ingress on balanced trees of 256 leaves, "
      "against the flat tree and the reference's analytic model",
      [](CLI::App* app) {
@@ -634,4 +651,4 @@ FLIGHT_COMMAND(
        return [a] { return run_hierarchy(*a); };
      }});
 
-}  // namespace flight::cli
+}  // namespace flight::bench
