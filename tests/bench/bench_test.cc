@@ -91,6 +91,11 @@ TEST(BenchSmoke, Scale) {
 TEST(BenchSmoke, Hierarchy) {
   smoke({"hierarchy", "--leaves", "4", "--heights", "1,2", "--model", "tiny"}, 4);
 }
+TEST(BenchSmoke, Overhead) {
+  smoke({"overhead", "--config", FLIGHT_SOURCE_DIR "/configs/fmnist-3tier.yaml", "--rounds", "1",
+         "--controls", "local"},
+        2);
+}
 TEST(BenchSmoke, Privacy) {
   smoke({"privacy", "--numel", "10000", "--workers", "4", "--repeat", "1"});
 }
