@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "flight/base/logging.h"
+#include "flight/bench/registry.h"
 #include "flight/cli/command.h"
 
 namespace flight::cli {
@@ -49,6 +50,9 @@ int main_impl(int argc, char** argv) {
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str();
+
+  // `flight bench NAME`: one subcommand per registered bench (flight/bench).
+  for (const auto& b : bench::benches()) specs().push_back({b.parent, b.name, b.help, b.setup});
 
   std::map<std::string, CLI::App*> parents;
   std::vector<std::pair<CLI::App*, Runner>> runners;

@@ -2,7 +2,6 @@
 
 #include <sstream>
 
-#include "flight/base/bench.h"
 #include "flight/base/ids.h"
 #include "flight/base/registry.h"
 #include "flight/base/status.h"
@@ -91,7 +90,8 @@ struct Square : Shape {
 
 TEST(Registry, CreatesByNameAndExplainsUnknownNames) {
   Registry<Shape> reg("shape");
-  reg.add("square", []() -> StatusOr<std::unique_ptr<Shape>> { return std::make_unique<Square>(); });
+  reg.add("square",
+          []() -> StatusOr<std::unique_ptr<Shape>> { return std::make_unique<Square>(); });
   auto sq = reg.create("square");
   ASSERT_TRUE(sq.is_ok());
   EXPECT_EQ((*sq)->sides(), 4);
@@ -100,18 +100,6 @@ TEST(Registry, CreatesByNameAndExplainsUnknownNames) {
   EXPECT_EQ(bad.status().code(), StatusCode::kNotFound);
   EXPECT_NE(bad.status().message().find("did you mean 'square'"), std::string::npos);
   EXPECT_THROW(reg.add("square", nullptr), CheckError);
-}
-
-TEST(Bench, RatioIsValueOverBaselineForRatesAndInverseForTimes) {
-  BenchRecord rate{"transport", "tcp_put_get", {{"size", 64}}, 3.0, "GB/s", std::string("raw"), 4.0};
-  auto j = rate.to_json();
-  EXPECT_DOUBLE_EQ(j["ratio"].get<double>(), 0.75);
-  EXPECT_EQ(j["case"], "tcp_put_get");
-  BenchRecord time{"scale", "round", {}, 2.0, "s", std::string("ideal"), 1.0, false};
-  EXPECT_DOUBLE_EQ(time.to_json()["ratio"].get<double>(), 0.5);
-  BenchRecord plain;
-  plain.value = 1.0;
-  EXPECT_FALSE(plain.to_json().contains("ratio"));
 }
 
 TEST(Ids, RandomHexIsHexAndDistinct) {

@@ -1,6 +1,8 @@
-// Test support: child processes, temporary directories, loopback ports and a
-// real redis-server. Used by the multi-process suites (tcp connector, REST
-// service, endpoints, distributed runs).
+// Test support: the test-suite face of flight/base/process.h and
+// flight/base/redis_server.h (the one launcher). Tests want exceptions, not
+// Status, when a fixture cannot start, and quick SIGKILL teardown; this file
+// only adapts those two things. Used by the multi-process suites (tcp
+// connector, REST service, endpoints, distributed runs).
 #pragma once
 
 #include <sys/types.h>
@@ -12,34 +14,26 @@
 #include <string>
 #include <vector>
 
+#include "flight/base/process.h"
+#include "flight/base/redis_server.h"
+
 namespace flight::testing {
 
-// A directory under $TMPDIR (or /tmp) removed recursively on destruction.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
+using flight::TempDir;
 
- private:
-  std::string path_;
-};
-
-// A loopback TCP port that was free a moment ago.
+// A loopback TCP port that was free a moment ago (throws when none is).
 int free_port();
 
-// True when something accepts TCP connections on 127.0.0.1:port.
-bool port_open(int port);
+inline bool port_open(int port) { return loopback_port_accepts(port); }
 
-// Polls `pred` until it is true or `timeout` passes; returns its last value.
-// For waiting on another process's readiness, where no notification exists.
-bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
+inline bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  return poll_until(pred, timeout);
+}
 
-// A child process started with posix_spawn. Killed (SIGKILL) on destruction if
-// still running. stdout/stderr go to the given files (or are inherited when empty).
+inline std::string read_file(const std::string& path) { return read_text_file(path); }
+
+// A child process; SIGKILLed on destruction if still running. stdout/stderr go
+// to the given files (or are inherited when empty). Throws when it cannot start.
 class Subprocess {
  public:
   struct Options {
@@ -49,44 +43,34 @@ class Subprocess {
   };
   Subprocess(const std::vector<std::string>& argv, const Options& options);
   explicit Subprocess(const std::vector<std::string>& argv) : Subprocess(argv, Options{}) {}
-  ~Subprocess();
-  Subprocess(const Subprocess&) = delete;
-  Subprocess& operator=(const Subprocess&) = delete;
 
-  pid_t pid() const { return pid_; }
-  bool running();
-  void signal(int sig);
-  // Waits for exit; returns the exit code, or 128+signal when killed by one.
-  int wait();
+  pid_t pid() const { return process_->pid(); }
+  bool running() { return process_->running(); }
+  void signal(int sig) { process_->signal(sig); }
+  // Exit code, or 128+signal when killed by one.
+  int wait() { return process_->wait(); }
   // As wait(), but gives up after `timeout` and returns -1.
-  int wait_for(std::chrono::milliseconds timeout);
+  int wait_for(std::chrono::milliseconds timeout) {
+    return process_->wait_for(timeout).value_or(-1);
+  }
 
  private:
-  pid_t pid_ = -1;
-  bool reaped_ = false;
-  int status_ = 0;
+  std::unique_ptr<Process> process_;
 };
 
 // A real redis-server on a free loopback port, its data in a temp dir.
-// With `persistent`, it uses an append-only file so restart() keeps the data.
+// With `persistent`, it uses an append-only file so start() after stop() keeps the data.
 class RedisServer {
  public:
   explicit RedisServer(bool persistent = false);
-  ~RedisServer();
-  int port() const { return port_; }
-  std::string host() const { return "127.0.0.1"; }
-  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
-  void stop();
+  int port() const { return server_->port(); }
+  std::string host() const { return server_->host(); }
+  std::string url() const { return server_->url(); }
+  void stop() { server_->stop(); }
   void start();
 
  private:
-  bool persistent_;
-  TempDir dir_;
-  int port_;
-  std::unique_ptr<Subprocess> proc_;
+  std::unique_ptr<flight::RedisServer> server_;
 };
-
-// Reads a whole file ("" when missing).
-std::string read_file(const std::string& path);
 
 }  // namespace flight::testing

@@ -8,9 +8,9 @@
 #include <random>
 #include <set>
 
+#include "flight/bench/sample_params.h"
 #include "transport/checksum.h"
 #include "transport/codec.h"
-#include "transport/sample_params.h"
 
 namespace flight::transport {
 namespace {
@@ -45,6 +45,47 @@ TEST(Checksum, KnownVectorAndBothPathsAgree) {
     }
   }
   std::printf("crc32c hardware path: %s\n", crc32c_hardware() ? "yes" : "no");
+}
+
+// Every implementation against the table (the pre-folding reference) on random
+// buffers: random lengths across the clmul thresholds (256 bytes, 128-byte
+// blocks, 16-byte tail), random alignments, random running CRCs, copy forms.
+TEST(Checksum, EveryImplementationIsBitIdenticalOnRandomBuffers) {
+  EXPECT_EQ(crc32c_extend_using(Crc32cImpl::kClmulFold, 0, "123456789", 9), 0xE3069283u);
+  // RFC 3720 (iSCSI) B.4 vectors: 32 zero bytes, 32 0xff bytes, 0..31 ascending.
+  std::vector<uint8_t> zeros(32, 0), ones(32, 0xff), inc(32);
+  for (int i = 0; i < 32; ++i) inc[static_cast<size_t>(i)] = static_cast<uint8_t>(i);
+  std::vector<uint8_t> big(4096);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<uint8_t>(i * 7 + 3);
+  for (Crc32cImpl impl :
+       {Crc32cImpl::kPortable, Crc32cImpl::kCrc32Streams, Crc32cImpl::kClmulFold}) {
+    EXPECT_EQ(crc32c_extend_using(impl, 0, zeros.data(), 32), 0x8A9136AAu);
+    EXPECT_EQ(crc32c_extend_using(impl, 0, ones.data(), 32), 0x62A8AB43u);
+    EXPECT_EQ(crc32c_extend_using(impl, 0, inc.data(), 32), 0x46DD794Eu);
+    EXPECT_EQ(crc32c_extend_using(impl, 0, big.data(), big.size()),
+              crc32c_extend_portable(0, big.data(), big.size()));
+  }
+  std::mt19937_64 gen(11);
+  std::vector<uint8_t> data(3 << 20);
+  for (auto& b : data) b = static_cast<uint8_t>(gen());
+  std::vector<uint8_t> dst(data.size() + 128);
+  for (int iter = 0; iter < 400; ++iter) {
+    const size_t n = iter < 200 ? static_cast<size_t>(iter) * 3 : gen() % (2 << 20);
+    const size_t off = gen() % 64, dst_off = gen() % 64;
+    const auto init = static_cast<uint32_t>(gen());
+    const uint32_t want = crc32c_extend_portable(init, data.data() + off, n);
+    for (Crc32cImpl impl : {Crc32cImpl::kCrc32Streams, Crc32cImpl::kClmulFold}) {
+      EXPECT_EQ(crc32c_extend_using(impl, init, data.data() + off, n), want)
+          << "impl " << static_cast<int>(impl) << " n " << n << " off " << off;
+      const bool stream = iter % 2 == 1;
+      EXPECT_EQ(crc32c_copy_using(impl, init, dst.data() + dst_off, data.data() + off, n, stream),
+                want)
+          << "copy impl " << static_cast<int>(impl) << " n " << n;
+      EXPECT_EQ(std::memcmp(dst.data() + dst_off, data.data() + off, n), 0) << n;
+    }
+  }
+  std::printf("crc32c best: %d (clmul available: %s)\n", static_cast<int>(crc32c_best()),
+              crc32c_available(Crc32cImpl::kClmulFold) ? "yes" : "no");
 }
 
 ParamSet all_dtypes() {
@@ -130,7 +171,7 @@ TEST(Codec, NonContiguousInputIsEncodedInLogicalOrder) {
 }
 
 TEST(Codec, DecodeIsZeroCopyAlignedAndKeepsTheBufferAlive) {
-  ParamSet p = sample_params(1 << 20, 3);
+  ParamSet p = bench::sample_params(1 << 20, 3);
   std::weak_ptr<const Buffer> watch;
   ParamSet back;
   {
@@ -315,9 +356,9 @@ TEST(CodecCorruption, AbsurdSizesNeverAllocate) {
 }
 
 TEST(Codec, SampleParamsAreDeterministic) {
-  ParamSet a = sample_params(100000, 5);
-  ParamSet b = sample_params(100000, 5);
-  ParamSet c = sample_params(100000, 6);
+  ParamSet a = bench::sample_params(100000, 5);
+  ParamSet b = bench::sample_params(100000, 5);
+  ParamSet c = bench::sample_params(100000, 6);
   EXPECT_TRUE(a.equal(b));
   EXPECT_FALSE(a.equal(c));
   EXPECT_NEAR(static_cast<double>(a.nbytes()), 100000.0, 16.0);

@@ -10,9 +10,9 @@
 #include <fstream>
 #include <thread>
 
+#include "flight/bench/sample_params.h"
 #include "tests/support/process.h"
 #include "transport/registry.h"
-#include "transport/sample_params.h"
 #include "transport/store.h"
 
 namespace flight::transport {
@@ -81,7 +81,7 @@ TEST(StoreOptions, ParsesAndRejectsUnknownKeys) {
 
 TEST(Store, PutGetRoundTripAndStats) {
   auto store = make_store({{"kind", "memory"}}, cache(64 << 20, false));
-  ParamSet p = sample_params(100000, 1);
+  ParamSet p = bench::sample_params(100000, 1);
   auto ref = store->put(p);
   ASSERT_TRUE(ref.is_ok()) << ref.status();
   EXPECT_EQ(ref->connector["kind"], "memory");
@@ -103,7 +103,7 @@ TEST(Store, PutGetRoundTripAndStats) {
 
 TEST(Store, CachedPutsAreServedWithoutFetching) {
   auto store = make_store({{"kind", "memory"}});
-  ParamSet p = sample_params(50000, 2);
+  ParamSet p = bench::sample_params(50000, 2);
   auto ref = store->put(p);
   ASSERT_TRUE(ref.is_ok());
   auto got = store->get(*ref);
@@ -121,7 +121,7 @@ TEST(Store, CacheIsBoundedInBytesAndResultsOutliveEviction) {
   const uint64_t object = 1 << 20;
   auto store = make_store({{"kind", "memory"}}, cache(3 * object + 3 * 4096, false));
   std::vector<Ref> refs;
-  for (int i = 0; i < 5; ++i) refs.push_back(*store->put(sample_params(object, i)));
+  for (int i = 0; i < 5; ++i) refs.push_back(*store->put(bench::sample_params(object, i)));
   ParamSet first = *store->get(refs[0]);
   for (int i = 1; i < 5; ++i) ASSERT_TRUE(store->get(refs[i]).is_ok());
   StoreStats s = store->stats();
@@ -129,7 +129,7 @@ TEST(Store, CacheIsBoundedInBytesAndResultsOutliveEviction) {
   EXPECT_GE(s.cached_bytes, 3 * object) << "the budget is used";
   // refs[0] was least recently used and is gone from the cache, yet the
   // ParamSet obtained earlier still holds its data.
-  EXPECT_TRUE(first.equal(sample_params(object, 0)));
+  EXPECT_TRUE(first.equal(bench::sample_params(object, 0)));
   store->reset_stats();
   ASSERT_TRUE(store->get(refs[4]).is_ok());
   EXPECT_EQ(store->stats().cache_hits, 1u);
@@ -138,7 +138,7 @@ TEST(Store, CacheIsBoundedInBytesAndResultsOutliveEviction) {
 
   // Objects larger than the whole budget are returned but not cached.
   auto tiny = make_store({{"kind", "memory"}}, cache(1000, true));
-  auto big = tiny->put(sample_params(object, 9));
+  auto big = tiny->put(bench::sample_params(object, 9));
   ASSERT_TRUE(big.is_ok());
   EXPECT_EQ(tiny->stats().cached_bytes, 0u);
   EXPECT_TRUE(tiny->get(*big).is_ok());
@@ -150,7 +150,7 @@ TEST(Store, ConcurrentGetsOfOneRefFetchOnce) {
   // 32 MiB object over a real socket keeps the fetch long enough to overlap.
   auto producer = make_store({{"kind", "tcp"}, {"local_shortcut", false}});
   auto consumer = make_store({{"kind", "memory"}});
-  ParamSet p = sample_params(32 << 20, 3);
+  ParamSet p = bench::sample_params(32 << 20, 3);
   auto ref = producer->put(p);
   ASSERT_TRUE(ref.is_ok()) << ref.status();
   constexpr int kThreads = 8;
@@ -183,7 +183,7 @@ TEST(Store, ResolvesRefsFromOtherConnectors) {
   TempDir dir;
   auto files = make_store({{"kind", "file"}, {"dir", dir.path()}});
   auto mem = make_store({{"kind", "memory"}});
-  ParamSet p = sample_params(20000, 4);
+  ParamSet p = bench::sample_params(20000, 4);
   auto ref = files->put(p);
   ASSERT_TRUE(ref.is_ok());
   // Through JSON, as a control message would carry it.
@@ -197,7 +197,7 @@ TEST(Store, ResolvesRefsFromOtherConnectors) {
 
 TEST(Store, MismatchedRefIsDataLossAndMissingIsNotFound) {
   auto store = make_store({{"kind", "memory"}}, cache(1 << 20, false));
-  auto ref = store->put(sample_params(1000, 5));
+  auto ref = store->put(bench::sample_params(1000, 5));
   ASSERT_TRUE(ref.is_ok());
   Ref wrong_sum = *ref;
   wrong_sum.checksum ^= 1;
@@ -218,9 +218,9 @@ TEST(Store, ScopesLeaveNothingBehindInRedis) {
   auto store = make_store({{"kind", "redis"}, {"port", server.port()}, {"chunk_bytes", "64KiB"}});
   std::vector<Ref> round1, round2;
   for (int i = 0; i < 3; ++i)
-    round1.push_back(*store->put(sample_params(200000, i), in_scope("round-1")));
+    round1.push_back(*store->put(bench::sample_params(200000, i), in_scope("round-1")));
   for (int i = 0; i < 2; ++i)
-    round2.push_back(*store->put(sample_params(1000, i), in_scope("round-2")));
+    round2.push_back(*store->put(bench::sample_params(1000, i), in_scope("round-2")));
   EXPECT_EQ(store->scopes(), (std::vector<std::string>{"round-1", "round-2"}));
   ASSERT_TRUE(store->evict_scope("round-1").is_ok());
   for (const auto& r : round1) {
@@ -243,7 +243,7 @@ TEST(Store, TtlLeaseThroughPutOptions) {
   auto store = make_store({{"kind", "memory"}}, cache(0, false));
   PutOptions lease;
   lease.ttl_s = 0.1;
-  auto ref = store->put(sample_params(1000, 1), lease);
+  auto ref = store->put(bench::sample_params(1000, 1), lease);
   ASSERT_TRUE(ref.is_ok());
   EXPECT_TRUE(
       testing::wait_until([&] { return !store->get(*ref).is_ok(); }, std::chrono::seconds(10)));
@@ -275,7 +275,7 @@ TEST(TcpTwoProcesses, ConsumerPullsStraightFromAProducerProcess) {
   auto store = make_store({{"kind", "memory"}});
   auto got = store->get(*ref);
   ASSERT_TRUE(got.is_ok()) << got.status();
-  EXPECT_TRUE(got->equal(sample_params(3000000, 42)));
+  EXPECT_TRUE(got->equal(bench::sample_params(3000000, 42)));
   EXPECT_EQ(store->stats().bytes_fetched, ref->size);
 
   // Remote evict, then the object is gone from the producer.
@@ -293,7 +293,7 @@ TEST(TcpTwoProcesses, ConsumerPullsStraightFromAProducerProcess) {
 TEST(TcpTwoProcesses, AnotherProcessResolvesOurRef) {
   TempDir dir;
   auto store = make_store({{"kind", "tcp"}});
-  auto ref = store->put(sample_params(2000000, 7));
+  auto ref = store->put(bench::sample_params(2000000, 7));
   ASSERT_TRUE(ref.is_ok()) << ref.status();
   {
     std::ofstream f(dir.file("ref.json"));

@@ -6,12 +6,6 @@
 //   local_*        a bare mutex/condvar thread pool with a promise per task
 //   rest_throughput  LocalInvoker with the same batch (what REST costs on top)
 //   rest_latency   one HTTP round trip (GET /v1/healthz) on a kept-alive connection
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
@@ -21,19 +15,18 @@
 #include <sstream>
 #include <thread>
 
-#include "flight/base/bench.h"
 #include "flight/base/ids.h"
 #include "flight/base/logging.h"
+#include "flight/base/process.h"
 #include "flight/base/strings.h"
 #include "flight/base/time.h"
-#include "flight/cli/command.h"
+#include "flight/bench/record.h"
+#include "flight/bench/registry.h"
 #include "flight/faas/http_client.h"
 #include "flight/faas/local_invoker.h"
 #include "flight/faas/rest_invoker.h"
 
-extern char** environ;
-
-namespace flight::cli {
+namespace flight::bench {
 namespace {
 
 struct BenchArgs {
@@ -158,47 +151,6 @@ StatusOr<std::vector<double>> invoker_latency_ms(faas::Invoker& inv, size_t roun
   return ms;
 }
 
-// A child `flight` process, SIGTERMed (then reaped) on destruction.
-class Child {
- public:
-  Child(const std::vector<std::string>& args, const std::string& out_path) {
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 2, (out_path + ".err").c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    std::vector<std::string> copy = args;
-    std::vector<char*> argv;
-    for (auto& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    int rc = posix_spawn(&pid_, "/proc/self/exe", &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) pid_ = -1;
-  }
-  ~Child() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
-    int status = 0;
-    for (int i = 0; i < 500; ++i) {  // up to ~5 s, then SIGKILL
-      if (waitpid(pid_, &status, WNOHANG) == pid_) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    kill(pid_, SIGKILL);
-    waitpid(pid_, &status, 0);
-  }
-  bool ok() const { return pid_ > 0; }
-
- private:
-  pid_t pid_ = -1;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 int run_bench(const BenchArgs& a) {
   const size_t n = a.tasks;
   // --- local ---
@@ -241,40 +193,26 @@ int run_bench(const BenchArgs& a) {
   (void)local->close();
 
   // --- REST: 1 service + 2 endpoints ---
-  std::string dir = std::filesystem::temp_directory_path() / ("flight-bench-faas-" + random_hex(8));
-  std::filesystem::create_directories(dir);
-  struct Cleanup {
-    std::string dir;
-    ~Cleanup() {
-      std::error_code ec;
-      std::filesystem::remove_all(dir, ec);
-    }
-  } cleanup{dir};
+  TempDir tmp("flight-bench-faas");
+  const std::string dir = tmp.path();
   const std::string token = random_hex(32);
   { std::ofstream(dir + "/token") << token << "\n"; }
-  auto service = std::make_unique<Child>(
-      std::vector<std::string>{"flight", "--log-level", "warn", "serve", "--port", "0",
-                               "--token-file", dir + "/token", "--threads", "2"},
-      dir + "/serve.out");
-  if (!service->ok()) return fail("cannot spawn flight serve");
-  std::string url;
-  for (int i = 0; i < 1000 && url.empty(); ++i) {
-    std::string out = slurp(dir + "/serve.out");
-    auto pos = out.find("listening on ");
-    if (pos != std::string::npos && out.find('\n', pos) != std::string::npos) {
-      url = trim(out.substr(pos + 13, out.find('\n', pos) - pos - 13));
-    } else {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  }
-  if (url.empty()) return fail("flight serve did not start: " + slurp(dir + "/serve.out.err"));
-  std::vector<std::unique_ptr<Child>> endpoints;
+  auto service = Process::spawn(self_command({"--log-level", "warn", "serve", "--port", "0",
+                                              "--token-file", dir + "/token", "--threads", "2"},
+                                             dir + "/serve.out"));
+  if (!service.is_ok()) return fail("cannot spawn flight serve: " + service.status().message());
+  auto listening = (*service)->wait_for_line("listening on ", std::chrono::seconds(30));
+  if (!listening.is_ok())
+    return fail("flight serve did not start: " + listening.status().message());
+  const std::string url = trim(listening->substr(listening->find("listening on ") + 13));
+  std::vector<std::unique_ptr<Process>> endpoints;
   for (int i = 0; i < 2; ++i) {
-    endpoints.push_back(std::make_unique<Child>(
-        std::vector<std::string>{"flight", "--log-level", "warn", "endpoint", "--service", url,
-                                 "--token-file", dir + "/token", "--name", "bench", "--threads",
-                                 std::to_string(a.threads), "--prefetch", "256"},
+    auto ep = Process::spawn(self_command(
+        {"--log-level", "warn", "endpoint", "--service", url, "--token-file", dir + "/token",
+         "--name", "bench", "--threads", std::to_string(a.threads), "--prefetch", "256"},
         dir + "/endpoint" + std::to_string(i) + ".out"));
+    if (!ep.is_ok()) return fail("cannot spawn flight endpoint: " + ep.status().message());
+    endpoints.push_back(std::move(*ep));
   }
   faas::RestInvokerOptions ro;
   ro.url = url;
@@ -328,15 +266,15 @@ int run_bench(const BenchArgs& a) {
   }
   (void)(*rest)->close();
   endpoints.clear();
-  service.reset();
+  service->reset();
   return kExitOk;
 }
 
 }  // namespace
 
-FLIGHT_COMMAND(
+FLIGHT_BENCH(
     bench_faas,
-    {"bench", "faas",
+    {"faas",
      "Control plane: no-op task throughput and latency, LocalInvoker and REST (1 service, 2 "
      "endpoints)",
      [](CLI::App* app) {
@@ -354,4 +292,4 @@ FLIGHT_COMMAND(
        };
      }});
 
-}  // namespace flight::cli
+}  // namespace flight::bench

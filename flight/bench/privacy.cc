@@ -30,13 +30,13 @@
 #include <string>
 #include <vector>
 
-#include "flight/base/bench.h"
 #include "flight/base/time.h"
-#include "flight/cli/command.h"
+#include "flight/bench/record.h"
+#include "flight/bench/registry.h"
 #include "flight/privacy/prg.h"
 #include "flight/privacy/secagg.h"
 
-namespace flight::cli {
+namespace flight::bench {
 namespace {
 
 using namespace flight::privacy;
@@ -296,9 +296,9 @@ int run(const PrivacyBenchArgs& a) {
 
 }  // namespace
 
-FLIGHT_COMMAND(
+FLIGHT_BENCH(
     bench_privacy,
-    {"bench", "privacy",
+    {"privacy",
      "Secure aggregation: mask expansion and unmasking GB/s vs memcpy, secure vs plain round",
      [](CLI::App* app) {
        auto a = std::make_shared<PrivacyBenchArgs>();
@@ -315,4 +315,4 @@ FLIGHT_COMMAND(
        return [a] { return run(*a); };
      }});
 
-}  // namespace flight::cli
+}  // namespace flight::bench

@@ -6,11 +6,11 @@
 
 #include "flight/params/param_set.h"
 
-namespace flight::transport {
+namespace flight::bench {
 
 // About `bytes` bytes of tensor data (within 8 bytes + one int64 scalar): float32
 // "layerN.weight"/"layerN.bias" tensors of a few shapes, plus a 0-dim int64 "step".
 // Values are a cheap function of the element index and `seed`.
 ParamSet sample_params(uint64_t bytes, uint64_t seed);
 
-}  // namespace flight::transport
+}  // namespace flight::bench

@@ -29,15 +29,6 @@
 //   the measured flat tree, height 1) and coordinator_ingress (bytes the
 //   coordinator fetched from its children; baseline = flat; ratio = flat /
 //   value; extra `reduction` = 1 - value / flat).
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -54,11 +45,13 @@
 #include <nlohmann/json.hpp>
 
 #include "aggregators/strategy.h"
-#include "flight/base/bench.h"
 #include "flight/base/ids.h"
+#include "flight/base/process.h"
+#include "flight/base/redis_server.h"
 #include "flight/base/strings.h"
 #include "flight/base/time.h"
-#include "flight/cli/command.h"
+#include "flight/bench/record.h"
+#include "flight/bench/registry.h"
 #include "flight/engine/config.h"
 #include "flight/engine/federation.h"
 #include "flight/faas/functions.h"
@@ -66,9 +59,7 @@
 #include "flight/learning/model.h"
 #include "topology/topology.h"
 
-extern char** environ;
-
-namespace flight::cli {
+namespace flight::bench {
 namespace {
 
 using nlohmann::json;
@@ -100,149 +91,6 @@ std::vector<std::string> parse_words(const std::string& s) {
     if (!t.empty()) out.push_back(t);
   }
   return out;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// VmHWM (peak resident set) of a process, in MiB; -1 when unreadable.
-double peak_rss_mb(pid_t pid = 0) {
-  std::ifstream in(pid > 0 ? "/proc/" + std::to_string(pid) + "/status" : "/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (starts_with(line, "VmHWM:")) {
-      std::istringstream ls(line.substr(6));
-      double kb = 0;
-      ls >> kb;
-      return kb / 1024.0;
-    }
-  }
-  return -1;
-}
-
-// A directory removed on destruction.
-struct ScratchDir {
-  std::string path;
-  explicit ScratchDir(const std::string& tag)
-      : path((fs::temp_directory_path() / ("flight-bench-" + tag + "-" + random_hex(8))).string()) {
-    fs::create_directories(path);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-// A child process (posix_spawnp), stdout/stderr to files; SIGTERMed, then
-// SIGKILLed after 5 s, and reaped on destruction.
-class Child {
- public:
-  Child(const std::vector<std::string>& args, const std::string& out_path, bool self = true) {
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 2, (out_path + ".err").c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    std::vector<std::string> copy = args;
-    std::vector<char*> argv;
-    for (auto& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    int rc = self ? posix_spawn(&pid_, "/proc/self/exe", &fa, nullptr, argv.data(), environ)
-                  : posix_spawnp(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) pid_ = -1;
-  }
-  ~Child() { stop(); }
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-
-  bool ok() const { return pid_ > 0; }
-  pid_t pid() const { return pid_; }
-
-  // Waits up to `timeout_s` for the child to exit; returns its exit code, or
-  // -1 on timeout (the child is then killed), 128+N when killed by signal N.
-  int wait_for(double timeout_s) {
-    if (pid_ <= 0) return -1;
-    Stopwatch sw;
-    int status = 0;
-    while (true) {
-      pid_t r = waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        pid_ = -1;
-        if (WIFEXITED(status)) return WEXITSTATUS(status);
-        return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-      }
-      if (sw.seconds() > timeout_s) {
-        stop();
-        return -1;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  }
-
-  void stop() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
-    int status = 0;
-    for (int i = 0; i < 500; ++i) {
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    kill(pid_, SIGKILL);
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-};
-
-int free_loopback_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof(a);
-  int port = -1;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  close(fd);
-  return port;
-}
-
-bool port_accepts(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return false;
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
-  close(fd);
-  return ok;
-}
-
-// Polls `pred` every 10 ms for up to `timeout_s` (readiness of another process,
-// which has no notification to wait on).
-template <typename Pred>
-bool poll_until(Pred pred, double timeout_s) {
-  Stopwatch sw;
-  while (!pred()) {
-    if (sw.seconds() > timeout_s) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return true;
 }
 
 int64_t aggregators_for(int64_t workers) {
@@ -287,6 +135,11 @@ struct ScaleArgs {
   std::string topologies;  // override: flat,3tier
   std::string models;      // override: tiny,resnet18
   std::string controls;    // override: local,rest
+  // What a no-training worker does. Only `dispatch` exists today (debug: the
+  // worker hands back the global model's Ref; nothing is fetched or put). The
+  // data-moving mode (every worker gets the model and puts its own update)
+  // joins here when the engine has it; then the default becomes both.
+  std::string modes = "dispatch";
   int64_t threads = 2;
   int64_t max_resnet = 2048;
   int64_t max_rest = 2048;
@@ -300,49 +153,34 @@ StatusOr<json> run_scale_case(const json& spec, int64_t threads) {
   const std::string topo = spec.at("topology").get<std::string>();
   const std::string model = spec.at("model").get<std::string>();
   const std::string control = spec.at("control").get<std::string>();
-  ScratchDir dir("scale");
-  json cfg = scale_config(model, dir.path + "/run", threads);
+  TempDir dir("flight-bench-scale");
+  json cfg = scale_config(model, dir.path() + "/run", threads);
   FLIGHT_ASSIGN_OR_RETURN(topology::Topology t, scale_topology(topo, workers));
   const int64_t aggregators = static_cast<int64_t>(t.aggregators().size());
 
   // REST: redis-server + flight serve + two endpoints, all children of this process.
-  std::unique_ptr<Child> redis, service;
-  std::vector<std::unique_ptr<Child>> endpoints;
+  std::unique_ptr<RedisServer> redis;
+  std::unique_ptr<Process> service;
+  std::vector<std::unique_ptr<Process>> endpoints;
   if (control == "rest") {
-    const int redis_port = free_loopback_port();
-    redis = std::make_unique<Child>(
-        std::vector<std::string>{"redis-server", "--port", std::to_string(redis_port), "--bind",
-                                 "127.0.0.1", "--save", "", "--appendonly", "no",
-                                 "--protected-mode", "no"},
-        dir.path + "/redis.out", /*self=*/false);
-    if (!redis->ok() || !poll_until([&] { return port_accepts(redis_port); }, 20)) {
-      return unavailable("redis-server did not start (is it installed?)");
-    }
-    const std::string token_file = dir.path + "/token";
+    FLIGHT_ASSIGN_OR_RETURN(redis, RedisServer::start());
+    const int redis_port = redis->port();
+    const std::string token_file = dir.path() + "/token";
     { std::ofstream(token_file) << random_hex(32) << "\n"; }
-    service = std::make_unique<Child>(
-        std::vector<std::string>{"flight", "--log-level", "warn", "serve", "--port", "0",
-                                 "--token-file", token_file, "--threads", "2"},
-        dir.path + "/serve.out");
-    std::string url;
-    poll_until(
-        [&] {
-          std::string out = slurp(dir.path + "/serve.out");
-          auto pos = out.find("listening on ");
-          if (pos == std::string::npos || out.find('\n', pos) == std::string::npos) return false;
-          url = trim(out.substr(pos + 13, out.find('\n', pos) - pos - 13));
-          return true;
-        },
-        30);
-    if (url.empty()) {
-      return unavailable("flight serve did not start: " + slurp(dir.path + "/serve.out.err"));
-    }
+    FLIGHT_ASSIGN_OR_RETURN(
+        service, Process::spawn(self_command({"--log-level", "warn", "serve", "--port", "0",
+                                              "--token-file", token_file, "--threads", "2"},
+                                             dir.path() + "/serve.out")));
+    FLIGHT_ASSIGN_OR_RETURN(std::string listening,
+                            service->wait_for_line("listening on ", std::chrono::seconds(30)));
+    const std::string url = trim(listening.substr(listening.find("listening on ") + 13));
     for (const char* name : {"edge", "agg"}) {
-      endpoints.push_back(std::make_unique<Child>(
-          std::vector<std::string>{"flight", "--log-level", "warn", "endpoint", "--service", url,
-                                   "--token-file", token_file, "--name", name, "--threads",
-                                   std::to_string(threads), "--prefetch", "256"},
-          dir.path + "/endpoint-" + name + ".out"));
+      FLIGHT_ASSIGN_OR_RETURN(auto ep, Process::spawn(self_command(
+                                           {"--log-level", "warn", "endpoint", "--service", url,
+                                            "--token-file", token_file, "--name", name, "--threads",
+                                            std::to_string(threads), "--prefetch", "256"},
+                                           dir.path() + "/endpoint-" + name + ".out")));
+      endpoints.push_back(std::move(ep));
     }
     // Workers run on endpoint `edge`, aggregators on `agg`.
     std::vector<topology::Node> nodes = t.nodes();
@@ -352,8 +190,8 @@ StatusOr<json> run_scale_case(const json& spec, int64_t threads) {
     }
     FLIGHT_ASSIGN_OR_RETURN(topology::Topology with_endpoints,
                             topology::Topology::from_nodes(std::move(nodes), "bench-scale"));
-    FLIGHT_RETURN_IF_ERROR(with_endpoints.save_yaml(dir.path + "/topology.yaml"));
-    cfg["topology"] = dir.path + "/topology.yaml";
+    FLIGHT_RETURN_IF_ERROR(with_endpoints.save_yaml(dir.path() + "/topology.yaml"));
+    cfg["topology"] = dir.path() + "/topology.yaml";
     cfg["control"] = {{"rest", {{"url", url}, {"token_file", token_file}}}};
     cfg["data_plane"] = {
         {"connector", {{"kind", "redis"}, {"host", "127.0.0.1"}, {"port", redis_port}}}};
@@ -366,7 +204,7 @@ StatusOr<json> run_scale_case(const json& spec, int64_t threads) {
   }
 
   FLIGHT_ASSIGN_OR_RETURN(engine::ExperimentConfig config,
-                          engine::ExperimentConfig::from_json(cfg, "bench-scale", dir.path));
+                          engine::ExperimentConfig::from_json(cfg, "bench-scale", dir.path()));
   engine::RunOptions options;
   options.quiet = true;
   std::vector<engine::RoundRow> rows;
@@ -388,10 +226,10 @@ StatusOr<json> run_scale_case(const json& spec, int64_t threads) {
            {"aggregators", aggregators},
            {"tasks_per_s", round_s > 0 ? static_cast<double>(tasks) / round_s : 0.0},
            {"coordinator_ingress", row.coordinator_ingress},
-           {"peak_rss_mb", peak_rss_mb()}};
+           {"peak_rss_mb", peak_rss_mib()}};
   if (!endpoints.empty()) {
     double sum = 0;
-    for (const auto& e : endpoints) sum += std::max(0.0, peak_rss_mb(e->pid()));
+    for (const auto& e : endpoints) sum += std::max(0.0, peak_rss_mib(e->pid()));
     out["endpoints_peak_rss_mb"] = sum;
   }
   return out;
@@ -493,6 +331,13 @@ int run_scale(const ScaleArgs& a) {
   for (const auto& c : controls) {
     if (c != "local" && c != "rest") return usage_error("--controls: unknown '" + c + "'");
   }
+  for (const auto& m : parse_words(a.modes)) {
+    if (m != "dispatch") {
+      return usage_error("--mode: unknown '" + m +
+                         "' (only 'dispatch' exists until the engine's data-moving "
+                         "no-training mode lands)");
+    }
+  }
 
   std::vector<ScaleCase> cases;
   for (const auto& control : controls) {
@@ -519,17 +364,24 @@ int run_scale(const ScaleArgs& a) {
     fold_s[m] = *f;
   }
 
-  ScratchDir dir("scale-parent");
+  TempDir dir("flight-bench-scale-parent");
   std::map<std::string, double> local_round;  // "W/topology/model" -> seconds
   int failures = 0;
   for (const auto& c : cases) {
-    const std::string out = dir.path + "/case.out";
-    Child child({"flight", "--log-level", "warn", "bench", "scale", "--threads",
-                 std::to_string(a.threads), "--one", c.to_json().dump()},
-                out);
-    const int rc = child.wait_for(a.timeout_s);
+    const std::string out = dir.path() + "/case.out";
+    auto child =
+        Process::spawn(self_command({"--log-level", "warn", "bench", "scale", "--threads",
+                                     std::to_string(a.threads), "--one", c.to_json().dump()},
+                                    out));
+    if (!child.is_ok()) return fail("bench scale: " + child.status().message());
+    // -1: timed out (the child is then stopped).
+    const int rc =
+        (*child)
+            ->wait_for(std::chrono::milliseconds(static_cast<int64_t>(a.timeout_s * 1e3)))
+            .value_or(-1);
+    (*child)->terminate();
     json got;
-    std::string text = slurp(out);
+    std::string text = read_text_file(out);
     auto nl = text.rfind('{');
     if (rc == 0 && nl != std::string::npos) {
       try {
@@ -540,7 +392,7 @@ int run_scale(const ScaleArgs& a) {
     }
     if (!got.is_object()) {
       ++failures;
-      std::string err = trim(slurp(out + ".err"));
+      std::string err = trim(read_text_file(out + ".err"));
       if (err.size() > 400) err = err.substr(err.size() - 400);
       std::cerr << "flight bench scale: case " << c.to_json().dump() << " failed ("
                 << (rc == -1 ? "timed out after " + std::to_string(a.timeout_s) + " s"
@@ -556,7 +408,8 @@ int run_scale(const ScaleArgs& a) {
     r.params = {{"workers", c.workers},
                 {"topology", c.topology},
                 {"model", c.model},
-                {"control", c.control}};
+                {"control", c.control},
+                {"mode", "dispatch"}};
     r.value = round_s;
     r.unit = "s";
     r.baseline = "ideal";
@@ -642,7 +495,7 @@ struct HierarchyResult {
 };
 
 StatusOr<HierarchyResult> run_hierarchy_case(const HierarchyArgs& a, int64_t height) {
-  ScratchDir dir("hierarchy");
+  TempDir dir("flight-bench-hierarchy");
   topology::Topology t =
       topology::generate::by_leaves(static_cast<size_t>(a.leaves), static_cast<size_t>(height));
   json cfg{
@@ -660,9 +513,9 @@ StatusOr<HierarchyResult> run_hierarchy_case(const HierarchyArgs& a, int64_t hei
       {"rounds", 1},
       {"threads", a.threads},
       {"eval", {{"batch_size", 100}}},
-      {"output", {{"dir", dir.path + "/run"}, {"checkpoint_every", 0}, {"save_model", false}}}};
+      {"output", {{"dir", dir.path() + "/run"}, {"checkpoint_every", 0}, {"save_model", false}}}};
   FLIGHT_ASSIGN_OR_RETURN(engine::ExperimentConfig config,
-                          engine::ExperimentConfig::from_json(cfg, "bench-hierarchy", dir.path));
+                          engine::ExperimentConfig::from_json(cfg, "bench-hierarchy", dir.path()));
   engine::RunOptions options;
   options.quiet = true;
   engine::RoundRow row;
@@ -752,9 +605,9 @@ int run_hierarchy(const HierarchyArgs& a) {
 
 }  // namespace
 
-FLIGHT_COMMAND(
+FLIGHT_BENCH(
     bench_scale,
-    {"bench", "scale",
+    {"scale",
      "One no-training round at 2..100,000 virtual workers: round time, tasks/s, "
      "peak RSS (embedded and REST + redis)",
      [](CLI::App* app) {
@@ -767,6 +620,10 @@ FLIGHT_COMMAND(
        app->add_option("--topologies", a->topologies, "flat,3tier (default both)");
        app->add_option("--models", a->models, "tiny,resnet18 (default both)");
        app->add_option("--controls", a->controls, "local,rest (default both)");
+       app->add_option("--mode", a->modes,
+                       "No-training worker behaviour: dispatch (hands back the global "
+                       "model's Ref; moves no data). A data-moving mode joins later")
+           ->capture_default_str();
        app->add_option("--threads", a->threads, "Embedded invoker / endpoint threads")
            ->capture_default_str();
        app->add_option("--max-resnet-workers", a->max_resnet,
@@ -779,9 +636,9 @@ FLIGHT_COMMAND(
        return [a] { return run_scale(*a); };
      }});
 
-FLIGHT_COMMAND(
+FLIGHT_BENCH(
     bench_hierarchy,
-    {"bench", "hierarchy",
+    {"hierarchy",
      "Bytes moved per tier and coordinator ingress on balanced trees of 256 leaves, "
      "against the flat tree and the reference's analytic model",
      [](CLI::App* app) {
@@ -794,4 +651,4 @@ FLIGHT_COMMAND(
        return [a] { return run_hierarchy(*a); };
      }});
 
-}  // namespace flight::cli
+}  // namespace flight::bench

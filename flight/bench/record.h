@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace flight {
+namespace flight::bench {
 
 struct BenchRecord {
   std::string bench;      // "transport"
@@ -31,4 +31,4 @@ struct BenchRecord {
 void emit_bench(const BenchRecord& record, std::ostream& os);
 void emit_bench(const BenchRecord& record);  // to stdout
 
-}  // namespace flight
+}  // namespace flight::bench

@@ -1,8 +1,8 @@
-#include "flight/base/bench.h"
+#include "flight/bench/record.h"
 
 #include <iostream>
 
-namespace flight {
+namespace flight::bench {
 
 nlohmann::json BenchRecord::to_json() const {
   nlohmann::json j = nlohmann::json::object();
@@ -32,4 +32,4 @@ void emit_bench(const BenchRecord& record, std::ostream& os) {
 
 void emit_bench(const BenchRecord& record) { emit_bench(record, std::cout); }
 
-}  // namespace flight
+}  // namespace flight::bench

@@ -30,12 +30,12 @@
 #include <vector>
 
 #include "flight/base/time.h"
-#include "flight/cli/command.h"
+#include "flight/bench/registry.h"
+#include "flight/bench/sample_params.h"
 #include "transport/registry.h"
-#include "transport/sample_params.h"
 #include "transport/store.h"
 
-namespace flight::cli {
+namespace flight::bench {
 namespace {
 
 using transport::Buffer;
@@ -64,7 +64,7 @@ int run_put(const PeerArgs& a) {
   if (config.is_discarded()) return usage_error("--connector is not JSON: " + a.connector);
   auto store = transport::Store::create(config);
   if (!store.is_ok()) return fail(store.status().to_string());
-  auto ref = (*store)->put(transport::sample_params(a.bytes, a.seed));
+  auto ref = (*store)->put(sample_params(a.bytes, a.seed));
   if (!ref.is_ok()) return fail(ref.status().to_string());
   std::string tmp = a.out + ".tmp";
   {
@@ -89,7 +89,7 @@ int run_get(const PeerArgs& a) {
   if (!ref.is_ok()) return fail(ref.status().to_string());
   auto got = transport::Store::process_default().get(*ref);
   if (!got.is_ok()) return fail(got.status().to_string());
-  if (!got->equal(transport::sample_params(a.bytes, a.seed))) {
+  if (!got->equal(sample_params(a.bytes, a.seed))) {
     return fail("resolved ParamSet differs from sample_params(" + std::to_string(a.bytes) + ", " +
                 std::to_string(a.seed) + ")");
   }
@@ -200,32 +200,35 @@ int run_bench(const PeerArgs& a) {
   std::_Exit(0);  // detached raw-server threads may be blocked in accept/recv
 }
 
-FLIGHT_COMMAND(transport_peer,
-               {"", "transport-peer", "Helper process for transport tests and benchmarks",
-                [](CLI::App* app) {
-                  app->group("");  // hidden from --help
-                  auto a = std::make_shared<PeerArgs>();
-                  app->add_option("--mode", a->mode, "put | get | bench")
-                      ->required()
-                      ->check(CLI::IsMember({"put", "get", "bench"}));
-                  app->add_option("--connector", a->connector, "connector config JSON");
-                  app->add_option("--bytes", a->bytes, "sample ParamSet size");
-                  app->add_option("--seed", a->seed, "sample ParamSet seed");
-                  app->add_option("--out", a->out, "where put writes the Ref JSON");
-                  app->add_option("--ref", a->ref, "Ref JSON file to resolve");
-                  app->add_option("--linger", a->linger, "seconds put keeps serving");
-                  return [a]() -> int {
-                    if (a->mode == "put") {
-                      if (a->out.empty()) return usage_error("--mode put needs --out");
-                      return run_put(*a);
-                    }
-                    if (a->mode == "get") {
-                      if (a->ref.empty()) return usage_error("--mode get needs --ref");
-                      return run_get(*a);
-                    }
-                    return run_bench(*a);
-                  };
-                }});
+FLIGHT_BENCH(transport_peer, {"transport-peer", "Helper process for transport tests and benchmarks",
+                              [](CLI::App* app) {
+                                app->group("");  // hidden from --help
+                                auto a = std::make_shared<PeerArgs>();
+                                app->add_option("--mode", a->mode, "put | get | bench")
+                                    ->required()
+                                    ->check(CLI::IsMember({"put", "get", "bench"}));
+                                app->add_option("--connector", a->connector,
+                                                "connector config JSON");
+                                app->add_option("--bytes", a->bytes, "sample ParamSet size");
+                                app->add_option("--seed", a->seed, "sample ParamSet seed");
+                                app->add_option("--out", a->out, "where put writes the Ref JSON");
+                                app->add_option("--ref", a->ref, "Ref JSON file to resolve");
+                                app->add_option("--linger", a->linger, "seconds put keeps serving");
+                                return [a]() -> int {
+                                  if (a->mode == "put") {
+                                    if (a->out.empty())
+                                      return usage_error("--mode put needs --out");
+                                    return run_put(*a);
+                                  }
+                                  if (a->mode == "get") {
+                                    if (a->ref.empty())
+                                      return usage_error("--mode get needs --ref");
+                                    return run_get(*a);
+                                  }
+                                  return run_bench(*a);
+                                };
+                              },
+                              ""});
 
 }  // namespace
-}  // namespace flight::cli
+}  // namespace flight::bench

@@ -31,15 +31,15 @@
 #include <numeric>
 #include <string>
 
-#include "flight/base/bench.h"
 #include "flight/base/strings.h"
 #include "flight/base/time.h"
-#include "flight/cli/command.h"
+#include "flight/bench/record.h"
+#include "flight/bench/registry.h"
 #include "flight/learning/dataset.h"
 #include "flight/learning/partition.h"
 #include "flight/learning/trainer.h"
 
-namespace flight::cli {
+namespace flight::bench {
 namespace {
 
 struct BenchArgs {
@@ -301,10 +301,9 @@ int run(const BenchArgs& a) {
   return kExitOk;
 }
 
-FLIGHT_COMMAND(
+FLIGHT_BENCH(
     bench_train,
-    {"bench", "train",
-     "Training/evaluation samples/s per model; Fashion-MNIST load + partition time",
+    {"train", "Training/evaluation samples/s per model; Fashion-MNIST load + partition time",
      [](CLI::App* app) {
        auto a = std::make_shared<BenchArgs>();
        app->add_option("--models", a->models, "Comma-separated built-in models")
@@ -320,4 +319,4 @@ FLIGHT_COMMAND(
      }});
 
 }  // namespace
-}  // namespace flight::cli
+}  // namespace flight::bench

@@ -1,11 +1,11 @@
-#include "transport/sample_params.h"
+#include "flight/bench/sample_params.h"
 
 #include <ATen/ops/arange.h>
 #include <ATen/ops/scalar_tensor.h>
 
 #include <algorithm>
 
-namespace flight::transport {
+namespace flight::bench {
 
 ParamSet sample_params(uint64_t bytes, uint64_t seed) {
   ParamSet p;
@@ -30,4 +30,4 @@ ParamSet sample_params(uint64_t bytes, uint64_t seed) {
   return p;
 }
 
-}  // namespace flight::transport
+}  // namespace flight::bench

@@ -20,13 +20,14 @@
 #include <unordered_map>
 #include <vector>
 
-#include "flight/base/bench.h"
+#include "flight/base/process.h"
 #include "flight/base/time.h"
-#include "flight/cli/command.h"
+#include "flight/bench/record.h"
+#include "flight/bench/registry.h"
 #include "topology/raw_document.h"
 #include "topology/topology.h"
 
-namespace flight::cli {
+namespace flight::bench {
 namespace {
 
 using topology::Topology;
@@ -92,9 +93,8 @@ int bench(const BenchArgs& a) {
   BenchRecord g = record("generate", params, gen, "s");
   emit_bench(g);
 
-  char dir_template[] = "/tmp/flight-bench-topology-XXXXXX";
-  if (::mkdtemp(dir_template) == nullptr) return fail("bench topology: cannot create a temp dir");
-  std::string dir = dir_template;
+  TempDir tmp("flight-bench-topology");
+  const std::string dir = tmp.path();
   std::string yaml_path = dir + "/topology.yaml";
   std::string json_path = dir + "/topology.json";
   Status st = t->save_yaml(yaml_path);
@@ -103,11 +103,6 @@ int bench(const BenchArgs& a) {
     std::ofstream out(json_path, std::ios::binary);
     out << to_json_text(*t);
   }
-  auto cleanup = [&] {
-    std::remove(yaml_path.c_str());
-    std::remove(json_path.c_str());
-    ::rmdir(dir.c_str());
-  };
 
   // load (YAML): ours reads the file and validates; the baseline only parses it.
   size_t yaml_bytes = read_all(yaml_path).size();
@@ -121,7 +116,6 @@ int bench(const BenchArgs& a) {
     baseline_entries = topology::internal::yaml_cpp_baseline_load(read_all(yaml_path));
   });
   if (!loaded_ok || baseline_entries != static_cast<long>(a.nodes)) {
-    cleanup();
     return fail("bench topology: load produced the wrong topology");
   }
   BenchRecord load = record("load", params, ours, "s");
@@ -139,7 +133,6 @@ int bench(const BenchArgs& a) {
     auto j = nlohmann::json::parse(read_all(json_path));
     baseline_entries = static_cast<long>(j.size());
   });
-  cleanup();
   if (!loaded_ok) return fail("bench topology: load_json produced the wrong topology");
   BenchRecord lj = record("load_json", params, ours_json, "s");
   lj.baseline = "nlohmann_json_parse";
@@ -184,14 +177,14 @@ int bench(const BenchArgs& a) {
 
 }  // namespace
 
-FLIGHT_COMMAND(bench_topology,
-               {"bench", "topology",
-                "Topology load (YAML/JSON), lookup, induced subtree and generation at scale",
-                [](CLI::App* app) {
-                  auto a = std::make_shared<BenchArgs>();
-                  app->add_option("--nodes", a->nodes, "Nodes in the topology (default 100000)");
-                  app->add_option("--repeat", a->repeat, "Runs per case; the median is reported");
-                  return [a] { return bench(*a); };
-                }});
+FLIGHT_BENCH(bench_topology,
+             {"topology",
+              "Topology load (YAML/JSON), lookup, induced subtree and generation at scale",
+              [](CLI::App* app) {
+                auto a = std::make_shared<BenchArgs>();
+                app->add_option("--nodes", a->nodes, "Nodes in the topology (default 100000)");
+                app->add_option("--repeat", a->repeat, "Runs per case; the median is reported");
+                return [a] { return bench(*a); };
+              }});
 
-}  // namespace flight::cli
+}  // namespace flight::bench

@@ -17,14 +17,14 @@
 
 #include <unistd.h>
 
-#include "flight/base/bench.h"
 #include "flight/base/strings.h"
-#include "flight/cli/command.h"
+#include "flight/bench/record.h"
+#include "flight/bench/registry.h"
 #include "flight/engine/config.h"
 #include "flight/engine/federation.h"
 #include "flight/engine/yaml_json.h"
 
-namespace flight::cli {
+namespace flight::bench {
 namespace {
 
 namespace fs = std::filesystem;
@@ -50,7 +50,8 @@ std::string topology_yaml(bool hierarchical) {
     y = "coordinator:\n  kind: coordinator\n  children: [site0, site1, site2]\n";
     for (int s = 0; s < 3; ++s) {
       y += "site" + std::to_string(s) + ":\n  kind: aggregator\n  children: [";
-      for (int k = 0; k < 4; ++k) y += (k ? ", " : "") + std::string("w") + std::to_string(s + 3 * k);
+      for (int k = 0; k < 4; ++k)
+        y += (k ? ", " : "") + std::string("w") + std::to_string(s + 3 * k);
       y += "]\n";
     }
   }
@@ -72,16 +73,16 @@ StatusOr<ModeResult> run_mode(const AsyncBenchArgs& a, const std::string& mode) 
   fs::create_directories(dir);
   std::ofstream(dir + "/topology.yaml") << topology_yaml(hier);
   const int64_t updates = 12 * a.rounds;
-  json c = {{"name", mode},
-            {"seed", 1},
-            {"topology", dir + "/topology.yaml"},
-            {"model", {{"name", a.model}}},
-            {"data",
-             {{"dataset", "fashion_mnist"},
-              {"partition", {{"method", "iid"}, {"samples_alpha", 10.0}}}}},
-            {"train", {{"epochs", 1}, {"batch_size", 32}, {"lr", 0.05}, {"momentum", 0.9}}},
-            {"clock", "virtual"},
-            {"output", {{"dir", dir + "/out"}, {"checkpoint_every", 0}, {"save_model", false}}}};
+  json c = {
+      {"name", mode},
+      {"seed", 1},
+      {"topology", dir + "/topology.yaml"},
+      {"model", {{"name", a.model}}},
+      {"data",
+       {{"dataset", "fashion_mnist"}, {"partition", {{"method", "iid"}, {"samples_alpha", 10.0}}}}},
+      {"train", {{"epochs", 1}, {"batch_size", 32}, {"lr", 0.05}, {"momentum", 0.9}}},
+      {"clock", "virtual"},
+      {"output", {{"dir", dir + "/out"}, {"checkpoint_every", 0}, {"save_model", false}}}};
   if (mode == "sync_fedavg") {
     c["strategy"] = {{"name", "fedavg"}};
     c["rounds"] = a.rounds;
@@ -120,16 +121,20 @@ StatusOr<ModeResult> run_mode(const AsyncBenchArgs& a, const std::string& mode) 
 
 int bench(AsyncBenchArgs a) {
   if (a.dir.empty()) {
-    a.dir = (fs::temp_directory_path() / ("flight-bench-async-" + std::to_string(getpid()))).string();
+    a.dir =
+        (fs::temp_directory_path() / ("flight-bench-async-" + std::to_string(getpid()))).string();
   }
   ModeResult sync;
-  for (const std::string mode : {"sync_fedavg", "async_fedasync", "async_fedbuff",
-                                 "async_fedbuff_hier"}) {
+  for (const std::string mode :
+       {"sync_fedavg", "async_fedasync", "async_fedbuff", "async_fedbuff_hier"}) {
     auto r = run_mode(a, mode);
     if (!r.is_ok()) return fail(mode + ": " + r.status().message());
     if (mode == "sync_fedavg") sync = *r;
-    const json params = {{"mode", mode}, {"workers", 12}, {"updates", 12 * a.rounds},
-                         {"model", a.model}, {"clock", "virtual"}};
+    const json params = {{"mode", mode},
+                         {"workers", 12},
+                         {"updates", 12 * a.rounds},
+                         {"model", a.model},
+                         {"clock", "virtual"}};
     BenchRecord makespan{"async-vs-sync", "makespan", params, r->makespan, "s"};
     makespan.baseline = "sync_fedavg";
     makespan.baseline_value = sync.makespan;
@@ -150,22 +155,22 @@ int bench(AsyncBenchArgs a) {
   return kExitOk;
 }
 
-FLIGHT_COMMAND(bench_async,
-               {"bench", "async-vs-sync",
-                "Sync FedAvg vs async FedAsync / FedBuff / hierarchical FedBuff under stragglers "
-                "(experiment A3)",
-                [](CLI::App* app) {
-                  auto a = std::make_shared<AsyncBenchArgs>();
-                  app->add_option("--rounds", a->rounds,
-                                  "sync rounds; every mode merges 12 × rounds worker updates")
-                      ->capture_default_str()
-                      ->check(CLI::Range(1, 1000));
-                  app->add_option("--model", a->model, "model (mlp, lenet5, ...)")
-                      ->capture_default_str();
-                  app->add_option("--dir", a->dir, "work directory (default: a temp dir)");
-                  app->add_flag("--keep", a->keep, "keep the runs' output directories");
-                  return [a] { return bench(*a); };
-                }});
+FLIGHT_BENCH(
+    bench_async,
+    {"async-vs-sync",
+     "Sync FedAvg vs async FedAsync / FedBuff / hierarchical FedBuff under stragglers "
+     "(experiment A3)",
+     [](CLI::App* app) {
+       auto a = std::make_shared<AsyncBenchArgs>();
+       app->add_option("--rounds", a->rounds,
+                       "sync rounds; every mode merges 12 × rounds worker updates")
+           ->capture_default_str()
+           ->check(CLI::Range(1, 1000));
+       app->add_option("--model", a->model, "model (mlp, lenet5, ...)")->capture_default_str();
+       app->add_option("--dir", a->dir, "work directory (default: a temp dir)");
+       app->add_flag("--keep", a->keep, "keep the runs' output directories");
+       return [a] { return bench(*a); };
+     }});
 
 }  // namespace
-}  // namespace flight::cli
+}  // namespace flight::bench

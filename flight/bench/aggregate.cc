@@ -31,13 +31,13 @@
 #include <vector>
 
 #include "aggregators/strategy.h"
-#include "flight/base/bench.h"
 #include "flight/base/strings.h"
 #include "flight/base/time.h"
-#include "flight/cli/command.h"
+#include "flight/bench/record.h"
+#include "flight/bench/registry.h"
 #include "flight/params/param_ops.h"
 
-namespace flight::cli {
+namespace flight::bench {
 namespace {
 
 struct AggregateBenchArgs {
@@ -238,9 +238,9 @@ int run(const AggregateBenchArgs& a) {
 
 }  // namespace
 
-FLIGHT_COMMAND(
+FLIGHT_BENCH(
     bench_aggregate,
-    {"bench", "aggregate", "Aggregation throughput: fedavg GB/s vs memcpy, median and krum time",
+    {"aggregate", "Aggregation throughput: fedavg GB/s vs memcpy, median and krum time",
      [](CLI::App* app) {
        auto a = std::make_shared<AggregateBenchArgs>();
        app->add_option("--k", a->ks, "Numbers of updates, comma-separated")->capture_default_str();
@@ -258,4 +258,4 @@ FLIGHT_COMMAND(
        return [a] { return run(*a); };
      }});
 
-}  // namespace flight::cli
+}  // namespace flight::bench

@@ -1,0 +1,353 @@
+// `flight bench overhead`: what the framework costs on top of the learning.
+//
+// The main job's config (default configs/fmnist-3tier.yaml) runs for a few
+// rounds through the engine, then a bare loop does the same work with
+// flight/learning and the strategy directly — no engine, invoker or store:
+// the same workers each round (read back from the engine's tasks.csv), the
+// same partitions, training options and per-task seeds (engine::task_seed),
+// the same strategy fold and server step, the same evaluations — on the same
+// number of threads. `clock: virtual` is set so that the topology's simulated
+// slow devices are not held back in real time (that delay is not overhead).
+// The dataset is loaded once before either is timed.
+//
+// Cases (value = engine, baseline = bare loop, times, ratio = bare / engine;
+// extra `overhead` = (engine - bare) / bare):
+//   embedded_cpu, embedded_wall       control: local, memory connector
+//   rest_redis_cpu, rest_redis_wall   `flight serve` + N `flight endpoint`
+//                                     processes + redis-server, all started
+//                                     here; CPU summed over this process and
+//                                     the children (from /proc, during the run)
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include "aggregators/strategy.h"
+#include "flight/base/ids.h"
+#include "flight/base/process.h"
+#include "flight/base/redis_server.h"
+#include "flight/base/strings.h"
+#include "flight/base/time.h"
+#include "flight/bench/record.h"
+#include "flight/bench/registry.h"
+#include "flight/engine/config.h"
+#include "flight/engine/federation.h"
+#include "flight/engine/job.h"
+#include "flight/engine/task_process.h"
+#include "flight/learning/dataset.h"
+#include "flight/learning/model.h"
+#include "flight/learning/partition.h"
+#include "flight/learning/trainer.h"
+#include "topology/topology.h"
+
+namespace flight::bench {
+namespace {
+
+using nlohmann::json;
+
+struct OverheadArgs {
+  std::string config = "configs/fmnist-3tier.yaml";
+  int64_t rounds = 3;
+  std::string controls = "local,rest";
+  int64_t endpoints = 2;  // REST: 1 for aggregators + (N - 1) for workers
+};
+
+// CPU seconds (user + system) of this process, all threads.
+double self_cpu_s() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+// CPU seconds of another (running) process, from /proc/PID/stat.
+double proc_cpu_s(pid_t pid) {
+  std::string stat = read_text_file("/proc/" + std::to_string(pid) + "/stat");
+  auto paren = stat.rfind(')');
+  if (paren == std::string::npos) return 0;
+  std::istringstream in(stat.substr(paren + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  // Fields after ')': state(3) ... utime is field 14, stime 15 (1-based).
+  for (int i = 3; i <= 15 && in >> field; ++i) {
+    if (i == 14) utime = std::stod(field);
+    if (i == 15) stime = std::stod(field);
+  }
+  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+struct Cost {
+  double cpu_s = 0, wall_s = 0;
+  double accuracy = -1;
+};
+
+// (round, node) of every train task the engine ran, in tasks.csv order.
+StatusOr<std::vector<std::pair<int64_t, std::string>>> trained(const std::string& tasks_csv) {
+  std::ifstream in(tasks_csv);
+  if (!in) return not_found("cannot read '" + tasks_csv + "'");
+  std::string line;
+  std::getline(in, line);
+  auto header = split(line, ',');
+  int round = -1, node = -1, kind = -1, status = -1;
+  for (size_t i = 0; i < header.size(); ++i) {
+    const std::string h = trim(header[i]);
+    if (h == "round") round = static_cast<int>(i);
+    if (h == "node") node = static_cast<int>(i);
+    if (h == "kind") kind = static_cast<int>(i);
+    if (h == "status") status = static_cast<int>(i);
+  }
+  if (round < 0 || node < 0 || kind < 0) return data_loss(tasks_csv + ": no round/node/kind");
+  std::vector<std::pair<int64_t, std::string>> out;
+  while (std::getline(in, line)) {
+    auto c = split(line, ',');
+    if (c.size() <= static_cast<size_t>(std::max({round, node, kind}))) continue;
+    if (c[static_cast<size_t>(kind)] != "train") continue;
+    if (status >= 0 && c.size() > static_cast<size_t>(status) &&
+        c[static_cast<size_t>(status)] != "ok") {
+      continue;
+    }
+    out.emplace_back(std::stoll(c[static_cast<size_t>(round)]), c[static_cast<size_t>(node)]);
+  }
+  return out;
+}
+
+// The bare loop: the engine's trainings, folds and evaluations, nothing else.
+StatusOr<Cost> bare_loop(const engine::ExperimentConfig& config,
+                         const std::vector<std::pair<int64_t, std::string>>& tasks) {
+  const double cpu0 = self_cpu_s();
+  Stopwatch wall;
+  FLIGHT_ASSIGN_OR_RETURN(topology::Topology topo, topology::Topology::load(config.topology.file));
+  std::vector<std::string> workers = topo.workers();
+  std::map<std::string, int64_t> index;
+  for (size_t i = 0; i < workers.size(); ++i) index[workers[i]] = static_cast<int64_t>(i);
+  FLIGHT_ASSIGN_OR_RETURN(learning::DatasetPair data, learning::load_dataset(config.data));
+  FLIGHT_ASSIGN_OR_RETURN(auto parts, learning::partition(data.train->labels, workers.size(),
+                                                          config.data.partition, config.seed));
+  FLIGHT_ASSIGN_OR_RETURN(auto strategy, aggregators::make_strategy(config.strategy));
+  at::manual_seed(static_cast<uint64_t>(config.seed));
+  FLIGHT_ASSIGN_OR_RETURN(auto init, learning::make_model(config.model));
+  ParamSet global = init->state().clone();
+  const size_t threads = static_cast<size_t>(std::max<int64_t>(1, config.threads));
+  std::vector<std::unique_ptr<learning::Model>> models;
+  for (size_t t = 0; t < threads; ++t) {
+    FLIGHT_ASSIGN_OR_RETURN(auto m, learning::make_model(config.model));
+    models.push_back(std::move(m));
+  }
+  Cost cost;
+  for (int64_t round = 1; round <= config.rounds; ++round) {
+    std::vector<std::string> nodes;
+    for (const auto& [r, n] : tasks) {
+      if (r == round) nodes.push_back(n);
+    }
+    std::vector<StatusOr<learning::TrainResult>> results(nodes.size(),
+                                                         internal_error("not trained"));
+    std::atomic<size_t> next{0};
+    std::vector<std::thread> pool;
+    for (size_t t = 0; t < threads; ++t) {
+      pool.emplace_back([&, t] {
+        engine::configure_task_threads();  // as the engine's task threads
+        for (size_t i = next++; i < nodes.size(); i = next++) {
+          const int64_t w = index.at(nodes[i]);
+          results[i] =
+              learning::train(*models[t], global, *data.train, parts[static_cast<size_t>(w)],
+                              config.train, engine::task_seed(config.seed, w, round), nullptr);
+        }
+      });
+    }
+    for (auto& th : pool) th.join();
+    auto fold = strategy->begin();
+    for (auto& r : results) {
+      if (!r.is_ok()) return r.status();
+      FLIGHT_RETURN_IF_ERROR(fold->accumulate(r->state, strategy->worker_weight(r->n_samples)));
+    }
+    FLIGHT_ASSIGN_OR_RETURN(aggregators::Weighted agg, fold->finalize());
+    FLIGHT_ASSIGN_OR_RETURN(global, strategy->server_update(global, agg));
+    if (round == config.rounds || (config.eval.every > 0 && round % config.eval.every == 0)) {
+      FLIGHT_ASSIGN_OR_RETURN(
+          auto ev, learning::evaluate(*models[0], global, *data.test, config.eval.batch_size));
+      cost.accuracy = ev.accuracy;
+    }
+  }
+  cost.wall_s = wall.seconds();
+  cost.cpu_s = self_cpu_s() - cpu0;
+  return cost;
+}
+
+// The REST + Redis deployment of one run: redis-server, `flight serve`, one
+// `agg` endpoint and N-1 `edge` endpoints, all children of this process.
+struct RestDeployment {
+  std::unique_ptr<RedisServer> redis;
+  std::unique_ptr<Process> service;
+  std::vector<std::unique_ptr<Process>> endpoints;
+  std::string url, token_file;
+
+  std::vector<pid_t> pids() const {
+    std::vector<pid_t> p = {redis->pid(), service->pid()};
+    for (const auto& e : endpoints) p.push_back(e->pid());
+    return p;
+  }
+};
+
+StatusOr<std::unique_ptr<RestDeployment>> deploy(const std::string& dir, int64_t endpoints,
+                                                 int64_t threads) {
+  auto d = std::make_unique<RestDeployment>();
+  FLIGHT_ASSIGN_OR_RETURN(d->redis, RedisServer::start());
+  d->token_file = dir + "/token";
+  { std::ofstream(d->token_file) << random_hex(32) << "\n"; }
+  FLIGHT_ASSIGN_OR_RETURN(
+      d->service, Process::spawn(self_command({"--log-level", "warn", "serve", "--port", "0",
+                                               "--token-file", d->token_file, "--threads", "2"},
+                                              dir + "/serve.out")));
+  FLIGHT_ASSIGN_OR_RETURN(std::string line,
+                          d->service->wait_for_line("listening on ", std::chrono::seconds(30)));
+  d->url = trim(line.substr(line.find("listening on ") + 13));
+  for (int64_t i = 0; i < endpoints; ++i) {
+    const std::string name = i == 0 ? "agg" : "edge";
+    FLIGHT_ASSIGN_OR_RETURN(
+        auto ep, Process::spawn(self_command(
+                     {"--log-level", "warn", "endpoint", "--service", d->url, "--token-file",
+                      d->token_file, "--name", name, "--threads", std::to_string(threads)},
+                     dir + "/endpoint-" + std::to_string(i) + ".out")));
+    d->endpoints.push_back(std::move(ep));
+  }
+  return d;
+}
+
+// One engine run; CPU includes `children` (their CPU during the run).
+StatusOr<Cost> engine_run(const engine::ExperimentConfig& config,
+                          const std::vector<pid_t>& children) {
+  std::vector<double> child0;
+  for (pid_t p : children) child0.push_back(proc_cpu_s(p));
+  const double cpu0 = self_cpu_s();
+  engine::RunOptions options;
+  options.quiet = true;
+  Stopwatch wall;
+  FLIGHT_ASSIGN_OR_RETURN(engine::RunSummary summary, engine::run_experiment(config, options));
+  Cost cost;
+  cost.wall_s = wall.seconds();
+  cost.cpu_s = self_cpu_s() - cpu0;
+  for (size_t i = 0; i < children.size(); ++i) cost.cpu_s += proc_cpu_s(children[i]) - child0[i];
+  cost.accuracy = summary.final_accuracy;
+  return cost;
+}
+
+void emit_pair(const std::string& control, const Cost& eng, const Cost& bare, const json& params,
+               const std::string& command) {
+  for (const char* what : {"cpu", "wall"}) {
+    const bool cpu = std::string(what) == "cpu";
+    const double v = cpu ? eng.cpu_s : eng.wall_s, b = cpu ? bare.cpu_s : bare.wall_s;
+    BenchRecord r;
+    r.bench = "overhead";
+    r.case_name = control + "_" + what;
+    r.params = params;
+    r.value = v;
+    r.unit = "s";
+    r.baseline = "bare_learning_loop";
+    r.baseline_value = b;
+    r.higher_is_better = false;
+    r.extra = {{"overhead", b > 0 ? (v - b) / b : 0.0},
+               {"target_overhead", control == "embedded" ? 0.05 : 0.15},
+               {"engine_accuracy", eng.accuracy},
+               {"bare_accuracy", bare.accuracy},
+               {"command", command}};
+    emit_bench(r);
+  }
+}
+
+int run_overhead(const OverheadArgs& a) {
+  if (a.rounds < 1) return usage_error("--rounds must be >= 1");
+  if (a.endpoints < 2) return usage_error("--endpoints must be >= 2 (one for aggregators)");
+  const std::vector<std::string> controls = split(a.controls, ',');
+  for (const auto& c : controls) {
+    if (trim(c) != "local" && trim(c) != "rest") {
+      return usage_error("--controls: unknown '" + c + "' (local, rest)");
+    }
+  }
+  TempDir dir("flight-bench-overhead");
+  auto base = engine::ExperimentConfig::load(
+      a.config,
+      {"rounds=" + std::to_string(a.rounds), "clock=virtual", "output.dir=" + dir.path() + "/run",
+       "output.checkpoint_every=0", "output.save_model=false"});
+  if (!base.is_ok()) return fail("bench overhead: " + base.status().message());
+  // Neither side pays the dataset load.
+  if (auto warm = learning::load_dataset(base->data); !warm.is_ok()) {
+    return fail("bench overhead: " + warm.status().message());
+  }
+  const std::string command = "flight bench overhead --config " + a.config + " --rounds " +
+                              std::to_string(a.rounds) + " --controls " + a.controls +
+                              " --endpoints " + std::to_string(a.endpoints);
+  const json params{{"config", a.config}, {"rounds", a.rounds}, {"threads", base->threads}};
+
+  // Embedded first: its tasks.csv says which workers the bare loop trains.
+  auto eng = engine_run(*base, {});
+  if (!eng.is_ok()) return fail("bench overhead: engine run: " + eng.status().message());
+  auto tasks = trained(dir.path() + "/run/tasks.csv");
+  if (!tasks.is_ok()) return fail("bench overhead: " + tasks.status().message());
+  auto bare = bare_loop(*base, *tasks);
+  if (!bare.is_ok()) return fail("bench overhead: bare loop: " + bare.status().message());
+  for (const auto& c : controls) {
+    if (trim(c) == "local") emit_pair("embedded", *eng, *bare, params, command);
+  }
+  if (std::find_if(controls.begin(), controls.end(),
+                   [](const std::string& c) { return trim(c) == "rest"; }) == controls.end()) {
+    return kExitOk;
+  }
+
+  auto d = deploy(dir.path(), a.endpoints, base->threads);
+  if (!d.is_ok()) return fail("bench overhead: " + d.status().message());
+  json j = base->to_json();
+  auto topo = topology::Topology::load(base->topology.file);
+  if (!topo.is_ok()) return fail("bench overhead: " + topo.status().message());
+  std::vector<topology::Node> nodes = topo->nodes();
+  for (auto& n : nodes) {
+    if (n.is_worker()) n.endpoint = "edge";
+    if (n.is_aggregator()) n.endpoint = "agg";
+  }
+  auto with_endpoints = topology::Topology::from_nodes(std::move(nodes), "bench-overhead");
+  if (!with_endpoints.is_ok()) return fail("bench overhead: " + with_endpoints.status().message());
+  if (Status st = with_endpoints->save_yaml(dir.path() + "/topology.yaml"); !st.is_ok()) {
+    return fail("bench overhead: " + st.message());
+  }
+  j["topology"] = dir.path() + "/topology.yaml";
+  j["control"] = {{"rest", {{"url", (*d)->url}, {"token_file", (*d)->token_file}}}};
+  j["data_plane"] = {
+      {"connector", {{"kind", "redis"}, {"host", "127.0.0.1"}, {"port", (*d)->redis->port()}}}};
+  j["output"]["dir"] = dir.path() + "/run-rest";
+  auto rest_config = engine::ExperimentConfig::from_json(j, "bench-overhead", dir.path());
+  if (!rest_config.is_ok()) return fail("bench overhead: " + rest_config.status().message());
+  auto rest = engine_run(*rest_config, (*d)->pids());
+  if (!rest.is_ok()) return fail("bench overhead: REST run: " + rest.status().message());
+  json rest_params = params;
+  rest_params["endpoints"] = a.endpoints;
+  emit_pair("rest_redis", *rest, *bare, rest_params, command);
+  return kExitOk;
+}
+
+}  // namespace
+
+FLIGHT_BENCH(bench_overhead,
+             {"overhead",
+              "Framework overhead: the main job for a few rounds through the engine vs a bare "
+              "learning loop doing the same trainings and evaluations (embedded, REST + Redis)",
+              [](CLI::App* app) {
+                auto a = std::make_shared<OverheadArgs>();
+                app->add_option("--config", a->config, "Experiment config")->capture_default_str();
+                app->add_option("--rounds", a->rounds, "Rounds")->capture_default_str();
+                app->add_option("--controls", a->controls, "local,rest")->capture_default_str();
+                app->add_option("--endpoints", a->endpoints,
+                                "REST: endpoint processes (1 for aggregators, the rest workers)")
+                    ->capture_default_str();
+                return [a] { return run_overhead(*a); };
+              }});
+
+}  // namespace flight::bench
