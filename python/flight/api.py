@@ -196,12 +196,9 @@ class _Registrations:
             _flight.unregister_dataset(name)
 
 
-def _final_model(user_model, scripted, state, resolved, output_dir):
+def _final_model(user_model, state, resolved, output_dir):
     if user_model is not None:
-        if isinstance(user_model, torch.jit.ScriptModule):
-            trained = copy.deepcopy(user_model)
-        else:
-            trained = copy.deepcopy(user_model)
+        trained = copy.deepcopy(user_model)
         own = trained.state_dict()
         # The engine's names are TorchScript's named_parameters + named_buffers:
         # the same names as state_dict (plus non-persistent buffers, ignored).
@@ -246,7 +243,6 @@ def run(config, *, model=None, data=None, on_round=None, output=None, resume=Fal
     topology = None
     try:
         extra = _nest(overrides)
-        scripted = None
         if model is not None:
             scripted = _script(model)
             extra["model"] = {"name": regs.model(scripted, type(model).__name__)}
@@ -301,13 +297,14 @@ def run(config, *, model=None, data=None, on_round=None, output=None, resume=Fal
             summary = json.load(f)
     state = collections.OrderedDict(params)
     result = Result(read_rows(os.path.join(output_dir, "rounds.csv")), summary, output_dir,
-                    _final_model(model, scripted, state, resolved, output_dir), state, resolved)
+                    _final_model(model, state, resolved, output_dir), state, resolved)
     if interrupt is not None:
         done = summary.get("rounds_completed")
-        err = KeyboardInterrupt(
-            f"flight: stopped after round {done}; the checkpoint in {output_dir}/checkpoints "
-            f"continues with flight.run(..., resume={output_dir!r}) or "
-            f"`flight run {output_dir}/config.yaml --resume {output_dir}`")
+        how = f"flight.run(..., resume={output_dir!r})"
+        if model is None and data is None:  # nothing in memory: the CLI can continue it too
+            how += f" or `flight run {output_dir}/config.yaml --resume {output_dir}`"
+        err = KeyboardInterrupt(f"flight: stopped after round {done}; the checkpoint in "
+                                f"{output_dir}/checkpoints continues with {how}")
         err.result = result
         raise err
     return result

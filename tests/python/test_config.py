@@ -71,3 +71,14 @@ def test_yaml_errors_are_the_clis(tmp_path):
                          text=True)
     assert cli.returncode == 2
     assert str(err.value) in cli.stderr
+
+
+def test_async_mode_and_file_connector_from_python(tmp_path):
+    cfg = small_config(tmp_path, mode="async", strategy={"name": "fedasync"},
+                       data_plane={"connector": {"kind": "file", "dir": str(tmp_path / "objects")}})
+    cfg["async"] = {"max_updates": 6, "eval_every": 3, "aggregator_buffer": 1}
+    rows = []
+    r = flight.run(cfg, on_round=rows.append, quiet=True)
+    assert r.summary["updates_merged"] >= 6
+    assert rows and rows[-1]["returned"] == r.summary["updates_merged"]
+    assert len(r.rows) == len(rows)
