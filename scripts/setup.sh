@@ -17,6 +17,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev libcli11-dev libspdlog-dev
   libsodium-dev  # secure aggregation: X25519, ChaCha20, BLAKE2b, secretbox
   redis-server dataset-fashion-mnist
+  # The Python package (python/, docs/python.md): Debian's python3 with its torch.
+  python3-dev pybind11-dev python3-pytest python3-matplotlib
 )
 
 missing=()
@@ -41,3 +43,15 @@ if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
 fi
 cmake --build "$BUILD_DIR" -j "${FLIGHT_JOBS:-2}"
 echo "setup: built $BUILD_DIR/bin/flight"
+
+# `import flight` for Debian's /usr/bin/python3: a path file pointing at the
+# built package (build/python). Needs root; otherwise use PYTHONPATH.
+if [ -d "$BUILD_DIR/python/flight" ]; then
+  PY_PKG_DIR="$(cd "$BUILD_DIR/python" && pwd)"
+  SITE="$(/usr/bin/python3 -c 'import site; print(site.getsitepackages()[0])')"
+  if mkdir -p "$SITE" 2>/dev/null && echo "$PY_PKG_DIR" > "$SITE/flight.pth" 2>/dev/null; then
+    echo "setup: /usr/bin/python3 imports flight from $PY_PKG_DIR ($SITE/flight.pth)"
+  else
+    echo "setup: for Python, export PYTHONPATH=$PY_PKG_DIR"
+  fi
+fi

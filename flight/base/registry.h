@@ -36,6 +36,13 @@ class Registry {
     factories_.emplace(name, std::move(factory));
   }
 
+  // Forgets `name` (for process-local entries such as in-memory models);
+  // unknown names are ignored.
+  void remove(const std::string& name) {
+    std::lock_guard<std::mutex> lock(mu_);
+    factories_.erase(name);
+  }
+
   bool contains(const std::string& name) const {
     std::lock_guard<std::mutex> lock(mu_);
     return factories_.count(name) != 0;

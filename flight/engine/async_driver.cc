@@ -111,6 +111,10 @@ Status AsyncDriver::loop() {
   const AsyncConfig& ac = ctx_.config.async;
   while (merged_ < ac.max_updates) {
     if (ac.max_seconds > 0 && time_now() >= ac.max_seconds) break;
+    if (ctx_.options.should_stop && ctx_.options.should_stop()) {
+      stopped_ = true;
+      break;
+    }
     faas::TaskResult r;
     const std::string w = next_completion(&r);
     FLIGHT_RETURN_IF_ERROR(on_result(w, r));
@@ -371,6 +375,7 @@ StatusOr<RunSummary> AsyncDriver::finish() {
     summary.best_accuracy = std::max(summary.best_accuracy, row.test_accuracy);
   summary.updates_merged = merged_;
   summary.model_versions = versions_.current();
+  summary.stopped = stopped_;
   summary.makespan_s = time_now();
   FLIGHT_RETURN_IF_ERROR(output_.finish(&summary, devices_, time_now()));
   return summary;

@@ -108,6 +108,7 @@ class AsyncDriver {
   std::unordered_map<std::string, std::vector<Pending>> buffers_;  // aggregator -> updates
   double vnow_ = 0;
   int64_t merged_ = 0, next_eval_ = 0, eval_index_ = 0, failed_ = 0, dropped_ = 0;
+  bool stopped_ = false;  // ended by RunOptions::should_stop
   int64_t update_no_ = 0;
   double last_eval_time_ = 0;
   uint64_t bytes_put_ = 0, bytes_fetched_ = 0, ingress_ = 0;

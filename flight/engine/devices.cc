@@ -23,8 +23,8 @@ StatusOr<std::unique_ptr<SimulatedDevices>> SimulatedDevices::create(const RunCo
     d->max_speed_ = std::max(d->max_speed_, s);
   }
   FLIGHT_ASSIGN_OR_RETURN(auto parts,
-                          learning::partition(ctx.data.train->labels, ctx.workers.size(),
-                                              config.data.partition, config.seed));
+                          learning::worker_partitions(ctx.data, ctx.workers.size(),
+                                                      config.data.partition, config.seed));
   for (size_t i = 0; i < ctx.workers.size(); ++i) {
     double samples = static_cast<double>(parts[i].size() * config.train.epochs);
     if (config.train.max_steps > 0) {

@@ -39,6 +39,12 @@ struct RunOptions {
   faas::FunctionRegistry* functions = nullptr;
   // Called after every round (on the driving thread).
   std::function<void(const RoundRow&)> on_round;
+  // Polled on the driving thread after every round (sync: after its
+  // checkpoint) and before every async merge; true stops the run there as if
+  // killed: sync writes the round's checkpoint (even between checkpoint_every
+  // rounds), so --resume continues it; RunSummary::stopped is set. For
+  // Ctrl-C from a front end that owns the signal (Python's KeyboardInterrupt).
+  std::function<bool()> should_stop;
 };
 
 struct RunSummary {
@@ -52,6 +58,7 @@ struct RunSummary {
   double makespan_s = 0;       // wall time, or simulated time with async clock: virtual
   int64_t updates_merged = 0;  // async: worker updates merged
   int64_t model_versions = 0;  // async: global model versions produced
+  bool stopped = false;        // ended early by should_stop or stop_after_rounds
   ParamSet final_model;
   nlohmann::json to_json() const;
 };

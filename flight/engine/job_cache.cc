@@ -34,8 +34,8 @@ StatusOr<std::shared_ptr<JobRuntime>> build_runtime(const json& job_json) {
   FLIGHT_ASSIGN_OR_RETURN(rt->data, learning::load_dataset(rt->job.data));
   FLIGHT_ASSIGN_OR_RETURN(
       rt->partitions,
-      learning::partition(rt->data.train->labels, static_cast<size_t>(rt->job.n_workers),
-                          rt->job.data.partition, rt->job.seed));
+      learning::worker_partitions(rt->data, static_cast<size_t>(rt->job.n_workers),
+                                  rt->job.data.partition, rt->job.seed));
   FLIGHT_ASSIGN_OR_RETURN(rt->strategy, aggregators::make_strategy(rt->job.strategy));
   return rt;
 }

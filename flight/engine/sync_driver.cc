@@ -101,15 +101,19 @@ StatusOr<RunSummary> SyncDriver::run() {
     progress(row);
     if (ctx_.options.on_round) ctx_.options.on_round(row);
     const int64_t every = config.output.checkpoint_every;
-    if (every > 0 && (round % every == 0 || round == config.rounds)) {
-      FLIGHT_RETURN_IF_ERROR(output_.checkpoint(round));
-    }
+    const bool checkpointed = every > 0 && (round % every == 0 || round == config.rounds);
+    if (checkpointed) FLIGHT_RETURN_IF_ERROR(output_.checkpoint(round));
     summary.bytes_put += row.bytes_put;
     summary.bytes_fetched += row.bytes_fetched;
     ++ran;
-    if (ctx_.options.stop_after_rounds > 0 && ran >= ctx_.options.stop_after_rounds &&
-        round < config.rounds) {
+    const bool stop_requested =
+        round < config.rounds && ctx_.options.should_stop && ctx_.options.should_stop();
+    // A stop between checkpoint_every rounds still leaves this round resumable.
+    if (stop_requested && !checkpointed) FLIGHT_RETURN_IF_ERROR(output_.checkpoint(round));
+    if (stop_requested || (ctx_.options.stop_after_rounds > 0 &&
+                           ran >= ctx_.options.stop_after_rounds && round < config.rounds)) {
       // As if killed: no final outputs.
+      summary.stopped = true;
       summary.rounds_completed = round;
       summary.output_dir = ctx_.out_dir;
       summary.final_model = ctx_.global;

@@ -12,13 +12,64 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 
 #include "flight/learning/json_fields.h"
+#include "flight/params/param_set.h"
 
 namespace flight::learning {
 namespace {
 
 constexpr const char* kKnownDatasets[] = {"fashion_mnist", "mnist", "synthetic"};
+
+// register_dataset's table.
+struct MemoryDatasets {
+  std::mutex mu;
+  std::map<std::string, DatasetPair> by_name;
+};
+
+MemoryDatasets& memory_datasets() {
+  static MemoryDatasets* table = new MemoryDatasets();  // leaked: tasks may run during exit
+  return *table;
+}
+
+bool is_builtin(const std::string& name) {
+  for (const char* k : kKnownDatasets) {
+    if (name == k) return true;
+  }
+  return false;
+}
+
+std::optional<DatasetPair> find_memory_dataset(const std::string& name) {
+  MemoryDatasets& t = memory_datasets();
+  std::lock_guard<std::mutex> lock(t.mu);
+  auto it = t.by_name.find(name);
+  if (it == t.by_name.end()) return std::nullopt;
+  return it->second;
+}
+
+Status check_split(const std::shared_ptr<const Dataset>& d, const std::string& what) {
+  if (!d || !d->images.defined() || !d->labels.defined()) {
+    return invalid_argument(what + ": images and labels are required");
+  }
+  if (d->images.dim() < 1) return invalid_argument(what + ": images must have a batch dimension");
+  if (d->labels.dim() != 1 || d->labels.scalar_type() != at::kLong) {
+    return invalid_argument(what + ": labels must be a 1-D int64 tensor, got " +
+                            describe_tensor(d->labels));
+  }
+  if (d->labels.size(0) != d->images.size(0)) {
+    return invalid_argument(what + ": " + std::to_string(d->images.size(0)) + " images but " +
+                            std::to_string(d->labels.size(0)) + " labels");
+  }
+  if (d->labels.size(0) == 0) return invalid_argument(what + ": no samples");
+  if (d->num_classes < 1) return invalid_argument(what + ": num_classes must be >= 1");
+  const int64_t lo = d->labels.min().item<int64_t>(), hi = d->labels.max().item<int64_t>();
+  if (lo < 0 || hi >= d->num_classes) {
+    return invalid_argument(what + ": labels must be in [0, " + std::to_string(d->num_classes) +
+                            "), found " + std::to_string(lo < 0 ? lo : hi));
+  }
+  return Status::ok();
+}
 
 bool file_exists(const std::string& path) {
   struct stat st;
@@ -177,6 +228,7 @@ nlohmann::json DataSpec::to_json() const {
 }
 
 Status DataSpec::validate() const {
+  if (find_memory_dataset(dataset)) return partition.validate().with_context("data");
   std::vector<std::string> known(std::begin(kKnownDatasets), std::end(kKnownDatasets));
   bool ok = false;
   for (const auto& k : known) ok = ok || k == dataset;
@@ -232,6 +284,7 @@ StatusOr<at::Tensor> read_idx_file(const std::string& path) {
 
 StatusOr<DatasetPair> read_dataset(const DataSpec& spec) {
   FLIGHT_RETURN_IF_ERROR(spec.validate());
+  if (auto memory = find_memory_dataset(spec.dataset)) return *memory;
   if (spec.dataset == "synthetic") return make_synthetic(spec);
   // Inflating is the cost (~50 MB of pixels); the test split inflates on a
   // second thread while this one does the training split.
@@ -246,6 +299,8 @@ StatusOr<DatasetPair> read_dataset(const DataSpec& spec) {
 
 StatusOr<DatasetPair> load_dataset(const DataSpec& spec) {
   FLIGHT_RETURN_IF_ERROR(spec.validate());
+  // In memory already: caching would only keep it alive after unregistering.
+  if (auto memory = find_memory_dataset(spec.dataset)) return *memory;
   nlohmann::json key_json = spec.to_json();
   key_json.erase("partition");
   const std::string key = key_json.dump();
@@ -259,6 +314,54 @@ StatusOr<DatasetPair> load_dataset(const DataSpec& spec) {
   FLIGHT_ASSIGN_OR_RETURN(DatasetPair pair, read_dataset(spec));
   cache.emplace(key, pair);
   return pair;
+}
+
+Status register_dataset(const std::string& name, DatasetPair data) {
+  if (name.empty()) return invalid_argument("register_dataset: empty name");
+  if (is_builtin(name)) {
+    return invalid_argument("register_dataset: '" + name + "' is a built-in dataset's name");
+  }
+  FLIGHT_RETURN_IF_ERROR(check_split(data.train, "dataset '" + name + "' train"));
+  FLIGHT_RETURN_IF_ERROR(check_split(data.test, "dataset '" + name + "' test"));
+  if (data.parts) {
+    const int64_t n = data.train->size();
+    for (size_t w = 0; w < data.parts->size(); ++w) {
+      for (int64_t i : (*data.parts)[w]) {
+        if (i < 0 || i >= n) {
+          return out_of_range("dataset '" + name + "': index " + std::to_string(i) + " of worker " +
+                              std::to_string(w) + " is outside the " + std::to_string(n) +
+                              " training samples");
+        }
+      }
+    }
+  }
+  MemoryDatasets& t = memory_datasets();
+  std::lock_guard<std::mutex> lock(t.mu);
+  t.by_name[name] = std::move(data);
+  return Status::ok();
+}
+
+void unregister_dataset(const std::string& name) {
+  MemoryDatasets& t = memory_datasets();
+  std::lock_guard<std::mutex> lock(t.mu);
+  t.by_name.erase(name);
+}
+
+StatusOr<std::vector<std::vector<int64_t>>> worker_partitions(const DatasetPair& data,
+                                                              size_t n_workers,
+                                                              const PartitionSpec& spec,
+                                                              uint64_t seed) {
+  if (spec.method != "given") return partition(data.train->labels, n_workers, spec, seed);
+  if (!data.parts) {
+    return failed_precondition(
+        "partition method 'given' needs per-worker index lists, which only an in-memory "
+        "dataset carries (Python: federated_fit or flight.run(data=...) with indices)");
+  }
+  if (data.parts->size() != n_workers) {
+    return invalid_argument("partition 'given': " + std::to_string(data.parts->size()) +
+                            " index lists for " + std::to_string(n_workers) + " workers");
+  }
+  return *data.parts;
 }
 
 }  // namespace flight::learning

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -28,7 +29,8 @@ namespace flight::learning {
 //    "synthetic_classes": 10, "synthetic_seed": 0,
 //    "partition": {"method": "dirichlet", "alpha": 0.5}}
 struct DataSpec {
-  // fashion_mnist | mnist | synthetic.
+  // fashion_mnist | mnist | synthetic | the name of an in-memory dataset
+  // (register_dataset).
   std::string dataset = "fashion_mnist";
   // Directory holding train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz],
   // t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz] (fashion_mnist,
@@ -59,6 +61,11 @@ struct Dataset {
 struct DatasetPair {
   std::shared_ptr<const Dataset> train;
   std::shared_ptr<const Dataset> test;
+  // Optional fixed per-worker index lists into `train` (worker i gets
+  // (*parts)[i], workers in topology order), used by partition method `given`
+  // instead of a partitioner: data that arrives already split, as in the Python
+  // reference's federated_fit. Only in-memory datasets carry them.
+  std::shared_ptr<const std::vector<std::vector<int64_t>>> parts;
 };
 
 // The dataset for the spec, loaded on first use and cached for the life of the
@@ -69,6 +76,23 @@ struct DatasetPair {
 
 // As load_dataset, bypassing the cache (always reads/generates anew).
 [[nodiscard]] StatusOr<DatasetPair> read_dataset(const DataSpec& spec);
+
+// In-memory datasets by name, for tensors that already live in the process
+// (the Python front end hands torch tensors over): a DataSpec whose `dataset`
+// names one reads these tensors instead of files, shared, never copied, and the
+// partitioners apply as usual. Names are process-local and may not shadow a
+// built-in dataset. Checks: train and test both present, labels 1-D int64 of
+// the images' length, num_classes >= 1 and above every label, parts (when
+// given) index inside train. Registering a name twice replaces the pair.
+[[nodiscard]] Status register_dataset(const std::string& name, DatasetPair data);
+// Forgets `name` (runs still holding the pair keep it alive). Unknown: no-op.
+void unregister_dataset(const std::string& name);
+
+// The workers' index lists into data.train: the partitioner's (partition()),
+// or with method `given` the pair's fixed `parts` (their count must be
+// `n_workers`).
+[[nodiscard]] StatusOr<std::vector<std::vector<int64_t>>> worker_partitions(
+    const DatasetPair& data, size_t n_workers, const PartitionSpec& spec, uint64_t seed);
 
 // Reads one idx file (gzipped or plain, detected from the content). Returns
 // the raw uint8 tensor with the file's dimensions ([N, 28, 28] images, [N]

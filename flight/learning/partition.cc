@@ -221,10 +221,11 @@ nlohmann::json PartitionSpec::to_json() const {
 }
 
 Status PartitionSpec::validate() const {
-  const std::vector<std::string> known = {"iid", "dirichlet", "shards"};
+  const std::vector<std::string> known = {"iid", "dirichlet", "shards", "given"};
   if (std::find(known.begin(), known.end(), method) == known.end()) {
     return invalid_argument("partition.method: unknown method '" + method + "'" +
-                            did_you_mean(method, known) + " (known: iid, dirichlet, shards)");
+                            did_you_mean(method, known) +
+                            " (known: iid, dirichlet, shards, given)");
   }
   if (!(alpha > 0)) {
     return invalid_argument("partition.alpha must be > 0, got " + std::to_string(alpha));
@@ -246,6 +247,11 @@ Status PartitionSpec::validate() const {
 StatusOr<std::vector<std::vector<int64_t>>> partition(const at::Tensor& labels, size_t n_workers,
                                                       const PartitionSpec& spec, uint64_t seed) {
   FLIGHT_RETURN_IF_ERROR(spec.validate());
+  if (spec.method == "given") {
+    return failed_precondition(
+        "partition: method 'given' takes the index lists of an in-memory dataset "
+        "(worker_partitions), not labels");
+  }
   if (n_workers == 0) return invalid_argument("partition: no workers");
   if (!labels.defined() || labels.dim() != 1 || labels.numel() == 0) {
     return invalid_argument("partition: labels must be a non-empty 1-d tensor");

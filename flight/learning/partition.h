@@ -19,6 +19,8 @@
 //   shards     sort by label, cut into workers × shards_per_worker equal
 //              shards, give each worker shards_per_worker random shards
 //              (McMahan et al.). Every sample is used.
+//   given      fixed per-worker lists handed over with an in-memory dataset
+//              (DatasetPair::parts; see worker_partitions in dataset.h).
 // With samples_alpha > 0 every worker still gets at least one sample when there
 // are at least as many samples as workers.
 //
@@ -40,7 +42,7 @@ namespace flight::learning {
 // `partition:` in a config. JSON:
 //   {"method": "dirichlet", "alpha": 0.5, "samples_alpha": 0, "shards_per_worker": 2}
 struct PartitionSpec {
-  std::string method = "iid";     // iid | dirichlet | shards
+  std::string method = "iid";     // iid | dirichlet | shards | given
   double alpha = 1.0;             // dirichlet label concentration (> 0)
   double samples_alpha = 0;       // sample-count skew for iid/dirichlet; 0 = equal sizes
   int64_t shards_per_worker = 2;  // shards only (>= 1)

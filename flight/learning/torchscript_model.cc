@@ -5,14 +5,18 @@
 
 #include <fstream>
 #include <sstream>
+#include <unordered_map>
 
 #include "flight/learning/model_internal.h"
+#include "flight/learning/torchscript_module.h"
 
-namespace flight::learning::detail {
+namespace flight::learning {
+namespace detail {
 namespace {
 
 class TorchScriptModel final : public Model {
  public:
+  // `path` is the file it came from, or a name for an in-memory module.
   TorchScriptModel(std::string path, torch::jit::Module module)
       : path_(std::move(path)), module_(std::move(module)) {
     for (const auto& p : module_.named_parameters(/*recurse=*/true)) {
@@ -80,14 +84,59 @@ StatusOr<std::unique_ptr<Model>> load_torchscript_model(const std::string& path)
   } catch (const std::exception& e) {
     return invalid_argument("'" + path + "' is not a TorchScript model: " + e.what());
   }
+  return make_torchscript_model(std::move(module), path);
+}
+
+}  // namespace detail
+
+StatusOr<std::unique_ptr<Model>> make_torchscript_model(torch::jit::Module module,
+                                                        const std::string& what) {
   if (module.find_method("forward") == c10::nullopt) {
-    return invalid_argument("TorchScript model '" + path + "' has no forward() method");
+    return invalid_argument("TorchScript model '" + what + "' has no forward() method");
   }
-  auto model = std::make_unique<TorchScriptModel>(path, std::move(module));
+  auto model = std::make_unique<detail::TorchScriptModel>(what, std::move(module));
   if (model->trainable().empty()) {
-    return invalid_argument("TorchScript model '" + path + "' has no trainable parameters");
+    return invalid_argument("TorchScript model '" + what + "' has no trainable parameters");
   }
   return std::unique_ptr<Model>(std::move(model));
 }
 
-}  // namespace flight::learning::detail
+namespace {
+
+// A deep copy whose parameters are leaves again: Module::clone copies tensors
+// with autograd on, which would make every parameter a non-leaf the
+// optimizer refuses. Cloning without grad and re-flagging keeps which ones train.
+torch::jit::Module clone_module(const torch::jit::Module& module) {
+  torch::jit::Module copy;
+  {
+    at::NoGradGuard no_grad;
+    copy = module.clone();
+  }
+  std::unordered_map<std::string, bool> trains;
+  for (const auto& p : module.named_parameters(/*recurse=*/true)) {
+    trains[p.name] = p.value.requires_grad();
+  }
+  for (const auto& p : copy.named_parameters(/*recurse=*/true)) {
+    p.value.detach_().requires_grad_(trains[p.name]);
+  }
+  return copy;
+}
+
+}  // namespace
+
+Status register_torchscript_module(const std::string& name, const torch::jit::Module& module) {
+  if (name.empty()) return invalid_argument("register_torchscript_module: empty name");
+  if (model_registry().contains(name)) {
+    return already_exists("model '" + name + "' is already registered");
+  }
+  // Validate once here, so a bad module fails at registration, not in a task.
+  FLIGHT_RETURN_IF_ERROR(make_torchscript_model(clone_module(module), name).status());
+  model_registry().add(name, [module, name](const nlohmann::json&, uint64_t) {
+    return make_torchscript_model(clone_module(module), name);
+  });
+  return Status::ok();
+}
+
+void unregister_torchscript_module(const std::string& name) { model_registry().remove(name); }
+
+}  // namespace flight::learning
