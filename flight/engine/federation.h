@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,9 @@
 
 namespace flight::faas {
 class FunctionRegistry;
+}
+namespace flight::topology {
+class Topology;
 }
 
 namespace flight::engine {
@@ -39,6 +43,9 @@ struct RunOptions {
   faas::FunctionRegistry* functions = nullptr;
   // Called after every round (on the driving thread).
   std::function<void(const RoundRow&)> on_round;
+  // node -> endpoint name chosen by a deployment's placement (flight/deploy),
+  // for nodes whose topology entry names no `endpoint:` (that one wins).
+  std::map<std::string, std::string> placement;
 };
 
 struct RunSummary {
@@ -62,5 +69,9 @@ StatusOr<RunSummary> run_experiment(const ExperimentConfig& config, const RunOpt
 // node without `endpoint:` is its own endpoint), sorted: what a distributed
 // deployment must start `flight endpoint` for.
 StatusOr<std::vector<std::string>> endpoint_names(const ExperimentConfig& config);
+
+// The experiment's topology (its file, or its generator run), as the engine
+// builds it. Include "topology/topology.h" to use the result.
+StatusOr<topology::Topology> load_experiment_topology(const ExperimentConfig& config);
 
 }  // namespace flight::engine
