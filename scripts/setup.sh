@@ -17,6 +17,9 @@ PACKAGES=(
   libgtest-dev libgmock-dev libcli11-dev libspdlog-dev
   libsodium-dev  # secure aggregation: X25519, ChaCha20, BLAKE2b, secretbox
   redis-server dataset-fashion-mnist
+  # Deployment (flight/deploy): launchers on Slurm and OpenMPI, the single-node
+  # Slurm its tests start, and the emulated hosts' namespaces, veths and tc caps.
+  slurm-wlm munge openmpi-bin libopenmpi-dev iproute2
 )
 
 missing=()

@@ -31,8 +31,8 @@ int run(const RunArgs& a) {
   if (a.list_endpoints || a.dry_run) {
     auto topology = engine::load_experiment_topology(*config);
     if (!topology.is_ok()) return fail(topology.status().message());
-    auto placement = deploy::place(*topology, deployment->placement,
-                                   static_cast<size_t>(deployment->hosts));
+    auto placement =
+        deploy::place(*topology, deployment->placement, static_cast<size_t>(deployment->hosts));
     if (!placement.is_ok()) return fail(placement.status().message());
     if (a.dry_run) std::cout << "# deploy: " << deployment->to_json().dump() << "\n";
     // One line per endpoint process to start: its name first (scripts read
@@ -72,8 +72,9 @@ FLIGHT_COMMAND(run, {"", "run", "Run a federated learning experiment from a YAML
                        app->add_option("--resume", a->resume,
                                        "continue the run in this output directory from its last "
                                        "checkpoint");
-                       app->add_option("--set", a->overrides,
-                                       "override a config key, e.g. --set rounds=5 --set train.lr=0.1")
+                       app->add_option(
+                              "--set", a->overrides,
+                              "override a config key, e.g. --set rounds=5 --set train.lr=0.1")
                            ->take_all();
                        app->add_flag("-q,--quiet", a->quiet, "no progress line");
                        app->add_flag("--list-endpoints", a->list_endpoints,

@@ -100,8 +100,8 @@ void ControlPlane::stop() {
 std::vector<std::string> ControlPlane::endpoint_argv(const std::string& binary,
                                                      const std::string& name,
                                                      int64_t threads) const {
-  return {binary,        "endpoint", "--service", url_,   "--token-file",
-          token_file_,   "--name",   name,        "--threads", std::to_string(threads)};
+  return {binary,      "endpoint", "--service", url_,        "--token-file",
+          token_file_, "--name",   name,        "--threads", std::to_string(threads)};
 }
 
 Status ControlPlane::wait_for_endpoints(const std::vector<std::string>& names, double timeout_s,

@@ -17,7 +17,9 @@
 //       partition: ""           # sbatch --partition
 //       time: ""                # sbatch --time, e.g. "00:30:00"
 //       extra: []               # more "#SBATCH ..." option strings, e.g. ["--account=ml"]
-//     emulate: {links: {}}      # emulated hosts (scripts/emulated-hosts.sh): link caps
+//     emulate:                  # launcher processes: hosts in network namespaces (root)
+//       links: {coordinator: 1000, host: 100}   # link caps in Mbit/s, each direction
+//       prefix: flemu           # namespace names <prefix>-coord, <prefix>-h<i>, <prefix>-br
 #pragma once
 
 #include <cstdint>
@@ -47,7 +49,11 @@ struct DeployOptions {
   std::string address;
   double register_timeout_s = 600;
   SlurmOptions slurm;
-  nlohmann::json emulate = nlohmann::json::object();
+  // deploy.emulate; `emulate` is false when the section is absent.
+  bool emulate = false;
+  double coordinator_mbit = 1000;
+  double host_mbit = 100;
+  std::string emulate_prefix = "flemu";
 
   Status validate() const;
   // `j` is the raw `deploy:` section (null or an object). Unknown keys are

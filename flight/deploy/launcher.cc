@@ -61,8 +61,15 @@ StatusOr<Placement> plan(const engine::ExperimentConfig& config, const DeployOpt
 }
 
 StatusOr<engine::RunSummary> run_deployed(const engine::ExperimentConfig& config,
-                                          engine::RunOptions run, const DeployOptions& options) {
+                                          engine::RunOptions run, const DeployOptions& options,
+                                          EmulatedHosts* emulated) {
   FLIGHT_RETURN_IF_ERROR(config.validate());
+  if (options.emulate && options.launcher != "processes") {
+    return invalid_argument(
+        "deploy.emulate needs launcher processes (emulated hosts are "
+        "network namespaces on this machine), not " +
+        options.launcher);
+  }
   FLIGHT_ASSIGN_OR_RETURN(auto launcher, make_launcher(options.launcher));
   LaunchRequest r;
   r.config = config;
@@ -72,6 +79,7 @@ StatusOr<engine::RunSummary> run_deployed(const engine::ExperimentConfig& config
   r.run.placement = r.placement.assigned;
   r.output_dir = r.run.output_dir.empty() ? config.output.dir : r.run.output_dir;
   r.flight_binary = self_executable();
+  r.emulated = emulated;
   return launcher->run(std::move(r));
 }
 

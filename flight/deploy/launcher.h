@@ -4,7 +4,9 @@
 //   embedded   everything in this process (LocalInvoker); placement only names endpoints
 //   processes  this machine: the coordinator (with the REST service and, when the data
 //              plane is `memory`, a private redis-server) in this process, one
-//              `flight endpoint` child per host
+//              `flight endpoint` child per host. With deploy.emulate every host runs
+//              in its own network namespace behind a capped link (emulated_hosts.h)
+//              and weights travel over `tcp` connectors bound inside the namespaces.
 //   slurm      inside an allocation (SLURM_JOB_ID set): endpoints through `srun`;
 //              outside one: an sbatch script written to the output directory,
 //              submitted with `sbatch`, cancelled with `scancel` when the run ends
@@ -22,6 +24,7 @@
 
 #include "flight/base/status.h"
 #include "flight/deploy/deploy_options.h"
+#include "flight/deploy/emulated_hosts.h"
 #include "flight/deploy/placement.h"
 #include "flight/engine/config.h"
 #include "flight/engine/federation.h"
@@ -30,11 +33,14 @@ namespace flight::deploy {
 
 struct LaunchRequest {
   engine::ExperimentConfig config;
-  engine::RunOptions run;     // run.placement is filled in from `placement`
+  engine::RunOptions run;  // run.placement is filled in from `placement`
   DeployOptions deploy;
   Placement placement;
   std::string output_dir;     // resolved: run.output_dir or config.output.dir
   std::string flight_binary;  // the `flight` executable the hosts run
+  // processes launcher with deploy.emulate: namespaces made by the caller (a
+  // bench reading the link counters); nullptr = the launcher makes its own.
+  EmulatedHosts* emulated = nullptr;
 };
 
 class Launcher {
@@ -64,7 +70,10 @@ StatusOr<DeployOptions> resolve_options(const engine::ExperimentConfig& config,
 // The placement a run would use (for --list-endpoints and --dry-run).
 StatusOr<Placement> plan(const engine::ExperimentConfig& config, const DeployOptions& options);
 
+// `emulated`: namespaces the caller made for deploy.emulate (else the
+// launcher makes and removes its own).
 StatusOr<engine::RunSummary> run_deployed(const engine::ExperimentConfig& config,
-                                          engine::RunOptions run, const DeployOptions& options);
+                                          engine::RunOptions run, const DeployOptions& options,
+                                          EmulatedHosts* emulated = nullptr);
 
 }  // namespace flight::deploy

@@ -7,6 +7,9 @@
 // that URL like any `flight endpoint`. The end of the run is a non-blocking
 // barrier that the hosts poll with a pause (a blocking MPI call would spin a
 // core for the whole run).
+// The C API only: OpenMPI's deprecated C++ bindings would need libmpi_cxx.
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
 
 #include <chrono>
@@ -105,12 +108,13 @@ StatusOr<engine::RunSummary> MpiLauncher::run(LaunchRequest r) {
                                  : nlohmann::json::object();
     mpi.broadcast(hello.dump());
     if (plane) {
-      summary = with_teardown_on_signal([&] { plane->stop(); },
-                                        [&]() -> StatusOr<engine::RunSummary> {
-        FLIGHT_RETURN_IF_ERROR(plane->wait_for_endpoints(names, r.deploy.register_timeout_s,
-                                                         [] { return Status::ok(); }));
-        return engine::run_experiment(plane->coordinator_config(), r.run);
-      });
+      summary = with_teardown_on_signal(
+          [&] { plane->stop(); },
+          [&]() -> StatusOr<engine::RunSummary> {
+            FLIGHT_RETURN_IF_ERROR(plane->wait_for_endpoints(names, r.deploy.register_timeout_s,
+                                                             [] { return Status::ok(); }));
+            return engine::run_experiment(plane->coordinator_config(), r.run);
+          });
     }
     mpi.barrier();  // the hosts stop
     if (plane) plane->stop();

@@ -55,10 +55,12 @@ using PolicyRegistry = Registry<PlacementPolicy>;
 PolicyRegistry& policies() {
   static PolicyRegistry* r = [] {
     auto* reg = new PolicyRegistry("placement");
-    reg->add("subtree", [] { return StatusOr<std::unique_ptr<PlacementPolicy>>(
-                                 std::make_unique<SubtreePolicy>()); });
-    reg->add("round_robin", [] { return StatusOr<std::unique_ptr<PlacementPolicy>>(
-                                     std::make_unique<RoundRobinPolicy>()); });
+    reg->add("subtree", [] {
+      return StatusOr<std::unique_ptr<PlacementPolicy>>(std::make_unique<SubtreePolicy>());
+    });
+    reg->add("round_robin", [] {
+      return StatusOr<std::unique_ptr<PlacementPolicy>>(std::make_unique<RoundRobinPolicy>());
+    });
     return reg;
   }();
   return *r;
@@ -109,8 +111,8 @@ std::string Placement::describe(const Topology& t) const {
     return ids.front() + ".." + ids.back();
   };
   std::ostringstream os;
-  os << "# placement: " << policy << " on " << hosts.size() << " hosts; coordinator "
-     << t.root().id << " in the coordinator process\n";
+  os << "# placement: " << policy << " on " << hosts.size() << " hosts; coordinator " << t.root().id
+     << " in the coordinator process\n";
   for (const auto& ep : endpoint_names()) {
     const auto& w = workers[ep];
     const auto& a = aggregators[ep];

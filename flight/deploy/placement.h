@@ -31,9 +31,9 @@ namespace flight::deploy {
 
 struct Placement {
   std::string policy;
-  std::vector<std::string> hosts;                  // "host-0", ... in order
-  std::map<std::string, std::string> assigned;     // node -> host, placed by the policy
-  std::map<std::string, std::string> explicit_;    // node -> its own `endpoint:`
+  std::vector<std::string> hosts;                // "host-0", ... in order
+  std::map<std::string, std::string> assigned;   // node -> host, placed by the policy
+  std::map<std::string, std::string> explicit_;  // node -> its own `endpoint:`
 
   // The endpoint every non-coordinator node runs on (assigned or explicit).
   std::string endpoint_of(const std::string& node) const;

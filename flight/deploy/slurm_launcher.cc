@@ -47,8 +47,7 @@ StatusOr<std::string> slurm_command(std::vector<std::string> argv, const std::st
   }
   const int rc = p->wait();
   if (rc != 0) {
-    return unavailable(what + " exited with " + std::to_string(rc) + ": " +
-                       read_text_file(log));
+    return unavailable(what + " exited with " + std::to_string(rc) + ": " + read_text_file(log));
   }
   return out;
 }
@@ -98,9 +97,9 @@ StatusOr<engine::RunSummary> SlurmLauncher::run(LaunchRequest r) {
                          dir + "/srun.log)");
     };
   } else {
-    std::string script = "#!/bin/bash\n# Written by `flight run --launcher slurm`: the endpoint hosts of " +
-                         r.config.name + ".\n# Resubmit by hand with: sbatch " + dir +
-                         "/endpoints.sbatch\n";
+    std::string script =
+        "#!/bin/bash\n# Written by `flight run --launcher slurm`: the endpoint hosts of " +
+        r.config.name + ".\n# Resubmit by hand with: sbatch " + dir + "/endpoints.sbatch\n";
     script += "#SBATCH --job-name=flight-" + r.config.name + "\n";
     script += "#SBATCH --ntasks=" + std::to_string(names.size()) + "\n";
     if (s.nodes > 0) script += "#SBATCH --nodes=" + std::to_string(s.nodes) + "\n";
@@ -115,8 +114,9 @@ StatusOr<engine::RunSummary> SlurmLauncher::run(LaunchRequest r) {
     for (const auto& a : step) script += " " + shell_quote(a);
     script += "\n";
     FLIGHT_RETURN_IF_ERROR(write_file(dir + "/endpoints.sbatch", script));
-    FLIGHT_ASSIGN_OR_RETURN(batch_job, slurm_command({"sbatch", "--parsable", dir + "/endpoints.sbatch"},
-                                                     dir + "/sbatch.log"));
+    FLIGHT_ASSIGN_OR_RETURN(
+        batch_job,
+        slurm_command({"sbatch", "--parsable", dir + "/endpoints.sbatch"}, dir + "/sbatch.log"));
     batch_job = batch_job.substr(0, batch_job.find(';'));  // "ID;cluster" on federations
     spdlog::info("deploy: submitted slurm job {} ({}/endpoints.sbatch)", batch_job, dir);
     auto last = std::chrono::steady_clock::now();
@@ -124,7 +124,8 @@ StatusOr<engine::RunSummary> SlurmLauncher::run(LaunchRequest r) {
       // A pending job is fine; one that has left the queue will never register.
       if (std::chrono::steady_clock::now() - last < std::chrono::seconds(2)) return Status::ok();
       last = std::chrono::steady_clock::now();
-      auto state = slurm_command({"squeue", "-h", "-j", batch_job, "-o", "%T"}, dir + "/squeue.log");
+      auto state =
+          slurm_command({"squeue", "-h", "-j", batch_job, "-o", "%T"}, dir + "/squeue.log");
       if (state.is_ok() && !state->empty()) return Status::ok();
       return unavailable("deploy: slurm job " + batch_job + " is no longer queued (see " + dir +
                          "/slurm-" + batch_job + ".out)");
