@@ -153,17 +153,25 @@ StatusOr<std::string> coordinator_address(const std::string& configured, bool lo
   return std::string(ip);
 }
 
-StatusOr<engine::RunSummary> with_teardown_on_signal(
-    const std::function<void()>& teardown,
-    const std::function<StatusOr<engine::RunSummary>()>& body) {
+StatusOr<engine::RunSummary> run_coordinator(const ControlPlane& plane,
+                                             const std::vector<std::string>& names,
+                                             const LaunchRequest& request,
+                                             const std::function<Status()>& alive,
+                                             const std::function<void()>& teardown) {
   std::mutex mu;
-  faas::StopSignals signals([&](int sig) {
-    std::lock_guard<std::mutex> lock(mu);
-    spdlog::warn("deploy: signal {}, stopping the hosts", sig);
-    teardown();
-    std::_Exit(128 + sig);
-  });
-  return body();
+  auto summary = [&]() -> StatusOr<engine::RunSummary> {
+    faas::StopSignals signals([&](int sig) {
+      std::lock_guard<std::mutex> lock(mu);
+      spdlog::warn("deploy: signal {}, stopping the hosts", sig);
+      teardown();
+      std::_Exit(128 + sig);
+    });
+    FLIGHT_RETURN_IF_ERROR(
+        plane.wait_for_endpoints(names, request.deploy.register_timeout_s, alive));
+    return engine::run_experiment(plane.coordinator_config(), request.run);
+  }();
+  teardown();
+  return summary;
 }
 
 }  // namespace flight::deploy

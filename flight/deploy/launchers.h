@@ -58,11 +58,15 @@ class ControlPlane {
 // 127.0.0.1 (`local`) or this host's first IPv4 address by name.
 StatusOr<std::string> coordinator_address(const std::string& configured, bool local);
 
-// Runs `body` with SIGINT / SIGTERM turned into `teardown()` followed by exit
-// 128+signal, so that children and jobs never outlive an interrupted run.
-StatusOr<engine::RunSummary> with_teardown_on_signal(
-    const std::function<void()>& teardown,
-    const std::function<StatusOr<engine::RunSummary>()>& body);
+// The coordinator's part of every launcher: waits until `names` registered
+// (`alive` ends the wait early when a host died), runs the experiment through
+// `plane`, then `teardown()`. SIGINT / SIGTERM meanwhile run `teardown()` and
+// exit 128+signal, so that children and jobs never outlive an interrupted run.
+StatusOr<engine::RunSummary> run_coordinator(const ControlPlane& plane,
+                                             const std::vector<std::string>& names,
+                                             const LaunchRequest& request,
+                                             const std::function<Status()>& alive,
+                                             const std::function<void()>& teardown);
 
 class ProcessesLauncher : public Launcher {
  public:

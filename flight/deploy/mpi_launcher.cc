@@ -108,16 +108,11 @@ StatusOr<engine::RunSummary> MpiLauncher::run(LaunchRequest r) {
                                  : nlohmann::json::object();
     mpi.broadcast(hello.dump());
     if (plane) {
-      summary = with_teardown_on_signal(
-          [&] { plane->stop(); },
-          [&]() -> StatusOr<engine::RunSummary> {
-            FLIGHT_RETURN_IF_ERROR(plane->wait_for_endpoints(names, r.deploy.register_timeout_s,
-                                                             [] { return Status::ok(); }));
-            return engine::run_experiment(plane->coordinator_config(), r.run);
-          });
+      // A host rank that dies takes the job down with it (mpirun), so no liveness check.
+      summary = run_coordinator(
+          *plane, names, r, [] { return Status::ok(); }, [&] { plane->stop(); });
     }
     mpi.barrier();  // the hosts stop
-    if (plane) plane->stop();
     return summary;
   }
 

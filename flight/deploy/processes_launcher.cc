@@ -113,12 +113,7 @@ StatusOr<engine::RunSummary> ProcessesLauncher::run(LaunchRequest r) {
     }
     return Status::ok();
   };
-  auto summary = with_teardown_on_signal(teardown, [&]() -> StatusOr<engine::RunSummary> {
-    FLIGHT_RETURN_IF_ERROR(plane->wait_for_endpoints(names, r.deploy.register_timeout_s, alive));
-    return engine::run_experiment(plane->coordinator_config(), r.run);
-  });
-  teardown();
-  return summary;
+  return run_coordinator(*plane, names, r, alive, teardown);
 }
 
 }  // namespace flight::deploy

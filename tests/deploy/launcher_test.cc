@@ -170,6 +170,28 @@ TEST_F(LauncherTest, MpiLauncherGivesTheEmbeddedModelBitForBit) {
   expect_same_model_as_embedded("mpi");
 }
 
+// Emulated hosts (root): each host in its own network namespace behind a
+// capped veth, weights over tcp connectors bound inside the namespaces. Same
+// model bit for bit; the namespaces are gone afterwards, and a stale one left
+// by a "crashed" earlier run with the same prefix is cleaned up first.
+TEST_F(LauncherTest, EmulatedHostsRunTheRoundOverCappedLinks) {
+  ASSERT_EQ(run({"ip", "netns", "add", "flemut-h9"}, dir_.file("netns.log")), 0)
+      << read_text_file(dir_.file("netns.log"));
+  ASSERT_EQ(
+      flight_run("emulated", {"--launcher", "processes", "--set", "deploy.emulate.prefix=flemut",
+                              "--set", "deploy.emulate.links.coordinator=200", "--set",
+                              "deploy.emulate.links.host=100"}),
+      0)
+      << log("emulated");
+  EXPECT_NE(log("emulated").find("on emulated hosts"), std::string::npos) << log("emulated");
+  EXPECT_NE(read_text_file(dir_.file("emulated/deploy/topology.yaml")).find("emulated-host-1"),
+            std::string::npos);
+  ASSERT_EQ(run({"ip", "netns", "list"}, dir_.file("netns-after.log")), 0);
+  EXPECT_EQ(read_text_file(dir_.file("netns-after.log")).find("flemut"), std::string::npos)
+      << read_text_file(dir_.file("netns-after.log"));
+  expect_same_model_as_embedded("emulated");
+}
+
 // A private single-node Slurm cluster for one test.
 class SlurmTest : public LauncherTest {
  protected:
