@@ -17,7 +17,7 @@
 
 #include "flight/base/logging.h"
 #include "flight/deploy/launchers.h"
-#include "flight/engine/functions.h"
+#include "flight/engine/task_process.h"
 #include "flight/faas/endpoint_agent.h"
 
 namespace flight::deploy {
