@@ -8,32 +8,10 @@
 #include <sstream>
 
 #include "flight/base/logging.h"
-#include "flight/base/process.h"
+#include "flight/deploy/run_command.h"
 
 namespace flight::deploy {
 namespace {
-
-// Runs a short command (ip / tc) to completion; its stdout, or an error with its output.
-StatusOr<std::string> sh(const std::vector<std::string>& argv) {
-  ProcessOptions po;
-  po.argv = argv;
-  po.out = Redirect::pipe();
-  po.err = Redirect::null();
-  FLIGHT_ASSIGN_OR_RETURN(auto p, Process::spawn(std::move(po)));
-  std::string out;
-  while (true) {
-    auto line = p->read_line(std::chrono::seconds(30));
-    if (!line.is_ok()) break;
-    out += *line + "\n";
-  }
-  const int rc = p->wait();
-  if (rc != 0) {
-    std::string cmd;
-    for (const auto& a : argv) cmd += (cmd.empty() ? "" : " ") + a;
-    return unavailable("emulated hosts: `" + cmd + "` exited with " + std::to_string(rc));
-  }
-  return out;
-}
 
 std::string rate(double mbit) {
   std::ostringstream os;
@@ -77,13 +55,13 @@ std::vector<std::string> EmulatedHosts::host_command_prefix(size_t i) const {
 }
 
 Status EmulatedHosts::remove_all(const std::string& prefix) {
-  FLIGHT_ASSIGN_OR_RETURN(std::string list, sh({"ip", "netns", "list"}));
+  FLIGHT_ASSIGN_OR_RETURN(std::string list, run_command({"ip", "netns", "list"}));
   std::istringstream in(list);
   std::string line;
   while (std::getline(in, line)) {
     const std::string name = line.substr(0, line.find(' '));
     if (name.rfind(prefix + "-", 0) == 0) {
-      auto st = sh({"ip", "netns", "delete", name});
+      auto st = run_command({"ip", "netns", "delete", name});
       if (!st.is_ok()) spdlog::warn("{}", st.status().to_string());
     }
   }
@@ -106,27 +84,30 @@ StatusOr<std::unique_ptr<EmulatedHosts>> EmulatedHosts::create(const EmulatedHos
 
 Status EmulatedHosts::build() {
   const std::string br = options_.prefix + "-br";
-  FLIGHT_RETURN_IF_ERROR(sh({"ip", "netns", "add", br}).status());
-  FLIGHT_RETURN_IF_ERROR(sh({"ip", "-n", br, "link", "add", "br0", "type", "bridge"}).status());
-  FLIGHT_RETURN_IF_ERROR(sh({"ip", "-n", br, "link", "set", "br0", "up"}).status());
+  FLIGHT_RETURN_IF_ERROR(run_command({"ip", "netns", "add", br}).status());
+  FLIGHT_RETURN_IF_ERROR(
+      run_command({"ip", "-n", br, "link", "add", "br0", "type", "bridge"}).status());
+  FLIGHT_RETURN_IF_ERROR(run_command({"ip", "-n", br, "link", "set", "br0", "up"}).status());
   // One node: its namespace, a veth whose "eth0" end is in it and whose
   // "<link>" end is on the bridge, the address, and both ends capped.
   auto node = [&](const std::string& ns, const std::string& link, const std::string& addr,
                   double mbit) -> Status {
-    FLIGHT_RETURN_IF_ERROR(sh({"ip", "netns", "add", ns}).status());
-    FLIGHT_RETURN_IF_ERROR(sh({"ip", "-n", br, "link", "add", link, "type", "veth", "peer", "name",
-                               "eth0", "netns", ns})
+    FLIGHT_RETURN_IF_ERROR(run_command({"ip", "netns", "add", ns}).status());
+    FLIGHT_RETURN_IF_ERROR(run_command({"ip", "-n", br, "link", "add", link, "type", "veth", "peer",
+                                        "name", "eth0", "netns", ns})
                                .status());
-    FLIGHT_RETURN_IF_ERROR(sh({"ip", "-n", br, "link", "set", link, "master", "br0"}).status());
-    FLIGHT_RETURN_IF_ERROR(sh({"ip", "-n", br, "link", "set", link, "up"}).status());
     FLIGHT_RETURN_IF_ERROR(
-        sh({"ip", "-n", ns, "addr", "add", addr + "/16", "dev", "eth0"}).status());
-    FLIGHT_RETURN_IF_ERROR(sh({"ip", "-n", ns, "link", "set", "eth0", "up"}).status());
-    FLIGHT_RETURN_IF_ERROR(sh({"ip", "-n", ns, "link", "set", "lo", "up"}).status());
+        run_command({"ip", "-n", br, "link", "set", link, "master", "br0"}).status());
+    FLIGHT_RETURN_IF_ERROR(run_command({"ip", "-n", br, "link", "set", link, "up"}).status());
+    FLIGHT_RETURN_IF_ERROR(
+        run_command({"ip", "-n", ns, "addr", "add", addr + "/16", "dev", "eth0"}).status());
+    FLIGHT_RETURN_IF_ERROR(run_command({"ip", "-n", ns, "link", "set", "eth0", "up"}).status());
+    FLIGHT_RETURN_IF_ERROR(run_command({"ip", "-n", ns, "link", "set", "lo", "up"}).status());
     for (const auto& [where, dev] : {std::pair<std::string, std::string>{ns, "eth0"}, {br, link}}) {
-      FLIGHT_RETURN_IF_ERROR(sh({"tc", "-n", where, "qdisc", "add", "dev", dev, "root", "tbf",
-                                 "rate", rate(mbit), "burst", burst(mbit), "latency", "200ms"})
-                                 .status());
+      FLIGHT_RETURN_IF_ERROR(
+          run_command({"tc", "-n", where, "qdisc", "add", "dev", dev, "root", "tbf", "rate",
+                       rate(mbit), "burst", burst(mbit), "latency", "200ms"})
+              .status());
     }
     return Status::ok();
   };
@@ -162,9 +143,9 @@ StatusOr<std::map<std::string, LinkBytes>> EmulatedHosts::link_bytes() const {
   // namespace's interfaces.
   FLIGHT_ASSIGN_OR_RETURN(
       std::string out,
-      sh({"ip", "netns", "exec", options_.prefix + "-br", "sh", "-c",
-          "for d in /sys/class/net/*; do echo ${d##*/} $(cat $d/statistics/rx_bytes) "
-          "$(cat $d/statistics/tx_bytes); done"}));
+      run_command({"ip", "netns", "exec", options_.prefix + "-br", "sh", "-c",
+                   "for d in /sys/class/net/*; do echo ${d##*/} $(cat $d/statistics/rx_bytes) "
+                   "$(cat $d/statistics/tx_bytes); done"}));
   std::map<std::string, LinkBytes> links;
   std::istringstream in(out);
   std::string name;

@@ -7,12 +7,14 @@
 // configuration, logs) is on a file system the compute nodes share, and the
 // compute nodes reach the coordinator's address.
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include "flight/base/logging.h"
 #include "flight/base/process.h"
 #include "flight/base/strings.h"
 #include "flight/deploy/launchers.h"
+#include "flight/deploy/run_command.h"
 
 namespace flight::deploy {
 namespace {
@@ -28,28 +30,6 @@ Status write_file(const std::string& path, const std::string& text) {
   f << text;
   if (!f) return unavailable("cannot write " + path);
   return Status::ok();
-}
-
-// Runs a short Slurm command to completion; its stdout (trimmed) or an error
-// carrying its stderr.
-StatusOr<std::string> slurm_command(std::vector<std::string> argv, const std::string& log) {
-  ProcessOptions po;
-  po.argv = std::move(argv);
-  po.out = Redirect::pipe();
-  po.err = Redirect::file(log, true);
-  const std::string what = po.argv.front();
-  FLIGHT_ASSIGN_OR_RETURN(auto p, Process::spawn(std::move(po)));
-  std::string out;
-  while (true) {
-    auto line = p->read_line(std::chrono::seconds(60));
-    if (!line.is_ok()) break;
-    out += *line;
-  }
-  const int rc = p->wait();
-  if (rc != 0) {
-    return unavailable(what + " exited with " + std::to_string(rc) + ": " + read_text_file(log));
-  }
-  return out;
 }
 
 }  // namespace
@@ -116,16 +96,16 @@ StatusOr<engine::RunSummary> SlurmLauncher::run(LaunchRequest r) {
     FLIGHT_RETURN_IF_ERROR(write_file(dir + "/endpoints.sbatch", script));
     FLIGHT_ASSIGN_OR_RETURN(
         batch_job,
-        slurm_command({"sbatch", "--parsable", dir + "/endpoints.sbatch"}, dir + "/sbatch.log"));
-    batch_job = batch_job.substr(0, batch_job.find(';'));  // "ID;cluster" on federations
+        run_command({"sbatch", "--parsable", dir + "/endpoints.sbatch"}, dir + "/sbatch.log"));
+    // "ID\n", or "ID;cluster\n" on federations.
+    batch_job = batch_job.substr(0, batch_job.find_first_of(";\n"));
     spdlog::info("deploy: submitted slurm job {} ({}/endpoints.sbatch)", batch_job, dir);
     auto last = std::chrono::steady_clock::now();
     alive = [&, last]() mutable -> Status {
       // A pending job is fine; one that has left the queue will never register.
       if (std::chrono::steady_clock::now() - last < std::chrono::seconds(2)) return Status::ok();
       last = std::chrono::steady_clock::now();
-      auto state =
-          slurm_command({"squeue", "-h", "-j", batch_job, "-o", "%T"}, dir + "/squeue.log");
+      auto state = run_command({"squeue", "-h", "-j", batch_job, "-o", "%T"}, dir + "/squeue.log");
       if (state.is_ok() && !state->empty()) return Status::ok();
       return unavailable("deploy: slurm job " + batch_job + " is no longer queued (see " + dir +
                          "/slurm-" + batch_job + ".out)");
@@ -135,7 +115,7 @@ StatusOr<engine::RunSummary> SlurmLauncher::run(LaunchRequest r) {
   auto teardown = [&] {
     if (srun) srun->terminate();
     if (!batch_job.empty()) {
-      auto st = slurm_command({"scancel", batch_job}, dir + "/scancel.log");
+      auto st = run_command({"scancel", batch_job}, dir + "/scancel.log");
       if (!st.is_ok()) spdlog::warn("deploy: {}", st.status().to_string());
       batch_job.clear();
     }
