@@ -82,7 +82,7 @@ StatusOr<std::unique_ptr<ControlPlane>> ControlPlane::start(const engine::Experi
   p->service_ = std::make_unique<faas::Service>(so);
   FLIGHT_RETURN_IF_ERROR(p->service_->start());
   p->url_ = p->service_->url();
-  p->config_.control.kind = "rest";
+  p->config_.control.kind = engine::ControlKind::kRest;
   p->config_.control.url = p->url_;
   p->config_.control.token_file = p->token_file_;
   spdlog::info("deploy: service {} (data plane {})", p->url_,

@@ -2,42 +2,13 @@
 
 #include <algorithm>
 
+#include "flight/base/options.h"
 #include "flight/base/strings.h"
 #include "flight/deploy/launcher.h"
 #include "flight/deploy/placement.h"
 
 namespace flight::deploy {
-namespace {
-
 using nlohmann::json;
-
-Status check_keys(const json& obj, const std::string& where,
-                  const std::vector<std::string>& known) {
-  if (!obj.is_object()) {
-    return invalid_argument(where + " must be a mapping, got " + std::string(obj.type_name()));
-  }
-  for (auto it = obj.begin(); it != obj.end(); ++it) {
-    if (std::find(known.begin(), known.end(), it.key()) == known.end()) {
-      return invalid_argument(where + "." + it.key() + ": unknown key" +
-                              did_you_mean(it.key(), known));
-    }
-  }
-  return Status::ok();
-}
-
-template <typename T>
-Status get(const json& obj, const std::string& where, const char* key, T* out) {
-  if (!obj.contains(key) || obj[key].is_null()) return Status::ok();
-  try {
-    *out = obj[key].get<T>();
-  } catch (const json::exception&) {
-    return invalid_argument(where + "." + key + ": wrong type (" +
-                            std::string(obj[key].type_name()) + ")");
-  }
-  return Status::ok();
-}
-
-}  // namespace
 
 json SlurmOptions::to_json() const {
   return json{{"nodes", nodes},
@@ -99,38 +70,26 @@ Status DeployOptions::validate() const {
 
 StatusOr<DeployOptions> DeployOptions::from_json(const json& j) {
   DeployOptions o;
-  if (j.is_null()) return o;
-  FLIGHT_RETURN_IF_ERROR(check_keys(j, "deploy",
-                                    {"launcher", "hosts", "placement", "threads", "address",
-                                     "register_timeout_s", "slurm", "emulate"}));
-  FLIGHT_RETURN_IF_ERROR(get(j, "deploy", "launcher", &o.launcher));
-  FLIGHT_RETURN_IF_ERROR(get(j, "deploy", "hosts", &o.hosts));
-  FLIGHT_RETURN_IF_ERROR(get(j, "deploy", "placement", &o.placement));
-  FLIGHT_RETURN_IF_ERROR(get(j, "deploy", "threads", &o.threads));
-  FLIGHT_RETURN_IF_ERROR(get(j, "deploy", "address", &o.address));
-  FLIGHT_RETURN_IF_ERROR(get(j, "deploy", "register_timeout_s", &o.register_timeout_s));
-  if (j.contains("slurm") && !j["slurm"].is_null()) {
-    const json& s = j["slurm"];
-    FLIGHT_RETURN_IF_ERROR(
-        check_keys(s, "deploy.slurm", {"nodes", "tasks_per_node", "partition", "time", "extra"}));
-    FLIGHT_RETURN_IF_ERROR(get(s, "deploy.slurm", "nodes", &o.slurm.nodes));
-    FLIGHT_RETURN_IF_ERROR(get(s, "deploy.slurm", "tasks_per_node", &o.slurm.tasks_per_node));
-    FLIGHT_RETURN_IF_ERROR(get(s, "deploy.slurm", "partition", &o.slurm.partition));
-    FLIGHT_RETURN_IF_ERROR(get(s, "deploy.slurm", "time", &o.slurm.time));
-    FLIGHT_RETURN_IF_ERROR(get(s, "deploy.slurm", "extra", &o.slurm.extra));
-  }
-  if (j.contains("emulate") && !j["emulate"].is_null()) {
-    const json& e = j["emulate"];
-    FLIGHT_RETURN_IF_ERROR(check_keys(e, "deploy.emulate", {"links", "prefix"}));
-    o.emulate = true;
-    FLIGHT_RETURN_IF_ERROR(get(e, "deploy.emulate", "prefix", &o.emulate_prefix));
-    if (e.contains("links") && !e["links"].is_null()) {
-      FLIGHT_RETURN_IF_ERROR(
-          check_keys(e["links"], "deploy.emulate.links", {"coordinator", "host"}));
-      FLIGHT_RETURN_IF_ERROR(
-          get(e["links"], "deploy.emulate.links", "coordinator", &o.coordinator_mbit));
-      FLIGHT_RETURN_IF_ERROR(get(e["links"], "deploy.emulate.links", "host", &o.host_mbit));
-    }
+  OptionReader r(j, "deploy");
+  r.optional("launcher", &o.launcher)
+      .optional("hosts", &o.hosts)
+      .optional("placement", &o.placement)
+      .optional("threads", &o.threads)
+      .optional("address", &o.address)
+      .optional("register_timeout_s", &o.register_timeout_s);
+  OptionReader slurm = r.child("slurm");
+  slurm.optional("nodes", &o.slurm.nodes)
+      .optional("tasks_per_node", &o.slurm.tasks_per_node)
+      .optional("partition", &o.slurm.partition)
+      .optional("time", &o.slurm.time)
+      .optional("extra", &o.slurm.extra);
+  o.emulate = r.has("emulate");
+  OptionReader emulate = r.child("emulate");
+  emulate.optional("prefix", &o.emulate_prefix);
+  OptionReader links = emulate.child("links");
+  links.optional("coordinator", &o.coordinator_mbit).optional("host", &o.host_mbit);
+  for (const OptionReader* part : {&r, &slurm, &emulate, &links}) {
+    FLIGHT_RETURN_IF_ERROR(part->finish());
   }
   FLIGHT_RETURN_IF_ERROR(o.validate());
   return o;

@@ -1,6 +1,7 @@
 // DeployOptions: the `deploy:` section of an experiment config — how many host
 // processes a run spans, which topology node runs on which host, and which
-// launcher starts the hosts. Parsed in exactly one place (from_json); every
+// launcher starts the hosts. Parsed in exactly one place (from_json, with
+// flight/base/options.h); every
 // field has a documented default.
 //
 //   deploy:
