@@ -19,6 +19,9 @@ PACKAGES=(
   redis-server dataset-fashion-mnist
   # The Python package (python/, docs/python.md): Debian's python3 with its torch.
   python3-dev pybind11-dev python3-pytest python3-matplotlib
+  # Deployment (flight/deploy): launchers on Slurm and OpenMPI, the single-node
+  # Slurm its tests start, and the emulated hosts' namespaces, veths and tc caps.
+  slurm-wlm munge openmpi-bin libopenmpi-dev iproute2
 )
 
 missing=()

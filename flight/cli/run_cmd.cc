@@ -1,10 +1,13 @@
 // flight run CONFIG [--output DIR] [--resume DIR] [--set key=value ...] [--quiet]
+//                   [--launcher L] [--hosts N] [--placement P] [--list-endpoints] [--dry-run]
 #include <iostream>
 #include <memory>
 
 #include "flight/cli/command.h"
+#include "flight/deploy/launcher.h"
 #include "flight/engine/config.h"
 #include "flight/engine/federation.h"
+#include "topology/topology.h"
 
 namespace flight::cli {
 namespace {
@@ -16,23 +19,34 @@ struct RunArgs {
   std::vector<std::string> overrides;
   bool quiet = false;
   bool list_endpoints = false;
+  bool dry_run = false;
+  deploy::DeployOverrides deploy;
 };
 
 int run(const RunArgs& a) {
   auto config = engine::ExperimentConfig::load(a.config, a.overrides);
   if (!config.is_ok()) return usage_error(config.status().message());
-  if (a.list_endpoints) {
-    auto names = engine::endpoint_names(*config);
-    if (!names.is_ok()) return fail(names.status().message());
-    for (const auto& n : *names) std::cout << n << "\n";
+  auto deployment = deploy::resolve_options(*config, a.deploy);
+  if (!deployment.is_ok()) return usage_error(deployment.status().message());
+  if (a.list_endpoints || a.dry_run) {
+    auto topology = engine::load_experiment_topology(*config);
+    if (!topology.is_ok()) return fail(topology.status().message());
+    auto placement =
+        deploy::place(*topology, deployment->placement, static_cast<size_t>(deployment->hosts));
+    if (!placement.is_ok()) return fail(placement.status().message());
+    if (a.dry_run) std::cout << "# deploy: " << deployment->to_json().dump() << "\n";
+    // One line per endpoint process to start: its name first (scripts read
+    // the first column), then the nodes it hosts.
+    std::cout << placement->describe(*topology);
     return kExitOk;
   }
   engine::RunOptions options;
   options.output_dir = !a.resume.empty() ? a.resume : a.output;
   options.resume = !a.resume.empty();
   options.quiet = a.quiet;
-  auto summary = engine::run_experiment(*config, options);
+  auto summary = deploy::run_deployed(*config, options, *deployment);
   if (!summary.is_ok()) return fail(summary.status().message());
+  if (summary->output_dir.empty()) return kExitOk;  // an mpi host rank: rank 0 reports
   std::cout << "results: " << summary->output_dir << "\n"
             << "final test accuracy: " << summary->final_accuracy << " (best "
             << summary->best_accuracy << ") after ";
@@ -58,13 +72,26 @@ FLIGHT_COMMAND(run, {"", "run", "Run a federated learning experiment from a YAML
                        app->add_option("--resume", a->resume,
                                        "continue the run in this output directory from its last "
                                        "checkpoint");
-                       app->add_option("--set", a->overrides,
-                                       "override a config key, e.g. --set rounds=5 --set train.lr=0.1")
+                       app->add_option(
+                              "--set", a->overrides,
+                              "override a config key, e.g. --set rounds=5 --set train.lr=0.1")
                            ->take_all();
                        app->add_flag("-q,--quiet", a->quiet, "no progress line");
                        app->add_flag("--list-endpoints", a->list_endpoints,
-                                     "print the endpoint names a distributed deployment needs "
-                                     "(one `flight endpoint --name N` each) and exit");
+                                     "print the placement: one line per endpoint process a "
+                                     "distributed deployment needs (name first, then its "
+                                     "nodes) and exit");
+                       app->add_flag("--dry-run", a->dry_run,
+                                     "print the resolved deploy options and the placement, "
+                                     "start nothing");
+                       app->add_option("--launcher", a->deploy.launcher,
+                                       "how host processes start: embedded | processes | slurm "
+                                       "| mpi (default: deploy.launcher of the config)");
+                       app->add_option("--hosts", a->deploy.hosts,
+                                       "host processes to place the topology on (default: "
+                                       "deploy.hosts)");
+                       app->add_option("--placement", a->deploy.placement,
+                                       "subtree | round_robin (default: deploy.placement)");
                        return [a] { return run(*a); };
                      }});
 

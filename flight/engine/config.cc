@@ -75,7 +75,7 @@ Status parse(const YamlDocument& doc, const std::string& base_dir, ExperimentCon
       .optional("debug", &c->debug)
       .choice("clock", &c->clock, kClockNames)
       .optional("virtual_sample_rate", &c->virtual_sample_rate)
-      .known({"topology", "model", "data", "train", "strategy", "control"});
+      .known({"topology", "model", "data", "train", "strategy", "control", "deploy"});
   if (j.contains("control") && j["control"].is_string()) {
     r.choice("control", &c->control.kind, kControlNames);
   }
@@ -86,6 +86,8 @@ Status parse(const YamlDocument& doc, const std::string& base_dir, ExperimentCon
   OptionReader async = r.child("async");
   OptionReader heterogeneity = r.child("heterogeneity");
   FLIGHT_RETURN_IF_ERROR(r.finish());
+  // deploy: carried unparsed; flight/deploy owns its schema.
+  if (j.contains("deploy") && !j["deploy"].is_null()) c->deploy = j["deploy"];
 
   // topology: a path or a generator spec.
   if (!r.has("topology")) return r.error("missing 'topology' (a file or {generate: ...})");
@@ -274,7 +276,8 @@ nlohmann::json ExperimentConfig::to_json() const {
               {"clock", to_string(clock)},
               {"virtual_sample_rate", virtual_sample_rate},
               {"threads", threads},
-              {"debug", debug}};
+              {"debug", debug},
+              {"deploy", deploy}};
 }
 
 StatusOr<ExperimentConfig> ExperimentConfig::load(const std::string& path,

@@ -43,6 +43,8 @@
 //   heterogeneity: {speed_sigma: 0, dropout: 0}   # lognormal speed spread; result loss prob.
 //   threads: 2                      # local invoker threads (virtual workers run on these)
 //   debug: false                    # no training: workers return the model unchanged
+//   deploy: {...}                   # host processes and launchers: parsed by flight/deploy
+//                                   # (deploy::DeployOptions); the engine only carries it
 #pragma once
 
 #include <cstdint>
@@ -159,6 +161,9 @@ struct ExperimentConfig {
   double virtual_sample_rate = 1000;  // samples per simulated second at speed 1
   int64_t threads = 2;
   bool debug = false;
+  // The `deploy:` section, unparsed: flight/deploy owns its schema
+  // (deploy::DeployOptions::from_json); the engine never reads it.
+  nlohmann::json deploy = nlohmann::json::object();
 
   // Loads `path`, applies `overrides` ("train.lr=0.1", "rounds=5": dotted keys,
   // YAML scalar values) and validates. Errors name file, line and key.

@@ -49,6 +49,10 @@ StatusOr<RunSummary> run_experiment(const ExperimentConfig& config, const RunOpt
                                 : drive<SyncDriver>(ctx, *devices, output);
 }
 
+StatusOr<topology::Topology> load_experiment_topology(const ExperimentConfig& config) {
+  return load_topology(config.topology);
+}
+
 StatusOr<std::vector<std::string>> endpoint_names(const ExperimentConfig& config) {
   FLIGHT_ASSIGN_OR_RETURN(topology::Topology t, load_topology(config.topology));
   std::set<std::string> names;

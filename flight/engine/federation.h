@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,9 @@
 
 namespace flight::faas {
 class FunctionRegistry;
+}
+namespace flight::topology {
+class Topology;
 }
 
 namespace flight::engine {
@@ -45,6 +49,9 @@ struct RunOptions {
   // rounds), so --resume continues it; RunSummary::stopped is set. For
   // Ctrl-C from a front end that owns the signal (Python's KeyboardInterrupt).
   std::function<bool()> should_stop;
+  // node -> endpoint name chosen by a deployment's placement (flight/deploy),
+  // for nodes whose topology entry names no `endpoint:` (that one wins).
+  std::map<std::string, std::string> placement;
 };
 
 struct RunSummary {
@@ -69,5 +76,9 @@ StatusOr<RunSummary> run_experiment(const ExperimentConfig& config, const RunOpt
 // node without `endpoint:` is its own endpoint), sorted: what a distributed
 // deployment must start `flight endpoint` for.
 StatusOr<std::vector<std::string>> endpoint_names(const ExperimentConfig& config);
+
+// The experiment's topology (its file, or its generator run), as the engine
+// builds it. Include "topology/topology.h" to use the result.
+StatusOr<topology::Topology> load_experiment_topology(const ExperimentConfig& config);
 
 }  // namespace flight::engine

@@ -211,7 +211,9 @@ PutTarget RunContext::put_target(const std::string& node, const std::string& sco
 
 std::string RunContext::endpoint_of(const std::string& node) const {
   const auto& n = topology->node(node);
-  return n.endpoint ? *n.endpoint : n.id;
+  if (n.endpoint) return *n.endpoint;
+  auto placed = options.placement.find(node);
+  return placed != options.placement.end() ? placed->second : n.id;
 }
 
 StatusOr<std::pair<double, double>> RunContext::evaluate_global() {

@@ -1,0 +1,124 @@
+// Placement policies and the deploy: section's options.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "flight/deploy/deploy_options.h"
+#include "flight/deploy/launcher.h"
+#include "flight/deploy/placement.h"
+#include "topology/topology.h"
+
+namespace flight::deploy {
+namespace {
+
+using topology::Topology;
+
+Topology three_tier(size_t sites, size_t workers) {
+  auto t = topology::generate::tiers({sites}, workers, 0);
+  EXPECT_TRUE(t.is_ok()) << t.status();
+  return *t;
+}
+
+TEST(Placement, SubtreeKeepsEachAggregatorWithAllItsWorkers) {
+  const Topology t = three_tier(4, 32);
+  for (size_t hosts : {1u, 2u, 3u, 4u}) {
+    auto p = place(t, "subtree", hosts);
+    ASSERT_TRUE(p.is_ok()) << p.status();
+    std::set<std::string> used;
+    for (const auto& agg : t.aggregators()) {
+      const std::string h = p->endpoint_of(agg);
+      used.insert(h);
+      for (const auto& n : t.subtree(agg)) EXPECT_EQ(p->endpoint_of(n), h) << n;
+    }
+    EXPECT_EQ(used.size(), hosts);
+    EXPECT_EQ(p->endpoint_names().size(), hosts);
+  }
+  // More hosts than subtrees: the extra hosts have nothing and are not started.
+  auto p = place(t, "subtree", 6);
+  ASSERT_TRUE(p.is_ok());
+  EXPECT_EQ(p->endpoint_names().size(), 4u);
+}
+
+TEST(Placement, SubtreeBalancesWorkersOnFlatTopologies) {
+  auto t = topology::generate::flat(10);
+  auto p = place(t, "subtree", 3);
+  ASSERT_TRUE(p.is_ok());
+  std::map<std::string, int> count;
+  for (const auto& w : t.workers()) ++count[p->endpoint_of(w)];
+  ASSERT_EQ(count.size(), 3u);
+  for (const auto& [h, n] : count) {
+    EXPECT_GE(n, 3) << h;
+    EXPECT_LE(n, 4) << h;
+  }
+}
+
+TEST(Placement, RoundRobinDealsNodesInBreadthFirstOrder) {
+  const Topology t = three_tier(2, 4);
+  auto p = place(t, "round_robin", 2);
+  ASSERT_TRUE(p.is_ok());
+  std::vector<std::string> order;
+  for (const auto& n : t.nodes()) {
+    if (!n.is_coordinator()) order.push_back(n.id);
+  }
+  for (size_t i = 0; i < order.size(); ++i) EXPECT_EQ(p->endpoint_of(order[i]), host_name(i % 2));
+}
+
+TEST(Placement, ExplicitEndpointWins) {
+  auto t = Topology::parse_yaml(R"(
+root: {kind: coordinator, children: [a, b]}
+a: {kind: aggregator, children: [w1, w2], endpoint: edge-a}
+b: {kind: aggregator, children: [w3, w4]}
+w1: {kind: worker}
+w2: {kind: worker, endpoint: phone}
+w3: {kind: worker}
+w4: {kind: worker}
+)",
+                                "test.yaml");
+  ASSERT_TRUE(t.is_ok()) << t.status();
+  auto p = place(*t, "subtree", 2);
+  ASSERT_TRUE(p.is_ok());
+  EXPECT_EQ(p->endpoint_of("a"), "edge-a");
+  EXPECT_EQ(p->endpoint_of("w2"), "phone");
+  EXPECT_EQ(p->endpoint_of("w1"), "host-0");
+  EXPECT_EQ(p->endpoint_of("w3"), "host-1");
+  EXPECT_EQ(p->assigned.count("a"), 0u);
+  EXPECT_EQ(p->endpoint_names(), (std::vector<std::string>{"host-0", "host-1", "edge-a", "phone"}));
+  EXPECT_NE(p->describe(*t).find("phone\t1 workers [w2]"), std::string::npos) << p->describe(*t);
+}
+
+TEST(Placement, UnknownPolicyIsAnErrorWithASuggestion) {
+  auto p = place(three_tier(2, 4), "subtre", 2);
+  ASSERT_FALSE(p.is_ok());
+  EXPECT_NE(p.status().message().find("did you mean 'subtree'"), std::string::npos) << p.status();
+}
+
+TEST(DeployOptions, ParsesEveryFieldAndRejectsUnknownKeys) {
+  auto o = DeployOptions::from_json(nlohmann::json::parse(R"({
+    "launcher": "slurm", "hosts": 4, "placement": "round_robin", "threads": 3,
+    "address": "10.0.0.5", "register_timeout_s": 30,
+    "slurm": {"nodes": 2, "tasks_per_node": 2, "partition": "debug", "time": "00:10:00",
+              "extra": ["--account=ml"]}})"));
+  ASSERT_TRUE(o.is_ok()) << o.status();
+  EXPECT_EQ(o->launcher, "slurm");
+  EXPECT_EQ(o->hosts, 4);
+  EXPECT_EQ(o->slurm.partition, "debug");
+  EXPECT_EQ(o->slurm.extra, std::vector<std::string>{"--account=ml"});
+  auto back = DeployOptions::from_json(o->to_json());
+  ASSERT_TRUE(back.is_ok());
+  EXPECT_EQ(back->to_json(), o->to_json());
+
+  auto typo = DeployOptions::from_json(nlohmann::json::parse(R"({"slurm": {"partiton": "x"}})"));
+  ASSERT_FALSE(typo.is_ok());
+  EXPECT_NE(typo.status().message().find("deploy.slurm.partiton"), std::string::npos);
+  EXPECT_NE(typo.status().message().find("partition"), std::string::npos);
+  auto launcher = DeployOptions::from_json(nlohmann::json::parse(R"({"launcher": "srun"})"));
+  ASSERT_FALSE(launcher.is_ok());
+  EXPECT_NE(launcher.status().message().find("known: embedded, mpi, processes, slurm"),
+            std::string::npos)
+      << launcher.status();
+  EXPECT_FALSE(DeployOptions::from_json(nlohmann::json::parse(R"({"hosts": 0})")).is_ok());
+  EXPECT_FALSE(DeployOptions::from_json(nlohmann::json::parse(R"({"hosts": "two"})")).is_ok());
+}
+
+}  // namespace
+}  // namespace flight::deploy
