@@ -78,7 +78,12 @@ std::string to_json_text(const Topology& t) {
 }
 
 int bench(const BenchArgs& a) {
-  if (a.nodes < 2000) return usage_error("bench topology: --nodes must be at least 2000");
+  // Coordinator, 32 + 1024 aggregators, and at least one worker under each
+  // last-tier aggregator (tiers() refuses an aggregator without children).
+  constexpr size_t kMinNodes = 1 + 32 + 2 * 1024;
+  if (a.nodes < kMinNodes) {
+    return usage_error("bench topology: --nodes must be at least " + std::to_string(kMinNodes));
+  }
   if (a.repeat < 1) return usage_error("bench topology: --repeat must be at least 1");
   // Coordinator -> 32 -> 1024 aggregators -> the rest as workers.
   const std::vector<size_t> tiers = {32, 1024};
