@@ -31,8 +31,10 @@ TEST(BenchRecord, RatioIsValueOverBaselineForRatesAndInverseForTimes) {
   EXPECT_FALSE(plain.to_json().contains("ratio"));
 }
 
+// "ns/op" is a time per operation: lower is better, like "ns".
 bool is_time_unit(const std::string& unit) {
-  return unit == "s" || unit == "ms" || unit == "us" || unit == "ns" || unit == "bytes";
+  const std::string u = unit.substr(0, unit.find('/'));
+  return u == "s" || u == "ms" || u == "us" || u == "ns" || u == "bytes";
 }
 
 // Runs `flight bench <args>` and checks every line of its output.
