@@ -49,30 +49,6 @@ struct AggregateBenchArgs {
   int threads = 0;  // 0: all cores (param_ops default)
 };
 
-bool parse_list(const std::string& s, std::vector<int64_t>* out) {
-  out->clear();
-  for (const auto& part : split(s, ',')) {
-    std::string t = trim(part);
-    if (t.empty()) continue;
-    try {
-      size_t used = 0;
-      long long v = std::stoll(t, &used);
-      if (used != t.size() || v <= 0) return false;
-      out->push_back(v);
-    } catch (const std::exception&) {
-      return false;
-    }
-  }
-  return !out->empty();
-}
-
-template <typename F>
-double best_of(int reps, F&& f) {
-  double best = 1e300;
-  for (int i = 0; i < reps; ++i) best = std::min(best, f());
-  return best;
-}
-
 // The fold under test, through the public Strategy API the engine uses.
 StatusOr<double> time_fold(aggregators::Strategy& s, const std::vector<ParamSet>& updates) {
   Stopwatch watch;
@@ -110,8 +86,9 @@ std::unique_ptr<aggregators::Strategy> strategy(const nlohmann::json& j) {
 
 int run(const AggregateBenchArgs& a) {
   std::vector<int64_t> ks, numels;
-  if (!parse_list(a.ks, &ks)) return usage_error("--k must be a list of positive integers");
-  if (!parse_list(a.numels, &numels)) {
+  if (!parse_positive_ints(a.ks, &ks))
+    return usage_error("--k must be a list of positive integers");
+  if (!parse_positive_ints(a.numels, &numels)) {
     return usage_error("--numel must be a list of positive integers");
   }
   std::vector<std::string> cases;

@@ -2,6 +2,8 @@
 
 #include <iostream>
 
+#include "flight/base/strings.h"
+
 namespace flight::bench {
 
 nlohmann::json BenchRecord::to_json() const {
@@ -31,5 +33,22 @@ void emit_bench(const BenchRecord& record, std::ostream& os) {
 }
 
 void emit_bench(const BenchRecord& record) { emit_bench(record, std::cout); }
+
+bool parse_positive_ints(const std::string& s, std::vector<int64_t>* out) {
+  out->clear();
+  for (const auto& part : split(s, ',')) {
+    std::string t = trim(part);
+    if (t.empty()) continue;
+    try {
+      size_t used = 0;
+      long long v = std::stoll(t, &used);
+      if (used != t.size() || v <= 0) return false;
+      out->push_back(v);
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+  return !out->empty();
+}
 
 }  // namespace flight::bench

@@ -4,9 +4,12 @@
 // rates (higher is better) and baseline_value / value for times.
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
 #include <iosfwd>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -30,5 +33,17 @@ struct BenchRecord {
 // Writes one JSON line and flushes (benchmarks are often piped and killed).
 void emit_bench(const BenchRecord& record, std::ostream& os);
 void emit_bench(const BenchRecord& record);  // to stdout
+
+// "8,512,10000" -> {8, 512, 10000}: a bench option listing positive integers.
+// False (and *out unusable) on anything else or an empty list.
+bool parse_positive_ints(const std::string& s, std::vector<int64_t>* out);
+
+// The best (shortest) of `reps` runs of f, which returns its elapsed seconds.
+template <typename F>
+double best_of(int reps, F&& f) {
+  double best = 1e300;
+  for (int i = 0; i < reps; ++i) best = std::min(best, f());
+  return best;
+}
 
 }  // namespace flight::bench

@@ -67,23 +67,6 @@ namespace fs = std::filesystem;
 
 // ------------------------------------------------------------------ helpers
 
-bool parse_ints(const std::string& s, std::vector<int64_t>* out) {
-  out->clear();
-  for (const auto& part : split(s, ',')) {
-    std::string t = trim(part);
-    if (t.empty()) continue;
-    try {
-      size_t used = 0;
-      long long v = std::stoll(t, &used);
-      if (used != t.size() || v <= 0) return false;
-      out->push_back(v);
-    } catch (const std::exception&) {
-      return false;
-    }
-  }
-  return !out->empty();
-}
-
 std::vector<std::string> parse_words(const std::string& s) {
   std::vector<std::string> out;
   for (const auto& part : split(s, ',')) {
@@ -314,7 +297,7 @@ int run_scale(const ScaleArgs& a) {
     ws = {8, 512, 10000};
     controls = {"local"};
   }
-  if (!a.workers.empty() && !parse_ints(a.workers, &ws)) {
+  if (!a.workers.empty() && !parse_positive_ints(a.workers, &ws)) {
     return usage_error("--workers must be a comma-separated list of positive integers");
   }
   if (!a.topologies.empty()) topologies = parse_words(a.topologies);
@@ -535,7 +518,7 @@ StatusOr<HierarchyResult> run_hierarchy_case(const HierarchyArgs& a, int64_t hei
 
 int run_hierarchy(const HierarchyArgs& a) {
   std::vector<int64_t> heights;
-  if (!parse_ints(a.heights, &heights)) {
+  if (!parse_positive_ints(a.heights, &heights)) {
     return usage_error("--heights must be a comma-separated list of positive integers");
   }
   if (a.leaves < 1) return usage_error("--leaves must be >= 1");

@@ -51,14 +51,6 @@ struct BenchArgs {
   int64_t workers = 1000;
 };
 
-// The best (shortest) of `reps` runs of f, which returns its elapsed seconds.
-template <typename F>
-double best_of(int reps, F&& f) {
-  double best = 1e300;
-  for (int i = 0; i < reps; ++i) best = std::min(best, f());
-  return best;
-}
-
 // Raw training loop: contiguous batches, forward, loss, backward, SGD update.
 double raw_train_seconds(learning::Model& model, const learning::Dataset& data, int64_t batch,
                          int64_t steps, double lr) {
