@@ -1,0 +1,124 @@
+// OrderedFold: a strategy's Aggregation fed in canonical order while the
+// children report in any order.
+//
+// An aggregating node (an aggregator or the coordinator) knows, when a round
+// starts, which children it waits for; the engine numbers them 0..n-1 in
+// canonical order (sorted node ids). Child k is folded as soon as it has
+// reported and children 0..k-1 are folded or skipped, so the result is
+// bit-identical to folding the sorted list in one go (that keeps runs
+// bit-reproducible whatever the arrival order), and memory does not wait for
+// the slowest child:
+//
+//   OrderedFold fold(strategy.begin(), n, /*window=*/8,
+//                    [&](size_t k) { return fetch_async(refs[k]); },  // Ref -> ParamSet
+//                    [&](size_t k) { evict(refs[k]); });              // after k is folded
+//   fold.arrive(3, w3);   // out of order: resolved now if within the window
+//   fold.arrive(0, w0);   // folds 0, then 3 waits for 1 and 2
+//   fold.skip(1);         // failed / late / dropped: skipped in order
+//   ...
+//   if (fold.complete()) Weighted result = *fold.finalize();
+//
+// Window: a reported child is resolved (fetch(k)) only when k < next() +
+// window; a child reporting further ahead stays where the caller keeps it (a
+// Ref in the store, not a decoded ParamSet) and is resolved when the window
+// reaches it. So at most `window` updates are resolved at any time
+// (resolved() <= window), whatever the number of children: memory per node is
+// O(window x model) for the linear strategies. (Robust strategies' own
+// Aggregation keeps every update; the window still bounds what waits.)
+//
+// fetch(k) returns a future, so a caller may resolve children within the
+// window concurrently (e.g. on a fetch pool); the fold waits for child k's
+// future only when k's turn comes. fetch and folded are called on the thread
+// that calls arrive()/skip(), at most once per child each.
+//
+// Errors: an index out of range or reported twice is InvalidArgument and
+// changes nothing. A failed fetch or accumulate makes the fold failed: that
+// call and every later arrive/skip/finalize return the error (naming the
+// child's index; the caller adds the node).
+//
+// Thread safety: none; one OrderedFold per aggregating node and round, used
+// by one thread at a time. The destructor waits for fetches still in flight,
+// so the caller's data they read must outlive the OrderedFold.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <vector>
+
+#include "aggregators/strategy.h"
+#include "flight/base/status.h"
+#include "flight/params/param_set.h"
+
+namespace flight::aggregators {
+
+class OrderedFold {
+ public:
+  using Pending = std::future<StatusOr<ParamSet>>;
+  using Fetch = std::function<Pending(size_t index)>;
+  using Folded = std::function<void(size_t index)>;
+
+  // `fold` from Strategy::begin(); `children` >= 0 (0: complete at once, and
+  // finalize() fails like an empty Aggregation); `window` >= 1.
+  OrderedFold(std::unique_ptr<Aggregation> fold, size_t children, size_t window, Fetch fetch,
+              Folded folded = nullptr);
+  ~OrderedFold();
+  OrderedFold(const OrderedFold&) = delete;
+  OrderedFold& operator=(const OrderedFold&) = delete;
+
+  // A future already holding `value`: for fetches that need no wait (a memory
+  // connector's zero-copy view, tests).
+  static Pending ready(StatusOr<ParamSet> value);
+
+  // Child `index` reported an update of weight `weight`; folds every child
+  // that is now in turn.
+  [[nodiscard]] Status arrive(size_t index, double weight);
+  // Child `index` will not report (failed, late, dropped out); folds every
+  // child that is now in turn.
+  [[nodiscard]] Status skip(size_t index);
+
+  size_t children() const { return slots_.size(); }
+  size_t window() const { return window_; }
+  // Canonical position of the next child to fold; children() when complete.
+  size_t next() const { return next_; }
+  size_t folded() const { return folded_; }
+  size_t skipped() const { return skipped_; }
+  // Children reported (arrived or skipped) so far.
+  size_t reported() const { return reported_; }
+  // Every child folded or skipped (and no error).
+  bool complete() const { return status_.is_ok() && next_ == slots_.size(); }
+  // Updates resolved (or being resolved) and not yet folded: <= window().
+  size_t resolved() const { return resolved_; }
+  // The most resolved() has been.
+  size_t peak_resolved() const { return peak_resolved_; }
+  // OK, or the error that failed the fold.
+  const Status& status() const { return status_; }
+
+  // The fold's result. FailedPrecondition unless complete(); otherwise what
+  // Aggregation::finalize() returns (FailedPrecondition when every child was
+  // skipped).
+  StatusOr<Weighted> finalize();
+
+ private:
+  enum class Slot : uint8_t { kWaiting, kArrived, kSkipped, kDone };
+  Status report(size_t index, bool arrived, double weight);
+  void start_fetch(size_t index);
+  Status advance();
+
+  std::unique_ptr<Aggregation> fold_;
+  size_t window_;
+  Fetch fetch_;
+  Folded folded_cb_;
+  std::vector<Slot> slots_;
+  std::vector<double> weights_;
+  std::vector<Pending> pending_;  // valid while child k is resolved and waiting
+  size_t next_ = 0;
+  size_t fetch_limit_ = 0;  // children below this index are fetched on arrival
+  size_t folded_ = 0, skipped_ = 0, reported_ = 0;
+  size_t resolved_ = 0, peak_resolved_ = 0;
+  Status status_;
+};
+
+}  // namespace flight::aggregators
