@@ -43,11 +43,11 @@ Status OrderedFold::skip(size_t index) { return report(index, false, 0.0); }
 Status OrderedFold::report(size_t index, bool arrived, double weight) {
   if (!status_.is_ok()) return status_;
   if (index >= slots_.size()) {
-    return invalid_argument("child " + std::to_string(index) + " is outside [0, " +
+    return invalid_argument("position " + std::to_string(index) + " is outside [0, " +
                             std::to_string(slots_.size()) + ")");
   }
   if (slots_[index] != Slot::kWaiting) {
-    return invalid_argument("child " + std::to_string(index) + " reported twice");
+    return invalid_argument("position " + std::to_string(index) + " reported twice");
   }
   ++reported_;
   if (!arrived) {
@@ -86,12 +86,12 @@ Status OrderedFold::advance() {
       pending_[k] = Pending();
       --resolved_;
       if (!update.is_ok()) {
-        status_ = update.status().with_context("child " + std::to_string(k));
+        status_ = update.status().with_context("position " + std::to_string(k));
         return status_;
       }
       Status st = fold_->accumulate(*update, weights_[k]);
       if (!st.is_ok()) {
-        status_ = st.with_context("child " + std::to_string(k));
+        status_ = st.with_context("position " + std::to_string(k));
         return status_;
       }
       // Drop our handle before the caller releases the object (evicts it).

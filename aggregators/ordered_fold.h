@@ -34,7 +34,7 @@
 // Errors: an index out of range or reported twice is InvalidArgument and
 // changes nothing. A failed fetch or accumulate makes the fold failed: that
 // call and every later arrive/skip/finalize return the error (naming the
-// child's index; the caller adds the node).
+// child's position; the caller adds the node: the failed child is next()).
 //
 // Thread safety: none; one OrderedFold per aggregating node and round, used
 // by one thread at a time. The destructor waits for fetches still in flight,

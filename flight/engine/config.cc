@@ -1,5 +1,6 @@
 #include "flight/engine/config.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "flight/base/strings.h"
@@ -67,12 +68,13 @@ Status parse(const YamlDocument& doc, const std::string& base_dir, ExperimentCon
     return invalid_argument(doc.where("") + "an experiment config must be a mapping of keys");
   }
   OptionReader r(j, "", &doc);
+  json debug;
   r.optional("name", &c->name)
       .optional("seed", &c->seed)
       .optional("rounds", &c->rounds)
       .choice("mode", &c->mode, kModeNames)
       .optional("threads", &c->threads)
-      .optional("debug", &c->debug)
+      .optional("debug", &debug)
       .choice("clock", &c->clock, kClockNames)
       .optional("virtual_sample_rate", &c->virtual_sample_rate)
       .known({"topology", "model", "data", "train", "strategy", "control", "deploy"});
@@ -85,9 +87,20 @@ Status parse(const YamlDocument& doc, const std::string& base_dir, ExperimentCon
   OptionReader eval = r.child("eval");
   OptionReader async = r.child("async");
   OptionReader heterogeneity = r.child("heterogeneity");
+  OptionReader fold = r.child("fold");
+  if (!debug.is_null()) {
+    auto mode = debug_mode_from_json(debug);
+    if (mode.is_ok()) {
+      c->debug = *mode;
+    } else {
+      r.fail("debug", mode.status().message());
+    }
+  }
   FLIGHT_RETURN_IF_ERROR(r.finish());
   // deploy: carried unparsed; flight/deploy owns its schema.
   if (j.contains("deploy") && !j["deploy"].is_null()) c->deploy = j["deploy"];
+  fold.at_least("window", &c->fold.window, int64_t{0});
+  FLIGHT_RETURN_IF_ERROR(fold.finish());
 
   // topology: a path or a generator spec.
   if (!r.has("topology")) return r.error("missing 'topology' (a file or {generate: ...})");
@@ -253,7 +266,46 @@ Status ExperimentConfig::validate() const {
   if (eval.every < 1 || eval.batch_size < 1) {
     return invalid_argument("eval.every and eval.batch_size must be >= 1");
   }
+  if (fold.window < 0) {
+    return invalid_argument("fold.window must be >= 0 (0 = auto), got " +
+                            std::to_string(fold.window));
+  }
   return Status::ok();
+}
+
+nlohmann::json FoldConfig::to_json() const { return json{{"window", window}}; }
+
+int64_t FoldConfig::window_for(uint64_t model_bytes) const {
+  if (window > 0) return window;
+  constexpr uint64_t kBudget = 512ull << 20;
+  const uint64_t fit = kBudget / std::max<uint64_t>(model_bytes, 1);
+  return static_cast<int64_t>(std::clamp<uint64_t>(fit, 8, 1024));
+}
+
+StatusOr<DebugMode> debug_mode_from_json(const nlohmann::json& j) {
+  if (j.is_boolean()) return j.get<bool>() ? DebugMode::kMoveData : DebugMode::kOff;
+  if (j.is_string()) {
+    const std::string s = j.get<std::string>();
+    std::vector<std::string> names;
+    for (const auto& [name, mode] : kDebugNames) {
+      if (s == name) return mode;
+      names.push_back(name);
+    }
+    return invalid_argument("must be false, true or dispatch, got '" + s + "'" +
+                            did_you_mean(s, names));
+  }
+  return invalid_argument(std::string("must be false, true or dispatch, got a ") + j.type_name());
+}
+
+nlohmann::json debug_mode_to_json(DebugMode m) {
+  switch (m) {
+    case DebugMode::kOff:
+      return false;
+    case DebugMode::kMoveData:
+      return true;
+    default:
+      return to_string(m);
+  }
 }
 
 nlohmann::json ExperimentConfig::to_json() const {
@@ -275,8 +327,9 @@ nlohmann::json ExperimentConfig::to_json() const {
               {"heterogeneity", heterogeneity.to_json()},
               {"clock", to_string(clock)},
               {"virtual_sample_rate", virtual_sample_rate},
+              {"fold", fold.to_json()},
               {"threads", threads},
-              {"debug", debug},
+              {"debug", debug_mode_to_json(debug)},
               {"deploy", deploy}};
 }
 

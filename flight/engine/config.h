@@ -41,8 +41,14 @@
 //   clock: real                     # real | virtual (simulated device time; reproducible async)
 //   virtual_sample_rate: 1000       # virtual clock: samples/s of a speed-1 device
 //   heterogeneity: {speed_sigma: 0, dropout: 0}   # lognormal speed spread; result loss prob.
+//   fold: {window: 0}               # sync: updates each aggregating node resolves ahead of its
+//                                   #   ordered fold, and train results outstanding at once;
+//                                   #   0 = auto: 512 MiB / model size, in [8, 1024]
 //   threads: 2                      # local invoker threads (virtual workers run on these)
-//   debug: false                    # no training: workers return the model unchanged
+//   debug: false                    # true: no training, data moves (every worker fetches the
+//                                   #   model and puts its own perturbed copy, every aggregator
+//                                   #   fetches each child's update); dispatch: no training and
+//                                   #   no data (workers hand back the global model's Ref)
 //   deploy: {...}                   # host processes and launchers: parsed by flight/deploy
 //                                   # (deploy::DeployOptions); the engine only carries it
 #pragma once
@@ -137,6 +143,33 @@ struct HeterogeneityConfig {
   nlohmann::json to_json() const;
 };
 
+// Sync rounds fold as children report, in canonical order (child_fold.h).
+struct FoldConfig {
+  int64_t window = 0;  // 0 = auto (window_for)
+  nlohmann::json to_json() const;
+  // The window for a model of `model_bytes` bytes: `window`, or when 0,
+  // 512 MiB / model_bytes clamped to [8, 1024].
+  int64_t window_for(uint64_t model_bytes) const;
+};
+
+// No-training modes (`debug:`), for measuring the framework.
+enum class DebugMode {
+  kOff,       // false: workers train
+  kMoveData,  // true: no training, but the bytes of a real round move: every worker fetches
+              //   the global model and puts its own copy, perturbed by a deterministic
+              //   (worker_index + 1) x 2^-20 on every floating element; every aggregator
+              //   fetches each child's update
+  kDispatch,  // dispatch: no training and no data: a worker hands back the global model's
+              //   Ref (not owned), so only control messages move
+};
+inline const EnumNames<DebugMode> kDebugNames = {{"off", DebugMode::kOff},
+                                                 {"data", DebugMode::kMoveData},
+                                                 {"dispatch", DebugMode::kDispatch}};
+inline const char* to_string(DebugMode v) { return enum_name(v, kDebugNames); }
+// false | true | "dispatch" (also "off", "data"); InvalidArgument otherwise.
+StatusOr<DebugMode> debug_mode_from_json(const nlohmann::json& j);
+nlohmann::json debug_mode_to_json(DebugMode m);
+
 struct ExperimentConfig {
   std::string name = "experiment";
   uint64_t seed = 0;
@@ -159,8 +192,9 @@ struct ExperimentConfig {
   // (reproducible under any load) and makespan / idle time are simulated.
   Clock clock = Clock::kReal;
   double virtual_sample_rate = 1000;  // samples per simulated second at speed 1
+  FoldConfig fold;
   int64_t threads = 2;
-  bool debug = false;
+  DebugMode debug = DebugMode::kOff;
   // The `deploy:` section, unparsed: flight/deploy owns its schema
   // (deploy::DeployOptions::from_json); the engine never reads it.
   nlohmann::json deploy = nlohmann::json::object();

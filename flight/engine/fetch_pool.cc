@@ -15,8 +15,9 @@ class FetchPool {
     static FetchPool* pool = new FetchPool(kFetchThreads);  // leaked: see below
     return *pool;
   }
-  std::future<StatusOr<ParamSet>> submit(transport::Store* store, const transport::Ref* ref) {
-    std::packaged_task<StatusOr<ParamSet>()> job([store, ref] { return store->get(*ref); });
+  std::future<StatusOr<ParamSet>> submit(transport::Store* store, transport::Ref ref) {
+    std::packaged_task<StatusOr<ParamSet>()> job(
+        [store, ref = std::move(ref)] { return store->get(ref); });
     auto fut = job.get_future();
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -30,7 +31,7 @@ class FetchPool {
   static constexpr int kFetchThreads = 2;
   explicit FetchPool(int n) {
     // Detached and never destroyed: at exit no fetch is in flight (every
-    // aggregate waits for its own), and idle threads just stop with the process.
+    // fold waits for its own), and idle threads just stop with the process.
     for (int i = 0; i < n; ++i) std::thread([this] { work(); }).detach();
   }
   void work() {
@@ -56,20 +57,13 @@ bool local(const transport::Ref& ref) {
 
 }  // namespace
 
-Prefetcher::~Prefetcher() {
-  for (auto& f : ahead_) {
-    if (f.valid()) f.wait();
+std::future<StatusOr<ParamSet>> fetch_async(transport::Store& store, const transport::Ref& ref) {
+  if (local(ref)) {
+    std::promise<StatusOr<ParamSet>> done;
+    done.set_value(store.get(ref));
+    return done.get_future();
   }
-}
-
-StatusOr<ParamSet> Prefetcher::take(size_t i) {
-  for (size_t j = i + 1; j < refs_.size() && j <= i + kPrefetchDepth; ++j) {
-    if (!ahead_[j].valid() && !local(refs_[j])) {
-      ahead_[j] = FetchPool::instance().submit(&store_, &refs_[j]);
-    }
-  }
-  if (ahead_[i].valid()) return ahead_[i].get();
-  return store_.get(refs_[i]);
+  return FetchPool::instance().submit(&store, ref);
 }
 
 }  // namespace flight::engine

@@ -1,10 +1,9 @@
-// Fetching an aggregator's child updates ahead of its fold: a small
-// process-wide pool of fetch threads (a few for the whole process, not one per
-// child) and a Prefetcher that keeps up to kPrefetchDepth children in flight.
+// Fetching updates ahead of a fold: a small process-wide pool of fetch
+// threads (a few for the whole process, not one per child), used by
+// ChildFold (child_fold.h) for the children within its window.
 #pragma once
 
 #include <future>
-#include <vector>
 
 #include "flight/base/status.h"
 #include "flight/params/param_set.h"
@@ -13,26 +12,10 @@
 
 namespace flight::engine {
 
-// Children's updates in order, up to kPrefetchDepth fetched ahead on the
-// shared pool. Refs of a memory connector are fetched inline: they are a
-// lookup in this process, with no latency to hide. `refs` must outlive the
-// Prefetcher; its destructor waits for fetches still in flight.
-class Prefetcher {
- public:
-  static constexpr size_t kPrefetchDepth = 2;
-  Prefetcher(transport::Store& store, const std::vector<transport::Ref>& refs)
-      : store_(store), refs_(refs), ahead_(refs.size()) {}
-  ~Prefetcher();
-  Prefetcher(const Prefetcher&) = delete;
-  Prefetcher& operator=(const Prefetcher&) = delete;
-
-  // refs[i]'s value; call with i = 0, 1, 2, ... in order.
-  StatusOr<ParamSet> take(size_t i);
-
- private:
-  transport::Store& store_;
-  const std::vector<transport::Ref>& refs_;
-  std::vector<std::future<StatusOr<ParamSet>>> ahead_;
-};
+// store.get(ref), as a future. A memory connector's Ref is resolved inline
+// (a lookup in this process, with no latency to hide); any other on the
+// shared pool. `store` must outlive the future's completion (the stores of
+// task_process.h live as long as the process).
+std::future<StatusOr<ParamSet>> fetch_async(transport::Store& store, const transport::Ref& ref);
 
 }  // namespace flight::engine

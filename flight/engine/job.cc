@@ -7,13 +7,10 @@ namespace flight::engine {
 using nlohmann::json;
 
 json Job::to_json() const {
-  return json{{"model", model.to_json()},
-              {"data", data.to_json()},
-              {"train", train.to_json()},
-              {"strategy", strategy.to_json()},
-              {"seed", seed},
-              {"n_workers", n_workers},
-              {"debug", debug}};
+  return json{
+      {"model", model.to_json()},          {"data", data.to_json()}, {"train", train.to_json()},
+      {"strategy", strategy.to_json()},    {"seed", seed},           {"n_workers", n_workers},
+      {"debug", debug_mode_to_json(debug)}};
 }
 
 StatusOr<Job> Job::from_json(const json& j) {
@@ -26,7 +23,9 @@ StatusOr<Job> Job::from_json(const json& j) {
                             aggregators::StrategyOptions::from_json(j.at("strategy")));
     job.seed = j.at("seed").get<uint64_t>();
     job.n_workers = j.at("n_workers").get<int64_t>();
-    job.debug = j.value("debug", false);
+    if (j.contains("debug")) {
+      FLIGHT_ASSIGN_OR_RETURN(job.debug, debug_mode_from_json(j.at("debug")));
+    }
   } catch (const json::exception& e) {
     return invalid_argument(std::string("malformed job: ") + e.what());
   }

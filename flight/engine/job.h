@@ -12,6 +12,7 @@
 
 #include "aggregators/strategy.h"
 #include "flight/base/status.h"
+#include "flight/engine/config.h"
 #include "flight/learning/dataset.h"
 #include "flight/learning/model.h"
 #include "flight/learning/trainer.h"
@@ -24,8 +25,8 @@ struct Job {
   learning::TrainOptions train;
   aggregators::StrategyOptions strategy;
   uint64_t seed = 0;
-  int64_t n_workers = 0;  // partitions are computed for this many workers
-  bool debug = false;     // no training: train returns the global model's Ref
+  int64_t n_workers = 0;              // partitions are computed for this many workers
+  DebugMode debug = DebugMode::kOff;  // no-training modes (config.h)
 
   nlohmann::json to_json() const;
   static StatusOr<Job> from_json(const nlohmann::json& j);

@@ -125,6 +125,7 @@ json ChildUpdate::to_json() const {
          {"owned", owned},
          {"weight", weight},
          {"count", count}};
+  if (index >= 0) j["index"] = index;
   if (base) {
     j["base"] = base->to_json();
     j["base_owned"] = base_owned;
@@ -137,17 +138,43 @@ StatusOr<ChildUpdate> ChildUpdate::from_json(const json& j, const std::string& p
   OptionReader r(j, path);
   r.optional("node", &c.node);
   ref_field(r, "update", &c.update);
-  r.required("weight", &c.weight).optional("owned", &c.owned).optional("count", &c.count);
+  r.required("weight", &c.weight)
+      .optional("owned", &c.owned)
+      .optional("count", &c.count)
+      .at_least("index", &c.index, int64_t{0});
   ref_field(r, "base", &c.base);
   r.optional("base_owned", &c.base_owned);
   FLIGHT_RETURN_IF_ERROR(r.finish());
   return c;
 }
 
+json FoldStream::to_json() const {
+  return json{{"session", session}, {"total", total}, {"window", window}, {"skipped", skipped}};
+}
+
+StatusOr<FoldStream> FoldStream::from_json(const json& j, const std::string& path) {
+  FoldStream s;
+  OptionReader r(j, path);
+  r.required("session", &s.session)
+      .at_least("total", &s.total, int64_t{1}, true)
+      .at_least("window", &s.window, int64_t{1})
+      .optional("skipped", &s.skipped);
+  for (int64_t v : s.skipped) {
+    if (v < 0 || v >= s.total) {
+      r.fail("skipped", "holds " + std::to_string(v) + ", not a position in [0, " +
+                            std::to_string(s.total) + ")");
+      break;
+    }
+  }
+  FLIGHT_RETURN_IF_ERROR(r.finish());
+  return s;
+}
+
 json AggregateArgs::to_json() const {
   json kids = json::array();
   for (const auto& c : children) kids.push_back(c.to_json());
   json j{{"round", round}, {"node", node}, {"children", std::move(kids)}, {"put", put.to_json()}};
+  if (stream) j["stream"] = stream->to_json();
   job.to_json(&j);
   return j;
 }
@@ -156,11 +183,17 @@ StatusOr<AggregateArgs> AggregateArgs::from_json(const json& j) {
   AggregateArgs a;
   OptionReader r(j, "aggregate args");
   a.job = JobRef::from_json(r);
-  json kids;
-  r.optional("round", &a.round).required("node", &a.node).required("children", &kids);
+  json kids, stream;
+  r.optional("round", &a.round)
+      .required("node", &a.node)
+      .required("children", &kids)
+      .optional("stream", &stream);
   put_field(r, &a.put);
   FLIGHT_RETURN_IF_ERROR(r.finish());
-  if (!kids.is_array() || kids.empty()) {
+  if (!stream.is_null()) {
+    FLIGHT_ASSIGN_OR_RETURN(a.stream, FoldStream::from_json(stream, "aggregate args.stream"));
+  }
+  if (!kids.is_array() || (kids.empty() && !a.stream)) {
     return invalid_argument("aggregator " + a.node + ": no child updates to aggregate");
   }
   a.children.reserve(kids.size());
@@ -168,18 +201,27 @@ StatusOr<AggregateArgs> AggregateArgs::from_json(const json& j) {
     FLIGHT_ASSIGN_OR_RETURN(
         auto child,
         ChildUpdate::from_json(kids[i], "aggregate args.children[" + std::to_string(i) + "]"));
+    if (a.stream && (child.index < 0 || child.index >= a.stream->total)) {
+      return invalid_argument("aggregator " + a.node + ": child " + child.node +
+                              " has no 'index' in [0, " + std::to_string(a.stream->total) + ")");
+    }
     a.children.push_back(std::move(child));
   }
   return a;
 }
 
 json AggregateResult::to_json() const {
-  json j{{"update", update.to_json()},
-         {"owned", owned},
-         {"weight", weight},
-         {"count", count},
-         {"bytes_fetched", bytes_fetched},
-         {"bytes_put", bytes_put}};
+  json j{{"bytes_fetched", bytes_fetched}, {"bytes_put", bytes_put}};
+  if (!done) {
+    j["done"] = false;
+    j["folded"] = folded;
+    return j;
+  }
+  j["update"] = update.to_json();
+  j["owned"] = owned;
+  j["weight"] = weight;
+  j["count"] = count;
+  if (folded > 0) j["folded"] = folded;
   if (base) j["base"] = base->to_json();
   return j;
 }
@@ -187,10 +229,17 @@ json AggregateResult::to_json() const {
 StatusOr<AggregateResult> AggregateResult::from_json(const json& j) {
   AggregateResult a;
   OptionReader r(j, "aggregate result");
+  r.optional("done", &a.done)
+      .optional("folded", &a.folded)
+      .optional("bytes_fetched", &a.bytes_fetched)
+      .optional("bytes_put", &a.bytes_put);
+  if (!a.done) {
+    FLIGHT_RETURN_IF_ERROR(r.finish());
+    return a;
+  }
   ref_field(r, "update", &a.update);
   r.required("weight", &a.weight).optional("owned", &a.owned).optional("count", &a.count);
   ref_field(r, "base", &a.base);
-  r.optional("bytes_fetched", &a.bytes_fetched).optional("bytes_put", &a.bytes_put);
   FLIGHT_RETURN_IF_ERROR(r.finish());
   return a;
 }

@@ -5,9 +5,10 @@
 //   train      TrainArgs      {job, round, node, worker_index, model: Ref, put}
 //              TrainResult    {update: Ref, owned, n_samples, weight, loss, accuracy,
 //                              train_seconds, bytes_fetched, bytes_put}
-//   aggregate  AggregateArgs  {job, round, node, children: [ChildUpdate], put}
-//              AggregateResult{update: Ref, owned, weight, count, base?: Ref,
-//                              bytes_fetched, bytes_put}
+//   aggregate  AggregateArgs  {job, round, node, children: [ChildUpdate], put,
+//                              stream?: FoldStream}
+//              AggregateResult{done, folded, update: Ref, owned, weight, count,
+//                              base?: Ref, bytes_fetched, bytes_put}
 //   evaluate   EvaluateArgs   {job, model: Ref, batch_size, begin, end?}
 //              EvaluateResult {loss, accuracy, n}
 //
@@ -90,6 +91,9 @@ struct ChildUpdate {
   bool owned = true;  // the consumer evicts it once folded
   double weight = 0;
   int64_t count = 1;  // worker updates folded into it
+  // Streaming aggregate (FoldStream): the child's position in its parent's
+  // canonical order; -1 otherwise.
+  int64_t index = -1;
   // async: the model(s) the update started from, folded with the same weights.
   std::optional<transport::Ref> base;
   bool base_owned = false;
@@ -99,18 +103,44 @@ struct ChildUpdate {
                                          const std::string& path = "child update");
 };
 
+// An aggregator's fold spread over several `aggregate` tasks (sync rounds):
+// the driver hands each child's update over as it arrives, and the aggregator
+// folds in canonical order as soon as it can (aggregators/ordered_fold.h),
+// keeping the partial fold in its process between tasks (fold_session.h).
+// The driver keeps one such task in flight per aggregator, so tasks of one
+// session never race; the task that brings the last position completes the
+// fold and answers done: true with the partial aggregate.
+struct FoldStream {
+  std::string session;           // unique per node and round attempt
+  int64_t total = 0;             // children of the fold, positions [0, total)
+  int64_t window = 8;            // updates resolved ahead of the fold (>= 1)
+  std::vector<int64_t> skipped;  // positions that will not report (failed, late, dropped)
+
+  nlohmann::json to_json() const;
+  static StatusOr<FoldStream> from_json(const nlohmann::json& j,
+                                        const std::string& path = "aggregate stream");
+};
+
 struct AggregateArgs {
   JobRef job;
   int64_t round = 0;
   std::string node;
-  std::vector<ChildUpdate> children;  // folded in this order
+  // Without `stream`: the whole fold, in this order, in one task (async
+  // driver). With it: the children that arrived since the last task, each
+  // with its `index`; may be empty when the task only brings skips.
+  std::vector<ChildUpdate> children;
   PutTarget put;
+  std::optional<FoldStream> stream;
 
   nlohmann::json to_json() const;
   static StatusOr<AggregateArgs> from_json(const nlohmann::json& j);
 };
 
 struct AggregateResult {
+  // Streaming: false while positions are still to come (update, weight and
+  // count are then unset); always true for a one-task fold.
+  bool done = true;
+  int64_t folded = 0;  // streaming: positions [0, folded) are folded or skipped
   transport::Ref update;
   bool owned = true;
   double weight = 0;

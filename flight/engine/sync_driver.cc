@@ -10,6 +10,7 @@
 
 #include "flight/base/logging.h"
 #include "flight/base/time.h"
+#include "flight/engine/child_fold.h"
 #include "flight/engine/devices.h"
 #include "flight/engine/output.h"
 #include "flight/engine/run_context.h"
@@ -22,27 +23,47 @@ namespace {
 
 std::string round_scope(int64_t round) { return "round-" + std::to_string(round); }
 
-bool by_node(const ChildUpdate& a, const ChildUpdate& b) { return a.node < b.node; }
 
 // Per-node bookkeeping of one round, for the coordinator and aggregators.
 struct NodeState {
-  size_t pending = 0;  // children that have not reported
-  std::vector<ChildUpdate> updates;
+  size_t pending = 0;                 // children that have not reported
+  std::vector<std::string> children;  // the selected children in canonical (sorted) order
+  // Per position: 1 while a worker's update has arrived and is not yet
+  // folded; it holds one of the round's train-result credits.
+  std::vector<uint8_t> holds_credit;
+  size_t settled = 0;             // positions [0, settled) are folded or skipped
+  std::vector<ChildUpdate> mail;  // arrived, not yet handed to the fold
+  std::vector<int64_t> skips;     // positions that will not report, not yet handed over
   std::vector<std::string> failures;
-  bool launched = false;
+  int64_t returned = 0;      // worker updates behind the children that arrived
+  bool sent_update = false;  // an update was handed to the fold
+  bool in_flight = false;    // aggregator: an aggregate task is running
+  bool final_sent = false;   // aggregator: the task bringing the last position is out
+  bool finished = false;     // reported upward (aggregator) or its fold failed (root)
 };
 
 }  // namespace
 
 struct SyncDriver::RoundState {
   std::mutex mu;
-  std::condition_variable cv;
+  std::condition_variable cv;                               // the driving thread waits on it
   std::unordered_map<std::string, NodeState> nodes;         // aggregators and the root
+  std::unordered_map<std::string, size_t> position;         // child -> position in its parent
   std::unordered_map<std::string, std::string> task_node;   // task id -> node
   std::unordered_map<std::string, faas::TaskResult> early;  // results before their id was known
   std::unordered_set<std::string> waiting_workers;          // train tasks not yet reported
-  std::unordered_map<std::string, int64_t> attempts;        // worker -> train attempts
-  bool root_done = false;
+  std::unordered_map<std::string, int64_t> attempts;        // worker -> train attempts (submitted)
+  // Flow control: the selected workers depth-first in canonical order (the
+  // submission order, so each node's children come in its fold order), how
+  // many were submitted, and the credits (train results outstanding).
+  std::vector<std::string> order;
+  size_t next_submit = 0;
+  size_t outstanding = 0;
+  size_t budget = 0;  // max outstanding
+  size_t refill = 1;  // the driver refills once this many credits are free
+  size_t window = 1;  // fold window of every node
+  bool driver_waiting = false;
+  std::string session;  // streaming aggregate session of this attempt
   bool closed = false;  // deadline passed: late worker results are dropped
   int64_t stragglers = 0, failed = 0;
   std::vector<std::string> failures;  // every failed task, e.g. worker w3: why
@@ -52,6 +73,10 @@ struct SyncDriver::RoundState {
   std::vector<TaskRow> rows;
   transport::Ref model_ref;  // this round's global model
   double virtual_span = 0;   // clock: virtual — the slowest returned worker's task
+  // The coordinator's fold: used by the driving thread only, outside `mu`.
+  std::unique_ptr<ChildFold> root_fold;
+  Status root_status;  // its first error
+  uint64_t coordinator_ingress = 0;
 };
 
 // A finished task's result read into its typed message. A result from another
@@ -149,10 +174,14 @@ StatusOr<RoundRow> SyncDriver::run_round(int64_t round) {
   for (int64_t attempt = 1;; ++attempt) {
     auto rs = std::make_shared<RoundState>();
     rs->bytes_up_by_tier.assign(ctx_.tiers, 0);
+    rs->session = "r" + std::to_string(round) + "." + std::to_string(attempt);
     std::vector<std::string> selected;
     Status st = run_attempt(round, rs, &selected);
     output_.add_tasks(rs->rows);
-    FLIGHT_RETURN_IF_ERROR(st);
+    if (!st.is_ok()) {
+      rs->root_fold.reset();
+      return st;
+    }
 
     const auto needed = static_cast<int64_t>(
         std::ceil(faults.min_fraction * static_cast<double>(selected.size()) - 1e-9));
@@ -160,9 +189,7 @@ StatusOr<RoundRow> SyncDriver::run_round(int64_t round) {
     fill_row(*rs, selected.size(), &row);
     if (row.returned == 0 || row.returned < needed) {
       const std::string why = insufficient(round, *rs, selected.size(), needed);
-      for (const auto& u : rs->nodes.at(ctx_.topology->root().id).updates) {
-        if (u.owned) (void)ctx_.store->evict(u.update);
-      }
+      rs->root_fold.reset();  // evicts what it held
       (void)ctx_.store->evict_scope(round_scope(round));
       if (attempt < max_attempts) {
         spdlog::warn("{}; retrying the round (attempt {} of {})", why, attempt + 1, max_attempts);
@@ -170,7 +197,7 @@ StatusOr<RoundRow> SyncDriver::run_round(int64_t round) {
       }
       return failed_precondition(why);
     }
-    FLIGHT_RETURN_IF_ERROR(fold_root(round, *rs, &row));
+    FLIGHT_RETURN_IF_ERROR(finish_root(round, *rs));
     // A synchronous round lasts as long as its slowest returned worker.
     virtual_time_ += rs->virtual_span;
     break;
@@ -188,14 +215,13 @@ StatusOr<RoundRow> SyncDriver::run_round(int64_t round) {
 }
 
 void SyncDriver::fill_row(const RoundState& rs, size_t selected, RoundRow* row) const {
-  int64_t returned = 0;
-  for (const auto& u : rs.nodes.at(ctx_.topology->root().id).updates) returned += u.count;
   row->selected = static_cast<int64_t>(selected);
-  row->returned = returned;
+  row->returned = rs.nodes.at(ctx_.topology->root().id).returned;
   row->stragglers = rs.stragglers;
   row->failed = rs.failed;
   row->bytes_put = rs.bytes_put;
-  row->bytes_fetched = rs.bytes_fetched;
+  row->coordinator_ingress = rs.coordinator_ingress;
+  row->bytes_fetched = rs.bytes_fetched + rs.coordinator_ingress;
   row->bytes_up_by_tier = rs.bytes_up_by_tier;
   row->train_seconds_max = rs.train_seconds_max;
   row->busy_seconds = rs.busy;
@@ -205,10 +231,8 @@ void SyncDriver::fill_row(const RoundState& rs, size_t selected, RoundRow* row) 
 std::string SyncDriver::insufficient(int64_t round, const RoundState& rs, size_t selected,
                                      int64_t needed) const {
   const NodeState& root = rs.nodes.at(ctx_.topology->root().id);
-  int64_t returned = 0;
-  for (const auto& u : root.updates) returned += u.count;
-  std::string why = "round " + std::to_string(round) + ": " + std::to_string(returned) + " of " +
-                    std::to_string(selected) +
+  std::string why = "round " + std::to_string(round) + ": " + std::to_string(root.returned) +
+                    " of " + std::to_string(selected) +
                     " selected workers returned an update (min_fraction " +
                     std::to_string(ctx_.config.faults.min_fraction) + " needs " +
                     std::to_string(std::max<int64_t>(needed, 1)) + ")";
@@ -219,34 +243,18 @@ std::string SyncDriver::insufficient(int64_t round, const RoundState& rs, size_t
   return why;
 }
 
-// The coordinator's own fold over its children, in canonical order, then the
-// strategy's server step.
-Status SyncDriver::fold_root(int64_t round, const RoundState& rs, RoundRow* row) {
-  const NodeState& root = rs.nodes.at(ctx_.topology->root().id);
-  std::vector<const ChildUpdate*> children;
-  children.reserve(root.updates.size());
-  for (const auto& u : root.updates) children.push_back(&u);
-  std::sort(children.begin(), children.end(),
-            [](const ChildUpdate* a, const ChildUpdate* b) { return a->node < b->node; });
-  auto fold = ctx_.strategy->begin();
-  // Children that hand up the same object (debug mode: the global model) are
-  // resolved once.
-  const transport::Ref* last = nullptr;
-  ParamSet p;
-  for (const ChildUpdate* c : children) {
-    if (!last || c->update != *last) {
-      FLIGHT_ASSIGN_OR_RETURN(p, ctx_.store->get(c->update));
-      last = &c->update;
-    }
-    row->coordinator_ingress += c->update.size;
-    FLIGHT_RETURN_IF_ERROR(
-        fold->accumulate(p, c->weight)
-            .with_context("round " + std::to_string(round) + ": coordinator folding " + c->node));
-    if (c->owned) (void)ctx_.store->evict(c->update);
+// The coordinator's fold is complete (it folded its children as they
+// reported, in canonical order): its result and the strategy's server step.
+Status SyncDriver::finish_root(int64_t round, RoundState& rs) {
+  StatusOr<aggregators::Weighted> aggregate =
+      rs.root_status.is_ok() ? rs.root_fold->finalize() : rs.root_status;
+  rs.root_fold.reset();
+  if (!aggregate.is_ok()) {
+    (void)ctx_.store->evict_scope(round_scope(round));
+    return aggregate.status().with_context("round " + std::to_string(round) +
+                                           ": coordinator fold");
   }
-  row->bytes_fetched += row->coordinator_ingress;
-  FLIGHT_ASSIGN_OR_RETURN(auto aggregate, fold->finalize());
-  FLIGHT_ASSIGN_OR_RETURN(ctx_.global, ctx_.strategy->server_update(ctx_.global, aggregate));
+  FLIGHT_ASSIGN_OR_RETURN(ctx_.global, ctx_.strategy->server_update(ctx_.global, *aggregate));
   (void)ctx_.store->evict_scope(round_scope(round));
   return Status::ok();
 }
@@ -257,58 +265,155 @@ Status SyncDriver::run_attempt(int64_t round, const RoundPtr& rs,
   if (selected->empty()) return internal_error("strategy selected no workers");
   FLIGHT_ASSIGN_OR_RETURN(rs->model_ref,
                           ctx_.store->put(ctx_.global, {{}, round_scope(round), {}}));
-  for (const auto& w : *selected) {
-    rs->waiting_workers.insert(w);
-    rs->attempts[w] = 1;
-  }
-  submit_trains(round, rs, *selected);
-  wait_for_root(round, rs);
+  for (const auto& w : *selected) rs->waiting_workers.insert(w);
+  rs->window = static_cast<size_t>(ctx_.config.fold.window_for(rs->model_ref.size));
+  // Embedded: every update lives in this process until folded, so at most a
+  // window of them may be outstanding. REST: they live in the connectors'
+  // servers; submit everything (the invoker batches).
+  rs->budget = ctx_.is_local() ? rs->window : rs->order.size();
+  rs->refill = std::max<size_t>(1, rs->budget / 4);
+  const NodeState& root = rs->nodes.at(ctx_.topology->root().id);
+  rs->root_fold = std::make_unique<ChildFold>(ctx_.strategy->begin(), *ctx_.store,
+                                              root.children.size(), rs->window);
+  drive(round, rs);
   return Status::ok();
 }
 
 void SyncDriver::select(int64_t round, const RoundPtr& rs, std::vector<std::string>* selected) {
   const auto picks = ctx_.strategy->select(ctx_.workers.size(), round, ctx_.rng);
   for (size_t i : picks) selected->push_back(ctx_.workers.at(i));
-  // The induced subtree, as pending-children counts: walk up from each selected
-  // worker until an ancestor already counted (O(selected x depth), no copy of
-  // the topology).
+  // The induced subtree, as each node's selected children: walk up from each
+  // selected worker until an ancestor already counted (O(selected x depth),
+  // no copy of the topology).
   for (const auto& w : *selected) {
     const std::string* child = &w;
     while (const auto& parent = ctx_.topology->node(*child).parent) {
       auto [it, fresh] = rs->nodes.try_emplace(*parent);
+      it->second.children.push_back(*child);
       it->second.pending++;
       if (!fresh) break;
       child = &it->first;
     }
   }
+  // Canonical fold order: sorted ids, so aggregates do not depend on arrival order.
+  for (auto& [id, ns] : rs->nodes) {
+    std::sort(ns.children.begin(), ns.children.end());
+    ns.holds_credit.assign(ns.children.size(), 0);
+    for (size_t i = 0; i < ns.children.size(); ++i) rs->position[ns.children[i]] = i;
+  }
+  // Submission order: depth-first, children in canonical order, so that each
+  // node receives its children (nearly) in the order it folds them.
+  rs->order.reserve(selected->size());
+  std::vector<const std::string*> stack{&ctx_.topology->root().id};
+  while (!stack.empty()) {
+    const std::string* id = stack.back();
+    stack.pop_back();
+    auto it = rs->nodes.find(*id);
+    if (it == rs->nodes.end()) {
+      rs->order.push_back(*id);  // a worker
+      continue;
+    }
+    const auto& kids = it->second.children;
+    for (auto k = kids.rbegin(); k != kids.rend(); ++k) stack.push_back(&*k);
+  }
 }
 
-// Submitted in chunks: with the embedded invoker's bounded queue this is
-// backpressure, so 100,000 workers are never 100,000 task specs in memory,
-// and results that race ahead of their id (rs->early) stay within a chunk.
-void SyncDriver::submit_trains(int64_t round, const RoundPtr& rs,
-                               const std::vector<std::string>& selected) {
+// The driving thread's loop: submits train tasks as credits allow, folds the
+// coordinator's children as they report, and closes the round at its
+// deadline; returns once every child of the root has reported.
+void SyncDriver::drive(int64_t round, const RoundPtr& rs) {
   constexpr size_t kSubmitChunk = 1024;
-  for (size_t begin = 0; begin < selected.size(); begin += kSubmitChunk) {
-    const size_t end = std::min(selected.size(), begin + kSubmitChunk);
-    std::vector<faas::TaskSpec> specs;
-    specs.reserve(end - begin);
-    for (size_t i = begin; i < end; ++i) specs.push_back(train_spec(rs, round, selected[i]));
-    auto handles = ctx_.invoker->submit_batch(
-        std::move(specs),
-        [this, rs, round](const faas::TaskResult& r) { on_task_done(rs, round, r); });
-    Later after;
-    {
-      std::lock_guard<std::mutex> lock(rs->mu);
-      for (size_t i = 0; i < handles.size(); ++i)
-        rs->task_node[handles[i].id()] = selected[begin + i];
-      take_early(rs, round, &after);
+  const double deadline_s = ctx_.config.faults.round_deadline_s;
+  const auto deadline = SteadyClock::now() + std::chrono::duration_cast<SteadyClock::duration>(
+                                                 std::chrono::duration<double>(deadline_s));
+  const std::string& root_id = ctx_.topology->root().id;
+  std::unique_lock<std::mutex> lock(rs->mu);
+  NodeState& root = rs->nodes.at(root_id);
+  auto can_submit = [&](size_t free) {
+    return !rs->closed && rs->next_submit < rs->order.size() &&
+           rs->outstanding + free <= rs->budget;
+  };
+  while (true) {
+    if (can_submit(1)) {
+      const size_t n = std::min(
+          {rs->budget - rs->outstanding, kSubmitChunk, rs->order.size() - rs->next_submit});
+      const size_t first = rs->next_submit;
+      rs->next_submit += n;
+      rs->outstanding += n;
+      for (size_t i = first; i < first + n; ++i) rs->attempts[rs->order[i]] = 1;
+      lock.unlock();
+      submit_trains(round, rs, first, n);
+      lock.lock();
+      continue;
     }
-    // Only ids were needed: a finished task's result should not stay alive in
-    // its handle's future until the round ends.
-    handles.clear();
-    for (auto& f : after) f();
+    if (!root.mail.empty() || !root.skips.empty()) {
+      std::vector<ChildUpdate> mail = std::move(root.mail);
+      std::vector<int64_t> skips = std::move(root.skips);
+      root.mail.clear();
+      root.skips.clear();
+      root.sent_update = root.sent_update || !mail.empty();
+      lock.unlock();
+      fold_at_root(round, *rs, std::move(mail), skips);
+      lock.lock();
+      if (!rs->root_status.is_ok() && !root.finished) {
+        // The round fails; release every credit so the driver can drain it.
+        root.finished = true;
+        settle(*rs, root_id, root.children.size());
+      } else if (rs->root_status.is_ok()) {
+        settle(*rs, root_id, rs->root_fold->next());
+      }
+      continue;
+    }
+    if (root.pending == 0) break;
+    auto ready = [&] {
+      return !root.mail.empty() || !root.skips.empty() || root.pending == 0 ||
+             can_submit(rs->refill);
+    };
+    rs->driver_waiting = true;
+    if (deadline_s > 0 && !rs->closed) {
+      if (!rs->cv.wait_until(lock, deadline, ready)) close_at_deadline(round, rs, &lock);
+    } else {
+      rs->cv.wait(lock, ready);
+    }
+    rs->driver_waiting = false;
   }
+}
+
+// The coordinator's fold of children that reported (driving thread, without
+// rs.mu: only this thread touches root_fold).
+void SyncDriver::fold_at_root(int64_t round, RoundState& rs, std::vector<ChildUpdate> mail,
+                              const std::vector<int64_t>& skips) {
+  for (const auto& c : mail) rs.coordinator_ingress += c.update.size;
+  Status st = rs.root_fold->add(std::move(mail));
+  for (int64_t k : skips) {
+    if (st.is_ok()) st = rs.root_fold->skip(static_cast<size_t>(k));
+  }
+  if (!st.is_ok() && rs.root_status.is_ok()) {
+    rs.root_status = st.with_context("round " + std::to_string(round) + ": coordinator folding");
+  }
+}
+
+// Workers [first, first + n) of the submission order. Submitted as one batch:
+// with the embedded invoker's bounded queue this is backpressure, and results
+// that race ahead of their id (rs->early) stay within a batch.
+void SyncDriver::submit_trains(int64_t round, const RoundPtr& rs, size_t first, size_t n) {
+  std::vector<faas::TaskSpec> specs;
+  specs.reserve(n);
+  for (size_t i = first; i < first + n; ++i) specs.push_back(train_spec(rs, round, rs->order[i]));
+  auto handles = ctx_.invoker->submit_batch(
+      std::move(specs),
+      [this, rs, round](const faas::TaskResult& r) { on_task_done(rs, round, r); });
+  Later after;
+  {
+    std::lock_guard<std::mutex> lock(rs->mu);
+    for (size_t i = 0; i < handles.size(); ++i)
+      rs->task_node[handles[i].id()] = rs->order[first + i];
+    take_early(rs, round, &after);
+  }
+  // Only ids were needed: a finished task's result should not stay alive in
+  // its handle's future until the round ends.
+  handles.clear();
+  for (auto& f : after) f();
 }
 
 // Handles the results that raced ahead of the id map and whose id is now
@@ -326,21 +431,9 @@ void SyncDriver::take_early(const RoundPtr& rs, int64_t round, Later* after) {
   }
 }
 
-void SyncDriver::wait_for_root(int64_t round, const RoundPtr& rs) {
-  std::unique_lock<std::mutex> lock(rs->mu);
-  const double deadline_s = ctx_.config.faults.round_deadline_s;
-  if (deadline_s > 0) {
-    const auto deadline = SteadyClock::now() + std::chrono::duration_cast<SteadyClock::duration>(
-                                                   std::chrono::duration<double>(deadline_s));
-    if (!rs->cv.wait_until(lock, deadline, [&] { return rs->root_done; })) {
-      close_at_deadline(round, rs, &lock);
-    }
-  }
-  rs->cv.wait(lock, [&] { return rs->root_done; });
-}
-
-// Deadline: stop waiting for the workers still training. Their parents
-// aggregate what they have; aggregations already running are awaited.
+// Deadline: stop waiting for the workers still training (or not yet
+// submitted). Their parents aggregate what they have; aggregations already
+// running are awaited.
 void SyncDriver::close_at_deadline(int64_t round, const RoundPtr& rs,
                                    std::unique_lock<std::mutex>* lock) {
   rs->closed = true;
@@ -354,7 +447,7 @@ void SyncDriver::close_at_deadline(int64_t round, const RoundPtr& rs,
   for (const auto& w : late) {
     rs->waiting_workers.erase(w);
     rs->stragglers++;
-    report(rs, round, *ctx_.topology->node(w).parent, std::nullopt,
+    report(rs, round, *ctx_.topology->node(w).parent, w, std::nullopt,
            "worker " + w + ": missed the round deadline", &launches);
   }
   lock->unlock();
@@ -375,15 +468,45 @@ faas::TaskSpec SyncDriver::train_spec(const RoundPtr& rs, int64_t round,
   return ctx_.task(worker, "train", std::move(a));
 }
 
-void SyncDriver::launch_aggregate(const RoundPtr& rs, int64_t round, const std::string& node,
-                                  std::vector<ChildUpdate> children) {
+// Hands an aggregator's mail (children that arrived, positions skipped) to
+// its fold in a streaming `aggregate` task, unless one is in flight (its
+// result launches the next) or there is nothing worth a task yet (skips
+// alone wait for an update or the last report). Called with rs->mu held; the
+// task is submitted later, by `after`.
+void SyncDriver::maybe_launch(const RoundPtr& rs, int64_t round, const std::string& node,
+                              Later* after) {
+  NodeState& ns = rs->nodes.at(node);
+  if (ns.in_flight || ns.final_sent || ns.finished) return;
+  const bool last = ns.pending == 0;
+  if (ns.mail.empty() && !last) return;
+  if (last && ns.mail.empty() && !ns.sent_update) {
+    // Nothing to aggregate: say so upward instead of hanging the round.
+    ns.finished = true;
+    std::string why = "aggregator " + node + ": all children failed or were dropped";
+    if (!ns.failures.empty()) why += " (first: " + ns.failures.front() + ")";
+    report(rs, round, *ctx_.topology->node(node).parent, node, std::nullopt, why, after);
+    return;
+  }
   AggregateArgs a;
   a.job = ctx_.job_ref();
   a.round = round;
   a.node = node;
-  a.children = std::move(children);
+  a.children = std::move(ns.mail);
+  ns.mail.clear();
   a.put = ctx_.put_target(node, round_scope(round));
-  submit_task(rs, round, node, ctx_.task(node, "aggregate", std::move(a)));
+  FoldStream stream;
+  stream.session = rs->session;
+  stream.total = static_cast<int64_t>(ns.children.size());
+  stream.window = static_cast<int64_t>(rs->window);
+  stream.skipped = std::move(ns.skips);
+  ns.skips.clear();
+  a.stream = std::move(stream);
+  ns.sent_update = true;
+  ns.in_flight = true;
+  ns.final_sent = last;
+  after->push_back([this, rs, round, node, a = std::move(a)]() mutable {
+    submit_task(rs, round, node, ctx_.task(node, "aggregate", std::move(a)));
+  });
 }
 
 // Submits one task for `node`. Must be called without rs->mu held: the
@@ -478,6 +601,7 @@ void SyncDriver::handle_result(const RoundPtr& rs, int64_t round, const std::str
                     worker_dropped(rs, round, node, result, row, after))) {
     return;
   }
+  if (!is_worker && aggregate_progress(rs, round, node, result, row, after)) return;
   std::optional<ChildUpdate> update;
   std::string failure;
   if (result.ok()) {
@@ -490,7 +614,41 @@ void SyncDriver::handle_result(const RoundPtr& rs, int64_t round, const std::str
     spdlog::warn("round {}: {}", round, failure);
   }
   rs->rows.push_back(std::move(row));
-  report(rs, round, *n.parent, std::move(update), failure, after);
+  report(rs, round, *n.parent, node, std::move(update), failure, after);
+}
+
+// An aggregator's streaming task answered. Partial progress (done: false)
+// settles the positions folded so far and launches the next task; returns
+// true when it was handled here. A final answer or a failure ends the node's
+// fold: its credits are settled and it reports upward (by the caller).
+bool SyncDriver::aggregate_progress(const RoundPtr& rs, int64_t round, const std::string& node,
+                                    const Parsed& result, TaskRow& row, Later* after) {
+  NodeState& ns = rs->nodes.at(node);
+  ns.in_flight = false;
+  if (result.ok() && !result.aggregate->done && !ns.final_sent) {
+    row.bytes_fetched = result.aggregate->bytes_fetched;
+    rs->bytes_fetched += row.bytes_fetched;
+    rs->rows.push_back(std::move(row));
+    settle(*rs, node,
+           static_cast<size_t>(std::clamp<int64_t>(result.aggregate->folded, 0,
+                                                   static_cast<int64_t>(ns.children.size()))));
+    maybe_launch(rs, round, node, after);
+    return true;
+  }
+  ns.finished = true;
+  if (result.ok() && !result.aggregate->done) {
+    // The task that brought the last position must complete the fold.
+    rs->rows.push_back(row);
+    report(rs, round, *ctx_.topology->node(node).parent, node, std::nullopt,
+           "aggregator " + node + ": its last aggregate task did not complete the fold", after);
+  }
+  // Done or failed: nothing more is folded here. Unsent updates are evicted.
+  for (const auto& c : ns.mail) {
+    if (c.owned) (void)ctx_.store->evict(c.update);
+  }
+  ns.mail.clear();
+  settle(*rs, node, ns.children.size());
+  return result.ok() && !result.aggregate->done;
 }
 
 // A worker's result that does not count: late (after the deadline) or failed
@@ -533,7 +691,7 @@ bool SyncDriver::worker_dropped(const RoundPtr& rs, int64_t round, const std::st
   rs->failures.push_back("worker " + node + ": dropped out (simulated availability)");
   evict_update(*result.train);
   rs->rows.push_back(std::move(row));
-  report(rs, round, *ctx_.topology->node(node).parent, std::nullopt,
+  report(rs, round, *ctx_.topology->node(node).parent, node, std::nullopt,
          "worker " + node + ": dropped out", after);
   return true;
 }
@@ -574,37 +732,66 @@ std::optional<ChildUpdate> SyncDriver::take_update(RoundState& rs, const std::st
   return u;
 }
 
-// A child of `parent` reported (an update, or a failure). When it was the last
-// one, the parent aggregates (or, being the root, the round ends). Called with
-// rs->mu held; the aggregate task is submitted later, by `after`.
+// Child `child` of `parent` reported (an update, or a failure). The update
+// joins the parent's mail for its ordered fold: the coordinator's driving
+// thread takes the root's; an aggregator's goes out in its next streaming
+// task. Called with rs->mu held; tasks are submitted later, by `after`.
 void SyncDriver::report(const RoundPtr& rs, int64_t round, const std::string& parent,
-                        std::optional<ChildUpdate> update, const std::string& failure,
-                        Later* after) {
+                        const std::string& child, std::optional<ChildUpdate> update,
+                        const std::string& failure, Later* after) {
   NodeState& ns = rs->nodes.at(parent);
-  if (update) ns.updates.push_back(std::move(*update));
-  if (!failure.empty()) ns.failures.push_back(failure);
   FLIGHT_CHECK(ns.pending > 0, "node " + parent + " got more reports than children");
-  if (--ns.pending > 0 || ns.launched) return;
-  ns.launched = true;
+  --ns.pending;
+  if (!failure.empty()) ns.failures.push_back(failure);
+  const bool worker = ctx_.topology->node(child).is_worker();
+  const size_t pos = rs->position.at(child);
+  if (ns.finished) {
+    // Its fold already ended (failed): the update is not needed.
+    if (update && update->owned) (void)ctx_.store->evict(update->update);
+    if (worker && rs->attempts.count(child)) credit(*rs, 1);
+  } else if (update) {
+    ns.returned += update->count;
+    if (worker) ns.holds_credit[pos] = 1;  // until the parent folds it
+    update->index = static_cast<int64_t>(pos);
+    ns.mail.push_back(std::move(*update));
+  } else {
+    ns.skips.push_back(static_cast<int64_t>(pos));
+    // A worker that was submitted held a credit; one cut off by the deadline
+    // before submission did not.
+    if (worker && rs->attempts.count(child)) credit(*rs, 1);
+  }
   if (parent == ctx_.topology->root().id) {
-    rs->root_done = true;
-    rs->cv.notify_all();
+    if (rs->driver_waiting) rs->cv.notify_one();
     return;
   }
-  const std::string grand = *ctx_.topology->node(parent).parent;
-  if (ns.updates.empty()) {
-    // Nothing to aggregate: say so upward instead of hanging the round.
-    std::string why = "aggregator " + parent + ": all children failed or were dropped";
-    if (!ns.failures.empty()) why += " (first: " + ns.failures.front() + ")";
-    report(rs, round, grand, std::nullopt, why, after);
-    return;
+  maybe_launch(rs, round, parent, after);
+}
+
+// Returns `n` train-result credits; wakes the driving thread when enough are
+// free for a refill. Called with rs.mu held.
+void SyncDriver::credit(RoundState& rs, size_t n) const {
+  FLIGHT_CHECK(n <= rs.outstanding, "more train results settled than submitted");
+  const size_t before = rs.outstanding;
+  rs.outstanding -= n;
+  const size_t low = rs.budget - std::min(rs.budget, rs.refill);
+  if (rs.driver_waiting && before > low && rs.outstanding <= low &&
+      rs.next_submit < rs.order.size()) {
+    rs.cv.notify_one();
   }
-  std::vector<ChildUpdate> children = std::move(ns.updates);
-  // Canonical fold order, so that aggregates do not depend on arrival order.
-  std::sort(children.begin(), children.end(), by_node);
-  after->push_back([this, rs, round, parent, children = std::move(children)]() mutable {
-    launch_aggregate(rs, round, parent, std::move(children));
-  });
+}
+
+// Positions [settled, upto) of `node`'s fold are done: the workers' updates
+// among them return their credits. Called with rs.mu held.
+void SyncDriver::settle(RoundState& rs, const std::string& node, size_t upto) const {
+  NodeState& ns = rs.nodes.at(node);
+  size_t freed = 0;
+  for (; ns.settled < upto; ++ns.settled) {
+    if (ns.holds_credit[ns.settled]) {
+      ns.holds_credit[ns.settled] = 0;
+      ++freed;
+    }
+  }
+  if (freed > 0) credit(rs, freed);
 }
 
 void SyncDriver::progress(const RoundRow& row) const {

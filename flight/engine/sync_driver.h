@@ -1,15 +1,30 @@
 // SyncDriver: mode: sync. Each round the strategy selects workers, the global
-// model is put once, every selected worker gets a `train` task, each finished
-// child is reported to its parent, an aggregator whose children have all
-// reported gets an `aggregate` task over them (canonical order), and the
-// coordinator folds its children and applies the strategy's server step. A
-// round deadline closes the round for stragglers; failures and simulated
-// dropout count against faults.min_fraction (stop, or retry the round).
+// model is put once, every selected worker gets a `train` task, and each
+// finished child is reported to its parent. Aggregating nodes fold as their
+// children report, in canonical order (sorted node ids; child_fold.h): an
+// aggregator gets streaming `aggregate` tasks (messages.h, FoldStream; one in
+// flight per aggregator, each bringing the children that arrived since the
+// last), the coordinator folds on the driving thread, then applies the
+// strategy's server step. So results are bit-identical whatever the arrival
+// order, and a node holds O(fold window x model), not O(children x model).
 //
-// Threading: run() drives rounds on the calling thread; task completions
-// arrive on invoker threads (and the delay thread for slow devices) and are
-// folded into the round's state under its mutex. Follow-up submissions are
-// made after the mutex is released.
+// Flow control (control: local): train tasks are submitted depth-first in
+// canonical order, and at most `fold.window` train results are outstanding
+// (submitted and not yet folded by the parent, failed or dropped): with the
+// embedded data plane every update lives in this process until folded, so
+// this bounds the round's memory whatever the number of workers. Over REST
+// the updates live in the connectors' servers and every task is submitted at
+// once.
+//
+// A round deadline closes the round for stragglers (and workers not yet
+// submitted); failures and simulated dropout count against
+// faults.min_fraction (stop, or retry the round).
+//
+// Threading: run() drives rounds on the calling thread, which also submits
+// train tasks as credits return and runs the coordinator's fold; task
+// completions arrive on invoker threads (and the delay thread for slow
+// devices) and are folded into the round's state under its mutex. Follow-up
+// submissions are made after the mutex is released.
 #pragma once
 
 #include <cstdint>
@@ -47,17 +62,18 @@ class SyncDriver {
   StatusOr<RoundRow> run_round(int64_t round);
   Status run_attempt(int64_t round, const RoundPtr& rs, std::vector<std::string>* selected);
   void select(int64_t round, const RoundPtr& rs, std::vector<std::string>* selected);
-  void submit_trains(int64_t round, const RoundPtr& rs, const std::vector<std::string>& selected);
-  void wait_for_root(int64_t round, const RoundPtr& rs);
+  void drive(int64_t round, const RoundPtr& rs);
+  void submit_trains(int64_t round, const RoundPtr& rs, size_t first, size_t n);
+  void fold_at_root(int64_t round, RoundState& rs, std::vector<ChildUpdate> mail,
+                    const std::vector<int64_t>& skips);
   void close_at_deadline(int64_t round, const RoundPtr& rs, std::unique_lock<std::mutex>* lock);
   void fill_row(const RoundState& rs, size_t selected, RoundRow* row) const;
   std::string insufficient(int64_t round, const RoundState& rs, size_t selected,
                            int64_t needed) const;
-  Status fold_root(int64_t round, const RoundState& rs, RoundRow* row);
+  Status finish_root(int64_t round, RoundState& rs);
 
   faas::TaskSpec train_spec(const RoundPtr& rs, int64_t round, const std::string& worker) const;
-  void launch_aggregate(const RoundPtr& rs, int64_t round, const std::string& node,
-                        std::vector<ChildUpdate> children);
+  void maybe_launch(const RoundPtr& rs, int64_t round, const std::string& node, Later* after);
   void submit_task(const RoundPtr& rs, int64_t round, const std::string& node, faas::TaskSpec spec);
   void take_early(const RoundPtr& rs, int64_t round, Later* after);
 
@@ -71,8 +87,13 @@ class SyncDriver {
                       const Parsed& result, TaskRow& row, Later* after);
   std::optional<ChildUpdate> take_update(RoundState& rs, const std::string& node,
                                          const Parsed& result, TaskRow* row) const;
+  bool aggregate_progress(const RoundPtr& rs, int64_t round, const std::string& node,
+                          const Parsed& result, TaskRow& row, Later* after);
   void report(const RoundPtr& rs, int64_t round, const std::string& parent,
-              std::optional<ChildUpdate> update, const std::string& failure, Later* after);
+              const std::string& child, std::optional<ChildUpdate> update,
+              const std::string& failure, Later* after);
+  void credit(RoundState& rs, size_t n) const;
+  void settle(RoundState& rs, const std::string& node, size_t upto) const;
   TaskRow task_row(RoundState& rs, int64_t round, const std::string& node,
                    const faas::TaskResult& result) const;
   static Parsed parse(const faas::TaskResult& raw, bool is_worker);

@@ -2,12 +2,13 @@
 
 #include <algorithm>
 
-#include "flight/engine/fetch_pool.h"
+#include "flight/engine/child_fold.h"
 #include "flight/engine/job.h"
 #include "flight/engine/job_cache.h"
 #include "flight/engine/task_process.h"
 #include "flight/faas/invoker.h"
 #include "flight/learning/trainer.h"
+#include "flight/params/param_ops.h"
 #include "transport/store.h"
 
 namespace flight::engine {
@@ -19,6 +20,18 @@ transport::PutOptions put_options(const PutTarget& put) {
   transport::PutOptions o;
   o.scope = put.scope;
   return o;
+}
+
+// debug: true — `global` + (worker_index + 1) x 2^-20 on every floating
+// element (one read and one write pass, like a copy); other tensors copied.
+ParamSet perturbed_copy(const ParamSet& global, int64_t worker_index) {
+  const double delta = static_cast<double>(worker_index + 1) * 0x1p-20;
+  ParamSet out;
+  for (const auto& e : global) {
+    out.add(e.name, is_floating(e.tensor) ? e.tensor.add(delta)
+                                          : e.tensor.clone(at::MemoryFormat::Contiguous));
+  }
+  return out;
 }
 
 // Folds the children's bases (async) with the children's weights into `out`.
@@ -93,13 +106,23 @@ StatusOr<TrainResult> train(const TrainArgs& args, const faas::TaskContext& ctx)
   out.n_samples = static_cast<int64_t>(indices.size());
   out.weight = rt->strategy->worker_weight(out.n_samples);
   out.bytes_fetched = args.model.size;
-  if (rt->job.debug) {
-    // Framework-only measurement: the update is the model it was given.
+  if (rt->job.debug == DebugMode::kDispatch) {
+    // Control plane only: the update is the model it was given.
     out.update = args.model;
     out.owned = false;
+    out.bytes_fetched = 0;
     return out;
   }
   FLIGHT_ASSIGN_OR_RETURN(ParamSet global, store->get(args.model));
+  if (rt->job.debug == DebugMode::kMoveData) {
+    // No training, but the bytes of a trained round: the worker's own copy,
+    // distinct from every other worker's, put through its connector.
+    FLIGHT_ASSIGN_OR_RETURN(
+        out.update, store->put(perturbed_copy(global, args.worker_index), put_options(args.put)));
+    out.owned = true;
+    out.bytes_put = out.update.size;
+    return out;
+  }
   FLIGHT_ASSIGN_OR_RETURN(learning::Model * model, thread_model(*rt));
   auto hook = rt->strategy->worker_hook();
   FLIGHT_ASSIGN_OR_RETURN(
@@ -117,38 +140,27 @@ StatusOr<TrainResult> train(const TrainArgs& args, const faas::TaskContext& ctx)
 
 StatusOr<AggregateResult> aggregate(const AggregateArgs& args, const faas::TaskContext& ctx) {
   (void)ctx;
+  FLIGHT_ASSIGN_OR_RETURN(auto rt, job_runtime(args.job));
+  FLIGHT_ASSIGN_OR_RETURN(transport::Store * store, store_for(args.put.connector));
+  if (args.stream) return fold_stream(args, *rt->strategy, *store);
   if (args.children.empty()) {
     return invalid_argument("aggregator " + args.node + ": no child updates to aggregate");
   }
-  FLIGHT_ASSIGN_OR_RETURN(auto rt, job_runtime(args.job));
-  FLIGHT_ASSIGN_OR_RETURN(transport::Store * store, store_for(args.put.connector));
 
+  // The whole fold in one task, in list order (the drivers sort the
+  // children), fetching a few children ahead of the fold.
   AggregateResult out;
-  std::vector<transport::Ref> refs;
-  refs.reserve(args.children.size());
-  for (const auto& c : args.children) {
-    refs.push_back(c.update);
-    out.bytes_fetched += c.update.size;
-    out.count += c.count;
+  constexpr size_t kFetchAhead = 3;
+  ChildFold fold(rt->strategy->begin(), *store, args.children.size(), kFetchAhead);
+  std::vector<ChildUpdate> children = args.children;
+  for (size_t i = 0; i < children.size(); ++i) {
+    out.bytes_fetched += children[i].update.size;
+    children[i].index = static_cast<int64_t>(i);
+    children[i].base.reset();  // bases are folded below
   }
-  // Fold in list order, fetching up to kPrefetchDepth children ahead, so
-  // memory stays O(model) plus the updates in flight.
-  auto fold = rt->strategy->begin();
-  Prefetcher prefetch(*store, refs);
-  for (size_t i = 0; i < refs.size(); ++i) {
-    StatusOr<ParamSet> cur = prefetch.take(i);
-    if (!cur.is_ok()) {
-      return cur.status().with_context(
-          "aggregator " + args.node + ": child " +
-          (args.children[i].node.empty() ? "?" : args.children[i].node));
-    }
-    Status st = fold->accumulate(*cur, args.children[i].weight);
-    if (!st.is_ok()) return st.with_context("aggregator " + args.node);
-    // The consumer owns a child's update: evicting it as soon as it is folded
-    // keeps a round's footprint at O(tree width), not O(workers).
-    if (args.children[i].owned) (void)store->evict(refs[i]);
-  }
-  FLIGHT_ASSIGN_OR_RETURN(auto result, fold->finalize());
+  FLIGHT_RETURN_IF_ERROR(fold.add(std::move(children)).with_context("aggregator " + args.node));
+  out.count = fold.count();
+  FLIGHT_ASSIGN_OR_RETURN(auto result, fold.finalize());
   FLIGHT_ASSIGN_OR_RETURN(out.update, store->put(result.params, put_options(args.put)));
   out.owned = true;
   out.weight = result.weight;

@@ -15,16 +15,19 @@
 
 namespace flight::engine {
 
-// Resolves args.model, trains the worker's partition from it (debug job: no
-// training, the update is the model it was given, not owned) and puts the
-// update through args.put.
+// Resolves args.model, trains the worker's partition from it and puts the
+// update through args.put. Debug jobs (config.h, DebugMode) do not train:
+// debug: true puts a perturbed copy of the model (the bytes of a real round);
+// debug: dispatch fetches nothing and hands back args.model, not owned.
 StatusOr<TrainResult> train(const TrainArgs& args, const faas::TaskContext& ctx);
 
-// Folds the children's updates in list order (the drivers sort them, so
-// results are bit-reproducible), evicting owned ones once folded, and puts the
-// weighted partial aggregate. Children that carry a `base` (async) get their
-// bases folded with the same weights, keeping mean(model) − mean(base) =
-// mean(delta).
+// Folds the children's updates (child_fold.h), evicting owned ones once
+// folded, and puts the weighted partial aggregate. With args.stream (sync
+// rounds) the fold spans several tasks and runs in canonical order as the
+// children arrive (fold_stream); without, args.children is the whole fold, in
+// list order (the drivers sort them, so results are bit-reproducible), and
+// children that carry a `base` (async) get their bases folded with the same
+// weights, keeping mean(model) − mean(base) = mean(delta).
 StatusOr<AggregateResult> aggregate(const AggregateArgs& args, const faas::TaskContext& ctx);
 
 // Loss and accuracy of args.model on the test-set slice [begin, end).

@@ -226,7 +226,7 @@ TEST(OrderedFold, ErrorsNameTheChildAndStick) {
   ASSERT_TRUE(fold.arrive(2, 1.0).is_ok());  // resolved (within the window), not yet in turn
   Status failed = fold.arrive(0, 1.0);       // folds 0, 1, then 2's fetch error
   EXPECT_EQ(failed.code(), StatusCode::kNotFound);
-  EXPECT_NE(failed.message().find("child 2"), std::string::npos) << failed;
+  EXPECT_NE(failed.message().find("position 2"), std::string::npos) << failed;
   EXPECT_FALSE(fold.complete());
   EXPECT_EQ(fold.arrive(3, 1.0).code(), StatusCode::kNotFound);
   EXPECT_EQ(fold.finalize().status().code(), StatusCode::kNotFound);
@@ -239,7 +239,7 @@ TEST(OrderedFold, ErrorsNameTheChildAndStick) {
   ASSERT_TRUE(shapes.arrive(0, 1.0).is_ok());
   Status bad = shapes.arrive(1, 1.0);
   EXPECT_EQ(bad.code(), StatusCode::kInvalidArgument) << bad;
-  EXPECT_NE(bad.message().find("child 1"), std::string::npos) << bad;
+  EXPECT_NE(bad.message().find("position 1"), std::string::npos) << bad;
 }
 
 TEST(OrderedFold, AllSkippedAndNoChildren) {

@@ -1,0 +1,175 @@
+#include "flight/engine/child_fold.h"
+
+#include <algorithm>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "flight/engine/fetch_pool.h"
+#include "flight/engine/job.h"
+
+namespace flight::engine {
+
+ChildFold::ChildFold(std::unique_ptr<aggregators::Aggregation> fold, transport::Store& store,
+                     size_t total, size_t window)
+    : store_(store), children_(total) {
+  fold_ = std::make_unique<aggregators::OrderedFold>(
+      std::move(fold), total, window,
+      [this](size_t k) { return fetch_async(store_, children_[k]->update); },
+      [this](size_t k) {
+        // The consumer owns a child's update: evicting it once folded keeps a
+        // round's footprint at O(window), not O(workers).
+        if (children_[k]->owned) (void)store_.evict(children_[k]->update);
+        children_[k].reset();
+      });
+}
+
+ChildFold::~ChildFold() {
+  fold_.reset();  // waits for fetches in flight
+  for (auto& c : children_) {
+    if (c && c->owned) (void)store_.evict(c->update);
+  }
+}
+
+// OrderedFold fails at its frontier, next(), whose update is still held.
+Status ChildFold::named(Status st) const {
+  if (st.is_ok() || fold_->status().is_ok()) return st;
+  const size_t k = fold_->next();
+  if (k < children_.size() && children_[k]) return st.with_context("child " + children_[k]->node);
+  return st;
+}
+
+Status ChildFold::add(std::vector<ChildUpdate> children) {
+  // Last position first: the later children enter the window (their fetches
+  // start) before the fold waits on the first one.
+  std::sort(children.begin(), children.end(),
+            [](const ChildUpdate& a, const ChildUpdate& b) { return a.index > b.index; });
+  Status first = Status::ok();
+  for (auto& c : children) {
+    if (first.is_ok()) {
+      first = add_one(std::move(c));
+    } else if (c.owned) {
+      (void)store_.evict(c.update);  // never folded: the fold failed before it
+    }
+  }
+  return first;
+}
+
+Status ChildFold::add_one(ChildUpdate child) {
+  if (child.index < 0 || static_cast<size_t>(child.index) >= children_.size()) {
+    return invalid_argument("child " + child.node + ": position " + std::to_string(child.index) +
+                            " outside [0, " + std::to_string(children_.size()) + ")");
+  }
+  const auto k = static_cast<size_t>(child.index);
+  if (children_[k] || k < fold_->next()) {
+    return invalid_argument("child " + child.node + " (position " + std::to_string(k) +
+                            ") reported twice");
+  }
+  const double weight = child.weight;
+  count_ += child.count;
+  children_[k] = std::move(child);
+  return named(fold_->arrive(k, weight));
+}
+
+Status ChildFold::skip(size_t index) { return named(fold_->skip(index)); }
+
+namespace {
+
+// Streaming aggregates of this process: one partial fold per (job, node).
+struct Session {
+  std::mutex mu;
+  std::string id;
+  std::unique_ptr<ChildFold> fold;
+};
+
+class Sessions {
+ public:
+  static Sessions& instance() {
+    static Sessions* s = new Sessions();  // leaked: tasks may run during exit
+    return *s;
+  }
+  // The session `id` of `key`, created (replacing an older one) if needed.
+  std::shared_ptr<Session> open(const std::string& key, const std::string& id,
+                                const std::function<std::unique_ptr<ChildFold>()>& make) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& slot = table_[key];
+    if (!slot || slot->id != id) {
+      // A new round (or attempt) for this node: an older session was
+      // abandoned (its round failed elsewhere); its fold evicts what it held.
+      slot = std::make_shared<Session>();
+      slot->id = id;
+      slot->fold = make();
+    }
+    return slot;
+  }
+  void close(const std::string& key, const std::shared_ptr<Session>& s) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = table_.find(key);
+    if (it != table_.end() && it->second == s) table_.erase(it);
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<Session>> table_;
+};
+
+transport::PutOptions put_options(const PutTarget& put) {
+  transport::PutOptions o;
+  o.scope = put.scope;
+  return o;
+}
+
+}  // namespace
+
+StatusOr<AggregateResult> fold_stream(const AggregateArgs& args,
+                                      const aggregators::Strategy& strategy,
+                                      transport::Store& store) {
+  FLIGHT_CHECK(args.stream.has_value(), "fold_stream without a stream");
+  const FoldStream& st = *args.stream;
+  const std::string key =
+      (args.job.id.empty() ? job_id(args.job.job) : args.job.id) + '\n' + args.node;
+  auto session = Sessions::instance().open(key, st.session, [&] {
+    return std::make_unique<ChildFold>(strategy.begin(), store, static_cast<size_t>(st.total),
+                                       static_cast<size_t>(st.window));
+  });
+  std::lock_guard<std::mutex> lock(session->mu);
+  ChildFold& fold = *session->fold;
+  auto fail = [&](Status s) {
+    Sessions::instance().close(key, session);
+    return s.with_context("aggregator " + args.node);
+  };
+  if (fold.total() != static_cast<size_t>(st.total)) {
+    return fail(invalid_argument("session " + st.session + " has " + std::to_string(fold.total()) +
+                                 " children, this task says " + std::to_string(st.total)));
+  }
+  AggregateResult out;
+  for (const auto& c : args.children) {
+    if (c.base) return fail(invalid_argument("a streaming aggregate does not fold bases"));
+    out.bytes_fetched += c.update.size;
+  }
+  Status added = fold.add(args.children);
+  if (!added.is_ok()) return fail(added);
+  for (int64_t k : st.skipped) {
+    Status s = fold.skip(static_cast<size_t>(k));
+    if (!s.is_ok()) return fail(s);
+  }
+  out.folded = static_cast<int64_t>(fold.next());
+  if (!fold.complete()) {
+    out.done = false;
+    return out;
+  }
+  auto result = fold.finalize();
+  if (!result.is_ok()) return fail(result.status());
+  auto ref = store.put(result->params, put_options(args.put));
+  if (!ref.is_ok()) return fail(ref.status());
+  out.update = std::move(ref).value();
+  out.owned = true;
+  out.weight = result->weight;
+  out.count = fold.count();
+  out.bytes_put = out.update.size;
+  Sessions::instance().close(key, session);
+  return out;
+}
+
+}  // namespace flight::engine

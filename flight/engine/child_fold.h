@@ -1,0 +1,79 @@
+// ChildFold: how an aggregating node — an aggregator's `aggregate` task or
+// the coordinator in the sync driver — folds its children's updates: an
+// OrderedFold (aggregators/ordered_fold.h) over ChildUpdates, resolving each
+// child's Ref through a Store (fetch_pool.h) when it enters the window and
+// evicting each owned update as soon as it is folded. A child that arrives
+// ahead of the window is kept as its Ref (a few hundred bytes), so the node
+// holds O(window x model), not O(children x model).
+//
+// The process-wide session table (fold_stream) keeps one ChildFold per
+// aggregator between the tasks of a streaming aggregate (messages.h,
+// FoldStream).
+//
+// Ownership: owned updates that arrived but were never folded (a failed
+// fold, an abandoned round) are evicted when the ChildFold is destroyed.
+// Thread safety: a ChildFold is used by one thread at a time; fold_stream may
+// be called concurrently.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "aggregators/ordered_fold.h"
+#include "aggregators/strategy.h"
+#include "flight/base/status.h"
+#include "flight/engine/messages.h"
+#include "transport/store.h"
+
+namespace flight::engine {
+
+class ChildFold {
+ public:
+  // `total` children in canonical order; `window` >= 1 (ordered_fold.h).
+  ChildFold(std::unique_ptr<aggregators::Aggregation> fold, transport::Store& store, size_t total,
+            size_t window);
+  ~ChildFold();
+  ChildFold(const ChildFold&) = delete;
+  ChildFold& operator=(const ChildFold&) = delete;
+
+  // Children that arrived (each with its `index`); folds whatever is now in
+  // turn. Errors name the child's node.
+  [[nodiscard]] Status add(std::vector<ChildUpdate> children);
+  // Position `index` will not report.
+  [[nodiscard]] Status skip(size_t index);
+
+  bool complete() const { return fold_->complete(); }
+  size_t next() const { return fold_->next(); }
+  size_t total() const { return fold_->children(); }
+  size_t folded() const { return fold_->folded(); }
+  size_t peak_resolved() const { return fold_->peak_resolved(); }
+  // Worker updates behind the children that arrived (sum of their counts).
+  int64_t count() const { return count_; }
+
+  StatusOr<aggregators::Weighted> finalize() { return fold_->finalize(); }
+
+ private:
+  Status add_one(ChildUpdate child);
+  Status named(Status st) const;
+
+  transport::Store& store_;
+  std::vector<std::optional<ChildUpdate>> children_;  // arrived, not yet folded
+  int64_t count_ = 0;
+  // Destroyed first (declared last): waits for fetches reading children_.
+  std::unique_ptr<aggregators::OrderedFold> fold_;
+};
+
+// One task of a streaming aggregate: adds args.children and args.stream's
+// skips to the aggregator's session (created by the first task of a session
+// id, replacing an older session of the same job and node), and, when the
+// last position has been folded, puts the partial aggregate through args.put
+// and answers done: true. Otherwise answers done: false with the positions
+// folded so far. A failed task drops its session.
+StatusOr<AggregateResult> fold_stream(const AggregateArgs& args,
+                                      const aggregators::Strategy& strategy,
+                                      transport::Store& store);
+
+}  // namespace flight::engine
