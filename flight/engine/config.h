@@ -162,9 +162,8 @@ enum class DebugMode {
   kDispatch,  // dispatch: no training and no data: a worker hands back the global model's
               //   Ref (not owned), so only control messages move
 };
-inline const EnumNames<DebugMode> kDebugNames = {{"off", DebugMode::kOff},
-                                                 {"data", DebugMode::kMoveData},
-                                                 {"dispatch", DebugMode::kDispatch}};
+inline const EnumNames<DebugMode> kDebugNames = {
+    {"off", DebugMode::kOff}, {"data", DebugMode::kMoveData}, {"dispatch", DebugMode::kDispatch}};
 inline const char* to_string(DebugMode v) { return enum_name(v, kDebugNames); }
 // false | true | "dispatch" (also "off", "data"); InvalidArgument otherwise.
 StatusOr<DebugMode> debug_mode_from_json(const nlohmann::json& j);

@@ -1,5 +1,9 @@
 #include "flight/engine/tasks.h"
 
+#include <ATen/ops/add.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/scalar_tensor.h>
+
 #include <algorithm>
 
 #include "flight/engine/child_fold.h"
@@ -23,15 +27,28 @@ transport::PutOptions put_options(const PutTarget& put) {
 }
 
 // debug: true — `global` + (worker_index + 1) x 2^-20 on every floating
-// element (one read and one write pass, like a copy); other tensors copied.
-ParamSet perturbed_copy(const ParamSet& global, int64_t worker_index) {
-  const double delta = static_cast<double>(worker_index + 1) * 0x1p-20;
-  ParamSet out;
-  for (const auto& e : global) {
-    out.add(e.name, is_floating(e.tensor) ? e.tensor.add(delta)
-                                          : e.tensor.clone(at::MemoryFormat::Contiguous));
+// element, other tensors copied: one read and one write pass, like a copy,
+// into this thread's scratch model (reused while the layout matches, so a
+// task costs no fresh pages). Valid until this thread's next call.
+const ParamSet& perturbed_copy(const ParamSet& global, int64_t worker_index) {
+  thread_local ParamSet scratch;
+  if (!scratch.check_compatible(global).is_ok()) {
+    scratch = ParamSet();
+    for (const auto& e : global) {
+      scratch.add(e.name, at::empty(e.tensor.sizes(), e.tensor.options()));
+    }
   }
-  return out;
+  const double delta = static_cast<double>(worker_index + 1) * 0x1p-20;
+  for (size_t i = 0; i < global.size(); ++i) {
+    at::Tensor& out = scratch[i].tensor;
+    const at::Tensor& in = global[i].tensor;
+    if (is_floating(in)) {
+      at::add_out(out, in, at::scalar_tensor(delta, in.options()));
+    } else {
+      out.copy_(in);
+    }
+  }
+  return scratch;
 }
 
 // Folds the children's bases (async) with the children's weights into `out`.
