@@ -210,7 +210,7 @@ TEST_F(ScaleTest, DataModeFoldsEveryWorkersOwnCopy) {
   const double shift = 2 * 4.5 * 0x1p-20;
   for (size_t i = 0; i < initial.size(); ++i) {
     at::Tensor moved =
-        out.summary.final_model[i].tensor.to(at::kDouble) - initial[i].tensor.to(at::kDouble);
+        out.summary.final_model[i].tensor.to(at::kDouble).sub(initial[i].tensor.to(at::kDouble));
     EXPECT_NEAR(moved.min().item<double>(), shift, 1e-7) << initial[i].name;
     EXPECT_NEAR(moved.max().item<double>(), shift, 1e-7) << initial[i].name;
   }
