@@ -104,7 +104,7 @@ json scale_config(const std::string& model, const std::string& out_dir, int64_t 
       // is the one measured, round 3 evaluates (the last round always does;
       // evaluation is not part of the measurement).
       {"rounds", 3},
-      {"debug", true},
+      {"debug", "dispatch"},
       {"threads", threads},
       {"eval", {{"every", 3}, {"batch_size", 100}}},
       {"output", {{"dir", out_dir}, {"checkpoint_every", 0}, {"save_model", false}}}};

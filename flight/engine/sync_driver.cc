@@ -23,7 +23,6 @@ namespace {
 
 std::string round_scope(int64_t round) { return "round-" + std::to_string(round); }
 
-
 // Per-node bookkeeping of one round, for the coordinator and aggregators.
 struct NodeState {
   size_t pending = 0;                 // children that have not reported
@@ -40,7 +39,20 @@ struct NodeState {
   bool in_flight = false;    // aggregator: an aggregate task is running
   bool final_sent = false;   // aggregator: the task bringing the last position is out
   bool finished = false;     // reported upward (aggregator) or its fold failed (root)
+  // Aggregator: the tasks.csv row of its streaming tasks so far (one row per
+  // aggregator and round: first submission to last answer, bytes summed).
+  std::optional<TaskRow> row;
 };
+
+// Accumulates a streaming aggregate task's row into its node's one row.
+void merge_rows(NodeState* ns, TaskRow row) {
+  if (!ns->row) {
+    ns->row = std::move(row);
+    return;
+  }
+  ns->row->finished = row.finished;
+  ns->row->bytes_fetched += row.bytes_fetched;
+}
 
 }  // namespace
 
@@ -251,8 +263,7 @@ Status SyncDriver::finish_root(int64_t round, RoundState& rs) {
   rs.root_fold.reset();
   if (!aggregate.is_ok()) {
     (void)ctx_.store->evict_scope(round_scope(round));
-    return aggregate.status().with_context("round " + std::to_string(round) +
-                                           ": coordinator fold");
+    return aggregate.status().with_context("round " + std::to_string(round) + ": coordinator fold");
   }
   FLIGHT_ASSIGN_OR_RETURN(ctx_.global, ctx_.strategy->server_update(ctx_.global, *aggregate));
   (void)ctx_.store->evict_scope(round_scope(round));
@@ -479,6 +490,14 @@ void SyncDriver::maybe_launch(const RoundPtr& rs, int64_t round, const std::stri
   if (ns.in_flight || ns.final_sent || ns.finished) return;
   const bool last = ns.pending == 0;
   if (ns.mail.empty() && !last) return;
+  // A streaming fold keeps its partial sum in the aggregator's process
+  // between tasks, so it needs every task of the node to run there: true
+  // in-process. A REST endpoint name may be served by several processes
+  // (twins that take over each other's leases), so over REST the aggregator
+  // gets one task with every child once all have reported, folded in the
+  // same canonical order (bit-identical) with a bounded fetch window.
+  const bool streaming = ctx_.is_local();
+  if (!streaming && !last) return;
   if (last && ns.mail.empty() && !ns.sent_update) {
     // Nothing to aggregate: say so upward instead of hanging the round.
     ns.finished = true;
@@ -494,6 +513,18 @@ void SyncDriver::maybe_launch(const RoundPtr& rs, int64_t round, const std::stri
   a.children = std::move(ns.mail);
   ns.mail.clear();
   a.put = ctx_.put_target(node, round_scope(round));
+  ns.sent_update = true;
+  ns.in_flight = true;
+  ns.final_sent = last;
+  if (!streaming) {
+    std::sort(a.children.begin(), a.children.end(),
+              [](const ChildUpdate& x, const ChildUpdate& y) { return x.index < y.index; });
+    ns.skips.clear();
+    after->push_back([this, rs, round, node, a = std::move(a)]() mutable {
+      submit_task(rs, round, node, ctx_.task(node, "aggregate", std::move(a)));
+    });
+    return;
+  }
   FoldStream stream;
   stream.session = rs->session;
   stream.total = static_cast<int64_t>(ns.children.size());
@@ -501,9 +532,6 @@ void SyncDriver::maybe_launch(const RoundPtr& rs, int64_t round, const std::stri
   stream.skipped = std::move(ns.skips);
   ns.skips.clear();
   a.stream = std::move(stream);
-  ns.sent_update = true;
-  ns.in_flight = true;
-  ns.final_sent = last;
   after->push_back([this, rs, round, node, a = std::move(a)]() mutable {
     submit_task(rs, round, node, ctx_.task(node, "aggregate", std::move(a)));
   });
@@ -626,9 +654,9 @@ bool SyncDriver::aggregate_progress(const RoundPtr& rs, int64_t round, const std
   NodeState& ns = rs->nodes.at(node);
   ns.in_flight = false;
   if (result.ok() && !result.aggregate->done && !ns.final_sent) {
+    rs->bytes_fetched += result.aggregate->bytes_fetched;
     row.bytes_fetched = result.aggregate->bytes_fetched;
-    rs->bytes_fetched += row.bytes_fetched;
-    rs->rows.push_back(std::move(row));
+    merge_rows(&ns, std::move(row));
     settle(*rs, node,
            static_cast<size_t>(std::clamp<int64_t>(result.aggregate->folded, 0,
                                                    static_cast<int64_t>(ns.children.size()))));
@@ -636,6 +664,16 @@ bool SyncDriver::aggregate_progress(const RoundPtr& rs, int64_t round, const std
     return true;
   }
   ns.finished = true;
+  if (ns.row) {
+    // Earlier streaming tasks of this node: one row for the whole fold.
+    TaskRow last = std::move(row);
+    row = *std::move(ns.row);
+    ns.row.reset();
+    row.task_id = last.task_id;
+    row.status = last.status;
+    row.error = last.error;
+    row.finished = last.finished;
+  }
   if (result.ok() && !result.aggregate->done) {
     // The task that brought the last position must complete the fold.
     rs->rows.push_back(row);
@@ -721,10 +759,10 @@ std::optional<ChildUpdate> SyncDriver::take_update(RoundState& rs, const std::st
     u.owned = r.owned;
     u.weight = r.weight;
     u.count = r.count;
-    row->bytes_fetched = r.bytes_fetched;
+    row->bytes_fetched += r.bytes_fetched;  // after its earlier streaming tasks'
     row->bytes_put = r.bytes_put;
   }
-  rs.bytes_fetched += row->bytes_fetched;
+  rs.bytes_fetched += result.train ? result.train->bytes_fetched : result.aggregate->bytes_fetched;
   rs.bytes_put += row->bytes_put;
   if (static_cast<size_t>(row->tier) < rs.bytes_up_by_tier.size()) {
     rs.bytes_up_by_tier[static_cast<size_t>(row->tier)] += row->bytes_put;

@@ -2,10 +2,12 @@
 // model is put once, every selected worker gets a `train` task, and each
 // finished child is reported to its parent. Aggregating nodes fold as their
 // children report, in canonical order (sorted node ids; child_fold.h): an
-// aggregator gets streaming `aggregate` tasks (messages.h, FoldStream; one in
-// flight per aggregator, each bringing the children that arrived since the
-// last), the coordinator folds on the driving thread, then applies the
-// strategy's server step. So results are bit-identical whatever the arrival
+// embedded aggregator gets streaming `aggregate` tasks (messages.h,
+// FoldStream; one in flight per aggregator, each bringing the children that
+// arrived since the last); over REST, where the tasks of one endpoint name
+// may run in several processes, one task once every child reported (folded
+// in the same order). The coordinator folds on the driving thread, then
+// applies the strategy's server step. So results are bit-identical whatever the arrival
 // order, and a node holds O(fold window x model), not O(children x model).
 //
 // Flow control (control: local): train tasks are submitted depth-first in
