@@ -84,6 +84,13 @@ class ScaleTest : public ::testing::Test {
     return *size;
   }
 
+  // The initial state of `c`'s model (its seed-built weights).
+  static ParamSet initial_model(const ExperimentConfig& c) {
+    auto m = learning::make_model(c.model);
+    EXPECT_TRUE(m.is_ok()) << m.status();
+    return m.is_ok() ? (*m)->state().clone() : ParamSet{};
+  }
+
   // tasks.csv rows whose `kind` column is `kind`.
   static int64_t count_tasks(const std::string& path, const std::string& kind) {
     std::ifstream in(path);
@@ -186,9 +193,8 @@ TEST_F(ScaleTest, DispatchModeReturnsTheModelUnchanged) {
   // for bit.
   ExperimentConfig c = config({{"generate", "by_leaves"}, {"leaves", 8}, {"height", 3}},
                               "dispatch-tree", "lenet5", 2, "dispatch");
-  auto m = learning::make_model(c.model);
-  ASSERT_TRUE(m.is_ok()) << m.status();
-  ParamSet initial = (*m)->state().clone();
+  ParamSet initial = initial_model(c);
+  ASSERT_FALSE(initial.empty());
   auto out = run(c);
   ASSERT_EQ(out.rows.size(), 2u);
   ASSERT_TRUE(out.summary.final_model.check_compatible(initial).is_ok());
@@ -201,9 +207,8 @@ TEST_F(ScaleTest, DataModeFoldsEveryWorkersOwnCopy) {
   // model by 4.5 x 2^-20 (up to float rounding).
   ExperimentConfig c =
       config({{"generate", "by_leaves"}, {"leaves", 8}, {"height", 3}}, "data-tree", "lenet5", 2);
-  auto m = learning::make_model(c.model);
-  ASSERT_TRUE(m.is_ok()) << m.status();
-  ParamSet initial = (*m)->state().clone();
+  ParamSet initial = initial_model(c);
+  ASSERT_FALSE(initial.empty());
   auto out = run(c);
   ASSERT_EQ(out.rows.size(), 2u);
   ASSERT_TRUE(out.summary.final_model.check_compatible(initial).is_ok());
@@ -218,9 +223,8 @@ TEST_F(ScaleTest, DataModeFoldsEveryWorkersOwnCopy) {
 
 TEST_F(ScaleTest, TrainFunctionInEachDebugMode) {
   ExperimentConfig c = config({{"generate", "flat"}, {"workers", 8}}, "fn", "lenet5");
-  auto m = learning::make_model(c.model);
-  ASSERT_TRUE(m.is_ok()) << m.status();
-  ParamSet initial = (*m)->state().clone();
+  ParamSet initial = initial_model(c);
+  ASSERT_FALSE(initial.empty());
   faas::FunctionRegistry registry;
   register_functions(registry);
   auto train = registry.find("train");
