@@ -281,11 +281,15 @@ class FedBuff : public Strategy {
 
 void register_async_strategies(StrategyRegistry& registry) {
   registry.add("fedasync", [](const StrategyOptions& o) -> StatusOr<std::unique_ptr<Strategy>> {
-    ParamReader r(o.name, o.params);
-    double alpha = r.number("alpha", 0.6);
-    std::string fn = r.choice("staleness", "polynomial", {"constant", "polynomial", "hinge"});
-    double a = r.number("a", fn == "hinge" ? 10.0 : 0.5);
-    double b = r.number("b", 4.0);
+    OptionReader r(o.params, "strategy.params");
+    double alpha = 0.6;
+    r.optional("alpha", &alpha);
+    std::string fn = "polynomial";
+    r.choice("staleness", &fn, {"constant", "polynomial", "hinge"});
+    double a = fn == "hinge" ? 10.0 : 0.5;
+    r.optional("a", &a);
+    double b = 4.0;
+    r.optional("b", &b);
     if (!(alpha > 0 && alpha <= 1)) r.fail("alpha", "must be in (0, 1]");
     if (a < 0) r.fail("a", "must be >= 0");
     if (b < 0) r.fail("b", "must be >= 0");
@@ -296,11 +300,15 @@ void register_async_strategies(StrategyRegistry& registry) {
     return std::make_unique<FedAsync>(o, alpha, fn, a, b);
   });
   registry.add("fedbuff", [](const StrategyOptions& o) -> StatusOr<std::unique_ptr<Strategy>> {
-    ParamReader r(o.name, o.params);
-    int64_t k = r.integer("buffer_size", 10);
-    double lr = r.number("server_lr", 1.0);
-    std::string fn = r.choice("staleness", "polynomial", {"none", "polynomial"});
-    double a = r.number("a", 0.5);
+    OptionReader r(o.params, "strategy.params");
+    int64_t k = 10;
+    r.optional("buffer_size", &k);
+    double lr = 1.0;
+    r.optional("server_lr", &lr);
+    std::string fn = "polynomial";
+    r.choice("staleness", &fn, {"none", "polynomial"});
+    double a = 0.5;
+    r.optional("a", &a);
     if (k < 1) r.fail("buffer_size", "must be >= 1");
     if (!(lr > 0)) r.fail("server_lr", "must be > 0");
     if (a < 0) r.fail("a", "must be >= 0");

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "aggregators/strategy.h"
+#include "flight/base/options.h"
 #include "flight/base/registry.h"
 
 namespace flight::aggregators {
@@ -22,31 +23,6 @@ using StrategyRegistry = Registry<Strategy, const StrategyOptions&>;
 void register_linear_strategies(StrategyRegistry& registry);  // linear.cc
 void register_async_strategies(StrategyRegistry& registry);   // async.cc
 void register_robust_strategies(StrategyRegistry& registry);  // robust.cc
-
-// Reads a strategy's `params` object: typed getters with defaults, the first
-// error remembered, and finish() rejecting keys nobody asked for (naming the
-// key, with "did you mean").
-class ParamReader {
- public:
-  ParamReader(std::string strategy, const nlohmann::json& params);
-
-  double number(const std::string& key, double fallback);
-  int64_t integer(const std::string& key, int64_t fallback);
-  std::string choice(const std::string& key, const std::string& fallback,
-                     const std::vector<std::string>& allowed);
-  bool has(const std::string& key) const;
-
-  // Records "strategy 'x': params.<key> <problem>" unless an error is already
-  // recorded.
-  void fail(const std::string& key, const std::string& problem);
-  Status finish();
-
- private:
-  std::string strategy_;
-  nlohmann::json params_;
-  std::vector<std::string> known_;
-  Status status_;
-};
 
 // Name, dtype and shape of each tensor of the first update of a fold.
 struct TensorMeta {

@@ -272,22 +272,29 @@ class ServerOptStrategy : public Strategy {
 };
 
 StatusOr<std::unique_ptr<Strategy>> make_server_opt(const StrategyOptions& o, ServerOpt kind) {
-  ParamReader r(o.name, o.params);
+  OptionReader r(o.params, "strategy.params");
   ServerOptConfig c{};
   c.kind = kind;
   if (kind == ServerOpt::kMomentum) {
-    c.server_lr = r.number("server_lr", 1.0);
-    c.beta1 = r.number("momentum", 0.9);
+    c.server_lr = 1.0;
+    r.optional("server_lr", &c.server_lr);
+    c.beta1 = 0.9;
+    r.optional("momentum", &c.beta1);
     if (c.beta1 < 0 || c.beta1 >= 1) r.fail("momentum", "must be in [0, 1)");
   } else {
-    c.server_lr = r.number("server_lr", 0.01);
-    c.beta1 = r.number("beta1", 0.9);
+    c.server_lr = 0.01;
+    r.optional("server_lr", &c.server_lr);
+    c.beta1 = 0.9;
+    r.optional("beta1", &c.beta1);
     if (kind != ServerOpt::kAdagrad) {
-      c.beta2 = r.number("beta2", 0.99);
+      c.beta2 = 0.99;
+      r.optional("beta2", &c.beta2);
       if (c.beta2 < 0 || c.beta2 >= 1) r.fail("beta2", "must be in [0, 1)");
     }
-    c.tau = r.number("tau", 1e-3);
-    c.initial_accumulator = r.number("initial_accumulator", c.tau * c.tau);
+    c.tau = 1e-3;
+    r.optional("tau", &c.tau);
+    c.initial_accumulator = c.tau * c.tau;
+    r.optional("initial_accumulator", &c.initial_accumulator);
     if (c.beta1 < 0 || c.beta1 >= 1) r.fail("beta1", "must be in [0, 1)");
     if (!(c.tau > 0)) r.fail("tau", "must be > 0");
     if (c.initial_accumulator < 0) r.fail("initial_accumulator", "must be >= 0");
@@ -299,7 +306,7 @@ StatusOr<std::unique_ptr<Strategy>> make_server_opt(const StrategyOptions& o, Se
 
 template <typename S>
 StatusOr<std::unique_ptr<Strategy>> make_plain(const StrategyOptions& o) {
-  ParamReader r(o.name, o.params);
+  OptionReader r(o.params, "strategy.params");
   FLIGHT_RETURN_IF_ERROR(r.finish());
   return std::make_unique<S>(o);
 }
@@ -310,8 +317,9 @@ void register_linear_strategies(StrategyRegistry& registry) {
   registry.add("fedavg", make_plain<FedAvg>);
   registry.add("fedsgd", make_plain<FedSgd>);
   registry.add("fedprox", [](const StrategyOptions& o) -> StatusOr<std::unique_ptr<Strategy>> {
-    ParamReader r(o.name, o.params);
-    double mu = r.number("mu", 0.01);
+    OptionReader r(o.params, "strategy.params");
+    double mu = 0.01;
+    r.optional("mu", &mu);
     if (mu < 0) r.fail("mu", "must be >= 0");
     FLIGHT_RETURN_IF_ERROR(r.finish());
     return std::make_unique<FedProx>(o, mu);

@@ -392,9 +392,11 @@ class RobustStrategy : public Strategy {
 };
 
 StatusOr<std::unique_ptr<Strategy>> make_krum(const StrategyOptions& o, bool multi) {
-  ParamReader r(o.name, o.params);
-  int64_t f = r.integer("f", 1);
-  int64_t m = multi ? r.integer("m", 0) : 1;
+  OptionReader r(o.params, "strategy.params");
+  int64_t f = 1;
+  r.optional("f", &f);
+  int64_t m = multi ? 0 : 1;
+  if (multi) r.optional("m", &m);
   if (f < 0) r.fail("f", "must be >= 0");
   if (m < 0) r.fail("m", "must be >= 1 (or 0 for n - f)");
   FLIGHT_RETURN_IF_ERROR(r.finish());
@@ -409,14 +411,15 @@ StatusOr<std::unique_ptr<Strategy>> make_krum(const StrategyOptions& o, bool mul
 
 void register_robust_strategies(StrategyRegistry& registry) {
   registry.add("median", [](const StrategyOptions& o) -> StatusOr<std::unique_ptr<Strategy>> {
-    ParamReader r(o.name, o.params);
+    OptionReader r(o.params, "strategy.params");
     FLIGHT_RETURN_IF_ERROR(r.finish());
     return std::make_unique<RobustStrategy>(o, nlohmann::json::object(),
                                             [] { return std::make_unique<MedianAggregation>(); });
   });
   registry.add("trimmed_mean", [](const StrategyOptions& o) -> StatusOr<std::unique_ptr<Strategy>> {
-    ParamReader r(o.name, o.params);
-    double beta = r.number("beta", 0.1);
+    OptionReader r(o.params, "strategy.params");
+    double beta = 0.1;
+    r.optional("beta", &beta);
     if (!(beta >= 0 && beta < 0.5)) r.fail("beta", "must be in [0, 0.5)");
     FLIGHT_RETURN_IF_ERROR(r.finish());
     return std::make_unique<RobustStrategy>(o, nlohmann::json{{"beta", beta}}, [beta] {

@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "aggregators/internal.h"
+#include "flight/base/options.h"
 #include "flight/base/strings.h"
 #include "flight/params/param_ops.h"
 
@@ -62,39 +63,12 @@ StatusOr<StrategyOptions> StrategyOptions::from_json(const nlohmann::json& j) {
   if (!j.is_object()) {
     return invalid_argument("strategy options must be an object or a name, got " + json_type(j));
   }
-  static const std::vector<std::string> kKeys = {"name", "participation", "min_workers", "params"};
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    if (std::find(kKeys.begin(), kKeys.end(), it.key()) == kKeys.end()) {
-      return invalid_argument("unknown key 'strategy." + it.key() + "'" +
-                              did_you_mean(it.key(), kKeys) + " (known: " + join(kKeys, ", ") +
-                              ")");
-    }
-  }
-  if (j.contains("name")) {
-    if (!j["name"].is_string()) {
-      return invalid_argument("strategy.name must be a string, got " + json_type(j["name"]));
-    }
-    o.name = j["name"].get<std::string>();
-  }
-  if (j.contains("participation")) {
-    if (!j["participation"].is_number()) {
-      return invalid_argument("strategy.participation must be a number, got " +
-                              json_type(j["participation"]));
-    }
-    o.participation = j["participation"].get<double>();
-  }
-  if (j.contains("min_workers")) {
-    const auto& v = j["min_workers"];
-    if (!v.is_number_integer() &&
-        !(v.is_number_float() && v.get<double>() == std::floor(v.get<double>()))) {
-      return invalid_argument("strategy.min_workers must be an integer, got " + v.dump());
-    }
-    o.min_workers =
-        v.is_number_integer() ? v.get<int64_t>() : static_cast<int64_t>(v.get<double>());
-  }
-  if (j.contains("params")) {
-    o.params = j["params"].is_null() ? nlohmann::json::object() : j["params"];
-  }
+  OptionReader r(j, "strategy");
+  r.optional("name", &o.name)
+      .optional("participation", &o.participation)
+      .optional("min_workers", &o.min_workers)
+      .optional("params", &o.params);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
   FLIGHT_RETURN_IF_ERROR(o.validate());
   return o;
 }
@@ -104,80 +78,6 @@ nlohmann::json StrategyOptions::to_json() const {
           {"participation", participation},
           {"min_workers", min_workers},
           {"params", params.is_null() ? nlohmann::json::object() : params}};
-}
-
-// ---------------------------------------------------------------- params
-
-ParamReader::ParamReader(std::string strategy, const nlohmann::json& params)
-    : strategy_(std::move(strategy)),
-      params_(params.is_null() ? nlohmann::json::object() : params) {}
-
-bool ParamReader::has(const std::string& key) const { return params_.contains(key); }
-
-void ParamReader::fail(const std::string& key, const std::string& problem) {
-  if (status_.is_ok()) {
-    status_ = invalid_argument("strategy '" + strategy_ + "': params." + key + " " + problem);
-  }
-}
-
-double ParamReader::number(const std::string& key, double fallback) {
-  known_.push_back(key);
-  if (!params_.contains(key)) return fallback;
-  const auto& v = params_[key];
-  if (!v.is_number()) {
-    fail(key, "must be a number, got " + v.dump());
-    return fallback;
-  }
-  double d = v.get<double>();
-  if (!std::isfinite(d)) fail(key, "must be finite");
-  return d;
-}
-
-int64_t ParamReader::integer(const std::string& key, int64_t fallback) {
-  known_.push_back(key);
-  if (!params_.contains(key)) return fallback;
-  const auto& v = params_[key];
-  if (v.is_number_integer()) return v.get<int64_t>();
-  if (v.is_number_float() && v.get<double>() == std::floor(v.get<double>()) &&
-      std::fabs(v.get<double>()) < 9e15) {
-    return static_cast<int64_t>(v.get<double>());
-  }
-  fail(key, "must be an integer, got " + v.dump());
-  return fallback;
-}
-
-std::string ParamReader::choice(const std::string& key, const std::string& fallback,
-                                const std::vector<std::string>& allowed) {
-  known_.push_back(key);
-  if (!params_.contains(key)) return fallback;
-  const auto& v = params_[key];
-  if (!v.is_string()) {
-    fail(key, "must be one of " + join(allowed, ", ") + ", got " + v.dump());
-    return fallback;
-  }
-  std::string s = v.get<std::string>();
-  if (std::find(allowed.begin(), allowed.end(), s) == allowed.end()) {
-    fail(key,
-         "must be one of " + join(allowed, ", ") + ", got '" + s + "'" + did_you_mean(s, allowed));
-    return fallback;
-  }
-  return s;
-}
-
-Status ParamReader::finish() {
-  FLIGHT_RETURN_IF_ERROR(status_);
-  if (!params_.is_object()) {
-    return invalid_argument("strategy '" + strategy_ + "': params must be an object, got " +
-                            json_type(params_));
-  }
-  for (auto it = params_.begin(); it != params_.end(); ++it) {
-    if (std::find(known_.begin(), known_.end(), it.key()) == known_.end()) {
-      std::string known = known_.empty() ? "none" : join(known_, ", ");
-      return invalid_argument("strategy '" + strategy_ + "': unknown param '" + it.key() + "'" +
-                              did_you_mean(it.key(), known_) + " (known: " + known + ")");
-    }
-  }
-  return Status::ok();
 }
 
 // ---------------------------------------------------------------- layout

@@ -9,7 +9,7 @@
 #include <filesystem>
 
 #include "flight/base/ids.h"
-#include "transport/json_options.h"
+#include "flight/base/options.h"
 
 namespace flight::transport {
 namespace {
@@ -140,11 +140,10 @@ Status FileConnectorOptions::validate() const {
 }
 
 StatusOr<FileConnectorOptions> FileConnectorOptions::from_json(const nlohmann::json& j) {
-  const std::string what = "file connector";
-  FLIGHT_RETURN_IF_ERROR(json_options::check_keys(j, what, {"kind", "dir", "fsync"}));
   FileConnectorOptions o;
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "dir", &o.dir));
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "fsync", &o.fsync));
+  OptionReader r(j, "file connector");
+  r.known({"kind"}).optional("dir", &o.dir).optional("fsync", &o.fsync);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
   FLIGHT_RETURN_IF_ERROR(o.validate());
   return o;
 }

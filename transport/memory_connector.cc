@@ -4,7 +4,7 @@
 #include <mutex>
 
 #include "flight/base/ids.h"
-#include "transport/json_options.h"
+#include "flight/base/options.h"
 #include "transport/object_table.h"
 
 namespace flight::transport {
@@ -67,10 +67,10 @@ class MemoryConnector : public Connector {
 Status MemoryConnectorOptions::validate() const { return Status::ok(); }
 
 StatusOr<MemoryConnectorOptions> MemoryConnectorOptions::from_json(const nlohmann::json& j) {
-  const std::string what = "memory connector";
-  FLIGHT_RETURN_IF_ERROR(json_options::check_keys(j, what, {"kind", "name"}));
   MemoryConnectorOptions o;
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "name", &o.name));
+  OptionReader r(j, "memory connector");
+  r.known({"kind"}).optional("name", &o.name);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
   FLIGHT_RETURN_IF_ERROR(o.validate());
   return o;
 }

@@ -4,8 +4,8 @@
 #include <map>
 #include <set>
 
+#include "flight/base/options.h"
 #include "flight/base/strings.h"
-#include "transport/json_options.h"
 #include "transport/registry.h"
 
 namespace flight::transport {
@@ -137,17 +137,15 @@ StatusOr<MultiRule> MultiRule::from_json(const nlohmann::json& j) {
   if (j.is_object() && j.contains("name") && j["name"].is_string()) {
     what += " '" + j["name"].get<std::string>() + "'";
   }
-  FLIGHT_RETURN_IF_ERROR(json_options::check_keys(
-      j, what, {"name", "connector", "min_size", "max_size", "tags", "priority"}));
   MultiRule r;
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "name", &r.name));
-  if (j.contains("connector")) r.connector = j["connector"];
-  FLIGHT_RETURN_IF_ERROR(json_options::read_bytes(j, what, "min_size", &r.min_size));
-  if (j.contains("max_size") && !j["max_size"].is_null()) {
-    FLIGHT_RETURN_IF_ERROR(json_options::read_bytes(j, what, "max_size", &r.max_size));
-  }
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "tags", &r.tags));
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "priority", &r.priority));
+  OptionReader in(j, what);
+  in.optional("name", &r.name)
+      .optional("connector", &r.connector)
+      .bytes("min_size", &r.min_size)
+      .bytes("max_size", &r.max_size)  // null: no upper bound
+      .optional("tags", &r.tags)
+      .optional("priority", &r.priority);
+  FLIGHT_RETURN_IF_ERROR(in.finish());
   FLIGHT_RETURN_IF_ERROR(r.validate());
   return r;
 }
@@ -172,13 +170,13 @@ Status MultiConnectorOptions::validate() const {
 }
 
 StatusOr<MultiConnectorOptions> MultiConnectorOptions::from_json(const nlohmann::json& j) {
-  FLIGHT_RETURN_IF_ERROR(json_options::check_keys(j, "multi connector", {"kind", "connectors"}));
   MultiConnectorOptions o;
-  auto it = j.find("connectors");
-  if (it == j.end() || !it->is_array()) {
-    return invalid_argument("multi connector: 'connectors' must be a list of rules");
-  }
-  for (const auto& r : *it) {
+  nlohmann::json rules;
+  OptionReader in(j, "multi connector");
+  in.known({"kind"}).required("connectors", &rules);
+  if (in.has("connectors") && !rules.is_array()) in.fail("connectors", "must be a list of rules");
+  FLIGHT_RETURN_IF_ERROR(in.finish());
+  for (const auto& r : rules) {
     FLIGHT_ASSIGN_OR_RETURN(MultiRule rule, MultiRule::from_json(r));
     o.connectors.push_back(std::move(rule));
   }

@@ -14,8 +14,9 @@
 #include <vector>
 
 #include "flight/base/ids.h"
+#include "flight/base/options.h"
+#include "flight/base/redis_url.h"
 #include "flight/base/strings.h"
-#include "transport/json_options.h"
 
 namespace flight::transport {
 namespace {
@@ -615,43 +616,6 @@ class RedisConnector : public Connector {
   std::vector<std::unique_ptr<Conn>> idle_;
 };
 
-Status parse_url(const std::string& url, RedisConnectorOptions* o) {
-  std::string rest = url;
-  if (!starts_with(rest, "redis://")) {
-    return invalid_argument("redis connector: url '" + url + "' must start with redis://");
-  }
-  rest = rest.substr(8);
-  auto at = rest.rfind('@');
-  if (at != std::string::npos) {
-    std::string auth = rest.substr(0, at);
-    rest = rest.substr(at + 1);
-    auto colon = auth.find(':');
-    o->password = colon == std::string::npos ? auth : auth.substr(colon + 1);
-  }
-  auto slash = rest.find('/');
-  if (slash != std::string::npos) {
-    std::string db = rest.substr(slash + 1);
-    rest = rest.substr(0, slash);
-    if (!db.empty()) {
-      char* end = nullptr;
-      long v = std::strtol(db.c_str(), &end, 10);
-      if (*end != '\0' || v < 0)
-        return invalid_argument("redis connector: bad db in url '" + url + "'");
-      o->db = static_cast<int>(v);
-    }
-  }
-  auto colon = rest.rfind(':');
-  if (colon != std::string::npos) {
-    char* end = nullptr;
-    long v = std::strtol(rest.c_str() + colon + 1, &end, 10);
-    if (*end != '\0') return invalid_argument("redis connector: bad port in url '" + url + "'");
-    o->port = static_cast<int>(v);
-    rest = rest.substr(0, colon);
-  }
-  if (!rest.empty()) o->host = rest;
-  return Status::ok();
-}
-
 }  // namespace
 
 Status RedisConnectorOptions::validate() const {
@@ -670,26 +634,30 @@ Status RedisConnectorOptions::validate() const {
 }
 
 StatusOr<RedisConnectorOptions> RedisConnectorOptions::from_json(const nlohmann::json& j) {
-  const std::string what = "redis connector";
-  FLIGHT_RETURN_IF_ERROR(json_options::check_keys(
-      j, what,
-      {"kind", "url", "host", "port", "db", "password", "prefix", "chunk_bytes", "window",
-       "timeout_s", "pool_size", "max_object_bytes"}));
   RedisConnectorOptions o;
+  OptionReader r(j, "redis connector");
   std::string url;
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "url", &url));
-  if (!url.empty()) FLIGHT_RETURN_IF_ERROR(parse_url(url, &o));
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "host", &o.host));
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "port", &o.port));
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "db", &o.db));
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "password", &o.password));
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "prefix", &o.prefix));
-  FLIGHT_RETURN_IF_ERROR(json_options::read_bytes(j, what, "chunk_bytes", &o.chunk_bytes));
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "window", &o.window));
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "timeout_s", &o.timeout_s));
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "pool_size", &o.pool_size));
-  FLIGHT_RETURN_IF_ERROR(
-      json_options::read_bytes(j, what, "max_object_bytes", &o.max_object_bytes));
+  r.known({"kind"}).optional("url", &url);
+  if (!url.empty()) {
+    // The URL sets host, port, db and password; explicit keys below override it.
+    auto parsed = parse_redis_url(url);
+    if (!parsed.is_ok()) return parsed.status().with_context("redis connector");
+    o.host = parsed->host;
+    o.port = parsed->port;
+    o.db = parsed->db;
+    o.password = parsed->password;
+  }
+  r.optional("host", &o.host)
+      .optional("port", &o.port)
+      .optional("db", &o.db)
+      .optional("password", &o.password)
+      .optional("prefix", &o.prefix)
+      .bytes("chunk_bytes", &o.chunk_bytes)
+      .optional("window", &o.window)
+      .optional("timeout_s", &o.timeout_s)
+      .optional("pool_size", &o.pool_size)
+      .bytes("max_object_bytes", &o.max_object_bytes);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
   FLIGHT_RETURN_IF_ERROR(o.validate());
   return o;
 }

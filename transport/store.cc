@@ -1,10 +1,10 @@
 #include "transport/store.h"
+#include "flight/base/options.h"
 
 #include <algorithm>
 #include <exception>
 
 #include "transport/codec.h"
-#include "transport/json_options.h"
 #include "transport/registry.h"
 
 namespace flight::transport {
@@ -12,11 +12,10 @@ namespace flight::transport {
 Status StoreOptions::validate() const { return Status::ok(); }
 
 StatusOr<StoreOptions> StoreOptions::from_json(const nlohmann::json& j) {
-  const std::string what = "store options";
-  FLIGHT_RETURN_IF_ERROR(json_options::check_keys(j, what, {"cache_bytes", "cache_puts"}));
   StoreOptions o;
-  FLIGHT_RETURN_IF_ERROR(json_options::read_bytes(j, what, "cache_bytes", &o.cache_bytes));
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "cache_puts", &o.cache_puts));
+  OptionReader r(j, "store options");
+  r.bytes("cache_bytes", &o.cache_bytes).optional("cache_puts", &o.cache_puts);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
   FLIGHT_RETURN_IF_ERROR(o.validate());
   return o;
 }

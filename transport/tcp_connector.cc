@@ -20,7 +20,7 @@
 
 #include "flight/base/ids.h"
 #include "flight/base/logging.h"
-#include "transport/json_options.h"
+#include "flight/base/options.h"
 #include "transport/object_table.h"
 
 namespace flight::transport {
@@ -612,23 +612,20 @@ Status TcpConnectorOptions::validate() const {
 }
 
 StatusOr<TcpConnectorOptions> TcpConnectorOptions::from_json(const nlohmann::json& j) {
-  const std::string what = "tcp connector";
-  FLIGHT_RETURN_IF_ERROR(json_options::check_keys(
-      j, what,
-      {"kind", "host", "port", "advertise_host", "timeout_s", "idle_timeout_s", "io_threads",
-       "max_connections", "pool_size", "local_shortcut", "max_object_bytes"}));
   TcpConnectorOptions o;
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "host", &o.host));
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "port", &o.port));
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "advertise_host", &o.advertise_host));
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "timeout_s", &o.timeout_s));
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "idle_timeout_s", &o.idle_timeout_s));
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "io_threads", &o.io_threads));
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "max_connections", &o.max_connections));
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "pool_size", &o.pool_size));
-  FLIGHT_RETURN_IF_ERROR(json_options::read(j, what, "local_shortcut", &o.local_shortcut));
-  FLIGHT_RETURN_IF_ERROR(
-      json_options::read_bytes(j, what, "max_object_bytes", &o.max_object_bytes));
+  OptionReader r(j, "tcp connector");
+  r.known({"kind"})
+      .optional("host", &o.host)
+      .optional("port", &o.port)
+      .optional("advertise_host", &o.advertise_host)
+      .optional("timeout_s", &o.timeout_s)
+      .optional("idle_timeout_s", &o.idle_timeout_s)
+      .optional("io_threads", &o.io_threads)
+      .optional("max_connections", &o.max_connections)
+      .optional("pool_size", &o.pool_size)
+      .optional("local_shortcut", &o.local_shortcut)
+      .bytes("max_object_bytes", &o.max_object_bytes);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
   FLIGHT_RETURN_IF_ERROR(o.validate());
   return o;
 }

@@ -179,10 +179,12 @@ void OptionReader::fail_range(const char* key, bool closed, double lo, double hi
 
 const json* OptionReader::find(const char* key, bool required) {
   known({key});
-  if (!j_->is_object()) return nullptr;  // finish() reports the object's type
-  auto it = j_->find(key);
+  if (!j_->is_object() && !j_->is_null()) return nullptr;  // finish() reports the type
+  auto it = j_->is_null() ? j_->end() : j_->find(key);
   if (it == j_->end() || it->is_null()) {
-    if (required) fail("missing required field '" + std::string(key) + "'");
+    if (required && missing_.is_ok()) {
+      missing_ = error("missing required field '" + std::string(key) + "'");
+    }
     return nullptr;
   }
   return &*it;
@@ -301,6 +303,18 @@ OptionReader& OptionReader::bytes(const char* key, uint64_t* out, bool required)
   return *this;
 }
 
+OptionReader& OptionReader::choice(const char* key, std::string* out,
+                                   std::initializer_list<const char*> names, bool required) {
+  if (!status_.is_ok()) return known({key});
+  std::string s;
+  read(key, &s, required);
+  if (!status_.is_ok() || !has(key)) return *this;
+  std::vector<std::string> all(names.begin(), names.end());
+  if (std::find(all.begin(), all.end(), s) == all.end()) return fail_choice(key, s, all);
+  *out = s;
+  return *this;
+}
+
 OptionReader OptionReader::child(const char* key) {
   const json* v = find(key, false);
   return OptionReader(v ? *v : null_json(), path_.empty() ? key : path_ + "." + key, lines_,
@@ -309,12 +323,12 @@ OptionReader OptionReader::child(const char* key) {
 
 Status OptionReader::finish() const {
   FLIGHT_RETURN_IF_ERROR(status_);
-  if (j_->is_null()) return Status::ok();
+  if (j_->is_null()) return missing_;
   if (!j_->is_object()) {
     return error(std::string("expected a mapping of keys, got ") + j_->type_name() + " " +
                  show(*j_));
   }
-  for (auto it = j_->begin(); it != j_->end(); ++it) {
+  for (auto it = j_->begin(); !ignore_unknown_ && it != j_->end(); ++it) {
     if (std::find(read_.begin(), read_.end(), it.key()) != read_.end()) continue;
     std::string where = lines_ ? lines_->where(pointer_ + "/" + json_pointer_token(it.key())) : "";
     std::string known = read_.empty() ? "none" : join(read_, ", ");
@@ -322,7 +336,7 @@ Status OptionReader::finish() const {
                             it.key() + "'" + did_you_mean(it.key(), read_) + " (known: " + known +
                             ")");
   }
-  return Status::ok();
+  return missing_;
 }
 
 }  // namespace flight

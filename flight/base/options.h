@@ -101,6 +101,9 @@ class OptionReader {
     }
     return fail_choice(key, s, all);
   }
+  // A string that must be one of `names` (for settings kept as strings).
+  OptionReader& choice(const char* key, std::string* out, std::initializer_list<const char*> names,
+                       bool required = false);
   // Numeric reads with a closed range check ("must be in [1, 1024], got 0").
   template <class T>
   OptionReader& in_range(const char* key, T* out, T lo, T hi, bool required = false) {
@@ -123,6 +126,11 @@ class OptionReader {
   bool has(const char* key) const;
   // Declares keys read some other way (or only in some cases) as known.
   OptionReader& known(std::initializer_list<const char*> keys);
+  // Accepts keys nobody reads (messages that newer peers may extend).
+  OptionReader& ignore_unknown() {
+    ignore_unknown_ = true;
+    return *this;
+  }
   // Records "<path>.<key>: <problem>" (with the key's line) unless an error is
   // already recorded; for checks the typed reads cannot express.
   OptionReader& fail(const char* key, const std::string& problem);
@@ -134,7 +142,8 @@ class OptionReader {
   Status error(const std::string& message) const;
 
   // The first error; else, when the value was not an object, a type error;
-  // else the first key never read nor declared, with "did you mean" and its line.
+  // else the first key never read nor declared, with "did you mean" and its
+  // line; else the first missing required field.
   [[nodiscard]] Status finish() const;
 
   const nlohmann::json& value() const { return *j_; }
@@ -170,6 +179,10 @@ class OptionReader {
   std::string pointer_;
   std::vector<std::string> read_;  // keys read or declared, in order
   Status status_;
+  // A missing required field is reported after unknown keys: a misspelt
+  // required key is best explained by its "did you mean".
+  Status missing_;
+  bool ignore_unknown_ = false;
 };
 
 }  // namespace flight

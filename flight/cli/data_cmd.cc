@@ -4,10 +4,9 @@
 //
 // Sources of settings, later ones winning:
 //   1. defaults (learning::DataSpec, 8 workers, seed 0);
-//   2. CONFIG, an experiment YAML file: `data:` (learning::DataSpec, including
-//      `partition:`), `seed:`, and the worker count from `workers: N` or a
-//      generated topology `topology: {generate: flat|tiers, workers: N}` /
-//      `{generate: by_leaves, leaves: N}` (topology files: pass --workers);
+//   2. CONFIG, an experiment YAML file read by the one config parser
+//      (engine::ExperimentConfig::load, as `flight run` reads it): its `data:`,
+//      `seed:` and the number of workers of its topology (file or generated);
 //   3. flags: --dataset --root --workers --method --alpha --samples-alpha
 //      --shards-per-worker --seed --synthetic-samples.
 #include <algorithm>
@@ -20,7 +19,9 @@
 #include <nlohmann/json.hpp>
 
 #include "flight/cli/command.h"
-#include "flight/engine/yaml_json.h"
+#include "flight/engine/config.h"
+#include "flight/engine/federation.h"
+#include "topology/topology.h"
 #include "flight/learning/dataset.h"
 #include "flight/learning/partition.h"
 
@@ -38,49 +39,19 @@ struct ShowArgs {
   bool given(const char* flag) const { return app->count(flag) > 0; }
 };
 
-// Worker count from a config's `workers:` or generated `topology:` (0 if absent).
-StatusOr<int64_t> workers_from_config(const nlohmann::json& cfg) {
-  if (auto it = cfg.find("workers"); it != cfg.end()) {
-    if (!it->is_number_integer()) return invalid_argument("workers: expected an integer");
-    return it->get<int64_t>();
-  }
-  auto topo = cfg.find("topology");
-  if (topo == cfg.end()) return int64_t{0};
-  if (topo->is_object() && topo->contains("generate")) {
-    for (const char* key : {"workers", "leaves"}) {
-      auto n = topo->find(key);
-      if (n != topo->end() && n->is_number_integer()) return n->get<int64_t>();
-    }
-  }
-  return invalid_argument(
-      "topology: only generated topologies with `workers:` or `leaves:` are read here; "
-      "pass --workers N for a topology file");
-}
-
 int show(const ShowArgs& a) {
   nlohmann::json data = nlohmann::json::object();
-  std::string data_where;  // "file:line: " of the config's data section
   int64_t workers = 8;
   uint64_t seed = 0;
   if (!a.config.empty()) {
-    auto doc = engine::load_yaml_document(a.config);
-    if (!doc.is_ok()) return fail(doc.status().message());
-    const nlohmann::json& cfg = doc->value;
-    if (!cfg.is_object()) return fail(a.config + ": expected a mapping at the top level");
-    if (auto it = cfg.find("data"); it != cfg.end()) {
-      data = *it;
-      data_where = doc->where("/data");
-    }
-    if (auto it = cfg.find("seed"); it != cfg.end()) {
-      if (!it->is_number_integer() || it->get<int64_t>() < 0)
-        return fail(doc->where("/seed") + "seed: expected a non-negative integer");
-      seed = it->get<uint64_t>();
-    }
-    auto n = workers_from_config(cfg);
-    if (!n.is_ok()) return fail(a.config + ": " + n.status().message());
-    if (*n > 0) workers = *n;
+    auto cfg = engine::ExperimentConfig::load(a.config);
+    if (!cfg.is_ok()) return fail(cfg.status().message());
+    data = cfg->data.to_json();
+    seed = cfg->seed;
+    auto t = engine::load_experiment_topology(*cfg);
+    if (!t.is_ok()) return fail(a.config + ": topology: " + t.status().message());
+    workers = static_cast<int64_t>(t->workers().size());
   }
-  if (!data.is_object()) return fail("data: expected a mapping");
   // Flags override the file, then everything goes through the one parser.
   if (a.given("--dataset")) data["dataset"] = a.dataset;
   if (a.given("--root")) data["root"] = a.root;
@@ -97,7 +68,7 @@ int show(const ShowArgs& a) {
   if (workers < 1) return usage_error("--workers must be >= 1");
 
   auto spec = learning::DataSpec::from_json(data);
-  if (!spec.is_ok()) return usage_error(data_where + spec.status().message());
+  if (!spec.is_ok()) return usage_error(spec.status().message());
   auto ds = learning::load_dataset(*spec);
   if (!ds.is_ok()) return fail(ds.status().message());
   const learning::Dataset& train = *ds->train;
@@ -168,13 +139,14 @@ FLIGHT_COMMAND(data_show,
                   auto a = std::make_shared<ShowArgs>();
                   a->app = app;
                   app->add_option("config", a->config,
-                                  "Experiment YAML (data:, seed:, workers: or a generated "
-                                  "topology:); flags override it");
+                                  "Experiment YAML (its data:, seed: and topology's workers); "
+                                  "flags override it");
                   app->add_option("--dataset", a->dataset, "fashion_mnist | mnist | synthetic");
                   app->add_option("--root", a->root, "Directory of the idx files");
                   app->add_option("--synthetic-samples", a->synthetic_samples,
                                   "Training samples of the synthetic dataset");
-                  app->add_option("--workers", a->workers, "Number of workers (default 8)");
+                  app->add_option("--workers", a->workers,
+                                  "Number of workers (default: the config's, else 8)");
                   app->add_option("--method", a->method, "iid | dirichlet | shards");
                   app->add_option("--alpha", a->alpha, "Dirichlet label concentration");
                   app->add_option("--samples-alpha", a->samples_alpha,

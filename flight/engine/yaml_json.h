@@ -1,34 +1,26 @@
-// YAML -> JSON with line numbers, for configs. yaml-cpp parses; nlohmann::json
-// is what every options struct reads (options also travel as JSON in control
-// messages), so configs become JSON once, here, and keep a map from each
-// value's JSON pointer ("/train/lr") to its 1-based line for error messages.
+// Configs as YAML: reading is topology's line-tracking reader (one YAML reader
+// for the code base, topology/yaml_document.h), re-exported here for the
+// engine; writing resolved configs back as YAML is here.
 #pragma once
 
-#include <map>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
-#include "flight/base/options.h"
-#include "flight/base/status.h"
+#include "topology/yaml_document.h"
 
 namespace flight::engine {
 
-// `lines` (from SourceLines) holds the keys of maps and list items.
-struct YamlDocument : SourceLines {
-  nlohmann::json value;
-};
-
-// Plain scalars become null/bool/int/float when they look like one (YAML 1.2
-// core schema); quoted scalars always stay strings. Duplicate keys are errors.
-StatusOr<YamlDocument> parse_yaml_document(const std::string& text, const std::string& source);
-StatusOr<YamlDocument> load_yaml_document(const std::string& path);
+using topology::load_yaml_document;
+using topology::parse_yaml_document;
+using topology::YamlDocument;
 
 // Parses one scalar as load_yaml_document would ("5" -> 5, "true" -> true,
-// "a" -> "a"), for command-line overrides.
+// "a" -> "a", "[1, 2]" -> [1, 2]), for command-line overrides.
 nlohmann::json parse_yaml_scalar(const std::string& text);
 
-// JSON -> YAML text (block style), for writing resolved configs.
+// JSON -> YAML text (block style), for writing resolved configs; reads back
+// (parse_yaml_document) to the same JSON.
 std::string json_to_yaml(const nlohmann::json& value);
 
 }  // namespace flight::engine

@@ -5,7 +5,8 @@
 #include "flight/base/logging.h"
 #include "flight/base/time.h"
 #include "flight/faas/http_client.h"
-#include "flight/faas/json_fields.h"
+#include "flight/base/options.h"
+#include "flight/faas/token_file.h"
 
 namespace flight::faas {
 
@@ -28,21 +29,19 @@ Status EndpointAgentOptions::validate() const {
 
 StatusOr<EndpointAgentOptions> EndpointAgentOptions::from_json(const nlohmann::json& j) {
   const std::string w = "endpoint options";
-  FLIGHT_RETURN_IF_ERROR(
-      check_object(j, w,
-                   {"service_url", "token", "token_file", "name", "threads", "prefetch",
-                    "poll_wait_s", "max_backoff_s", "grace_s", "request_timeout_s"}));
+  OptionReader reader(j, w);
   EndpointAgentOptions o;
-  FLIGHT_RETURN_IF_ERROR(get_string(j, "service_url", w, &o.service_url, true));
-  FLIGHT_RETURN_IF_ERROR(get_string(j, "token", w, &o.token));
-  FLIGHT_RETURN_IF_ERROR(get_string(j, "token_file", w, &o.token_file));
-  FLIGHT_RETURN_IF_ERROR(get_string(j, "name", w, &o.name, true));
-  FLIGHT_RETURN_IF_ERROR(get_size(j, "threads", w, &o.threads));
-  FLIGHT_RETURN_IF_ERROR(get_size(j, "prefetch", w, &o.prefetch));
-  FLIGHT_RETURN_IF_ERROR(get_number(j, "poll_wait_s", w, &o.poll_wait_s));
-  FLIGHT_RETURN_IF_ERROR(get_number(j, "max_backoff_s", w, &o.max_backoff_s));
-  FLIGHT_RETURN_IF_ERROR(get_number(j, "grace_s", w, &o.grace_s));
-  FLIGHT_RETURN_IF_ERROR(get_number(j, "request_timeout_s", w, &o.request_timeout_s));
+  reader.required("service_url", &o.service_url);
+  reader.optional("token", &o.token);
+  reader.optional("token_file", &o.token_file);
+  reader.required("name", &o.name);
+  reader.optional("threads", &o.threads);
+  reader.optional("prefetch", &o.prefetch);
+  reader.optional("poll_wait_s", &o.poll_wait_s);
+  reader.optional("max_backoff_s", &o.max_backoff_s);
+  reader.optional("grace_s", &o.grace_s);
+  reader.optional("request_timeout_s", &o.request_timeout_s);
+  FLIGHT_RETURN_IF_ERROR(reader.finish());
   FLIGHT_RETURN_IF_ERROR(o.validate());
   return o;
 }

@@ -10,7 +10,7 @@
 
 #include "flight/base/strings.h"
 #include "flight/base/time.h"
-#include "flight/faas/json_fields.h"
+#include "flight/base/options.h"
 
 namespace flight::faas {
 
@@ -90,10 +90,11 @@ void add_builtin_functions(FunctionRegistry& registry) {
                });
   registry.add("sleep",
                [](const nlohmann::json& args, const TaskContext& ctx) -> StatusOr<nlohmann::json> {
-                 FLIGHT_RETURN_IF_ERROR(check_object(args, "sleep args", {"seconds"}));
+                 OptionReader reader(args, "sleep args");
                  double seconds = 0;
-                 FLIGHT_RETURN_IF_ERROR(get_number(args, "seconds", "sleep args", &seconds, true));
-                 if (seconds < 0) return invalid_argument("sleep args.seconds: must be >= 0");
+                 reader.required("seconds", &seconds);
+                 if (seconds < 0) reader.fail("seconds", "must be >= 0");
+                 FLIGHT_RETURN_IF_ERROR(reader.finish());
                  double slept = cooperative_sleep(seconds, ctx);
                  if (ctx.cancelled())
                    return cancelled("sleep cancelled after " + std::to_string(slept) + " s");
@@ -101,22 +102,24 @@ void add_builtin_functions(FunctionRegistry& registry) {
                });
   registry.add("fail",
                [](const nlohmann::json& args, const TaskContext&) -> StatusOr<nlohmann::json> {
-                 FLIGHT_RETURN_IF_ERROR(check_object(args, "fail args", {"message", "throw"}));
+                 OptionReader reader(args, "fail args");
                  std::string message = "failed on request";
                  bool do_throw = false;
-                 FLIGHT_RETURN_IF_ERROR(get_string(args, "message", "fail args", &message));
-                 FLIGHT_RETURN_IF_ERROR(get_bool(args, "throw", "fail args", &do_throw));
+                 reader.optional("message", &message);
+                 reader.optional("throw", &do_throw);
+                 FLIGHT_RETURN_IF_ERROR(reader.finish());
                  if (do_throw) throw std::runtime_error(message);
                  return internal_error(message);
                });
   registry.add(
       "wait_file",
       [](const nlohmann::json& args, const TaskContext& ctx) -> StatusOr<nlohmann::json> {
-        FLIGHT_RETURN_IF_ERROR(check_object(args, "wait_file args", {"path", "timeout_s"}));
+        OptionReader reader(args, "wait_file args");
         std::string path;
         double timeout_s = 60;
-        FLIGHT_RETURN_IF_ERROR(get_string(args, "path", "wait_file args", &path, true));
-        FLIGHT_RETURN_IF_ERROR(get_number(args, "timeout_s", "wait_file args", &timeout_s));
+        reader.required("path", &path);
+        reader.optional("timeout_s", &timeout_s);
+        FLIGHT_RETURN_IF_ERROR(reader.finish());
         {
           std::ofstream started(path + ".started");
           started << getpid() << "\n";

@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "flight/base/status.h"
-#include "flight/faas/json_fields.h"
+#include "flight/base/json.h"
 
 namespace flight::faas {
 

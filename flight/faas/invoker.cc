@@ -3,7 +3,7 @@
 #include "flight/base/logging.h"
 #include "flight/base/strings.h"
 #include "flight/base/time.h"
-#include "flight/faas/json_fields.h"
+#include "flight/base/options.h"
 
 namespace flight::faas {
 
@@ -41,16 +41,16 @@ nlohmann::json TaskSpec::to_json() const {
 }
 
 StatusOr<TaskSpec> TaskSpec::from_json(const nlohmann::json& j, const std::string& where) {
-  FLIGHT_RETURN_IF_ERROR(
-      check_object(j, where, {"endpoint", "function", "args", "deadline_s", "id"}));
+  OptionReader reader(j, where);
   TaskSpec spec;
-  FLIGHT_RETURN_IF_ERROR(get_string(j, "endpoint", where, &spec.endpoint, /*required=*/true));
-  FLIGHT_RETURN_IF_ERROR(get_string(j, "function", where, &spec.function, /*required=*/true));
-  if (spec.endpoint.empty()) return invalid_argument(where + ".endpoint: must not be empty");
-  if (spec.function.empty()) return invalid_argument(where + ".function: must not be empty");
-  if (j.contains("args")) spec.args = j.at("args");
-  FLIGHT_RETURN_IF_ERROR(get_number(j, "deadline_s", where, &spec.deadline_s));
-  if (spec.deadline_s < 0) return invalid_argument(where + ".deadline_s: must be >= 0");
+  reader.required("endpoint", &spec.endpoint)
+      .required("function", &spec.function)
+      .optional("args", &spec.args)
+      .at_least("deadline_s", &spec.deadline_s, 0.0)
+      .known({"id"});
+  if (reader.has("endpoint") && spec.endpoint.empty()) reader.fail("endpoint", "must not be empty");
+  if (reader.has("function") && spec.function.empty()) reader.fail("function", "must not be empty");
+  FLIGHT_RETURN_IF_ERROR(reader.finish());
   return spec;
 }
 
@@ -65,17 +65,19 @@ nlohmann::json TaskResult::to_json() const {
 }
 
 StatusOr<TaskResult> TaskResult::from_json(const nlohmann::json& j) {
-  if (!j.is_object()) return invalid_argument("task result: expected a JSON object");
   TaskResult r;
-  FLIGHT_RETURN_IF_ERROR(get_string(j, "id", "task result", &r.task_id, true));
   std::string state;
-  FLIGHT_RETURN_IF_ERROR(get_string(j, "state", "task result", &state, true));
+  OptionReader reader(j, "task result");
+  reader.required("id", &r.task_id)
+      .required("state", &state)
+      .optional("result", &r.result)
+      .optional("error", &r.error)
+      .optional("submitted_at", &r.submitted_at)
+      .optional("started_at", &r.started_at)
+      .optional("finished_at", &r.finished_at)
+      .ignore_unknown();  // results may carry fields a newer service adds
+  FLIGHT_RETURN_IF_ERROR(reader.finish());
   FLIGHT_ASSIGN_OR_RETURN(r.state, parse_task_state(state));
-  if (j.contains("result")) r.result = j.at("result");
-  FLIGHT_RETURN_IF_ERROR(get_string(j, "error", "task result", &r.error));
-  FLIGHT_RETURN_IF_ERROR(get_number(j, "submitted_at", "task result", &r.submitted_at));
-  FLIGHT_RETURN_IF_ERROR(get_number(j, "started_at", "task result", &r.started_at));
-  FLIGHT_RETURN_IF_ERROR(get_number(j, "finished_at", "task result", &r.finished_at));
   return r;
 }
 

@@ -10,7 +10,7 @@
 #include "flight/base/logging.h"
 #include "flight/base/time.h"
 #include "flight/faas/deadline_timer.h"
-#include "flight/faas/json_fields.h"
+#include "flight/base/options.h"
 
 namespace flight::faas {
 
@@ -22,11 +22,12 @@ Status LocalInvokerOptions::validate() const {
 
 StatusOr<LocalInvokerOptions> LocalInvokerOptions::from_json(const nlohmann::json& j) {
   const std::string where = "local invoker options";
-  FLIGHT_RETURN_IF_ERROR(check_object(j, where, {"threads", "max_queue", "block_when_full"}));
+  OptionReader reader(j, where);
   LocalInvokerOptions o;
-  FLIGHT_RETURN_IF_ERROR(get_size(j, "threads", where, &o.threads));
-  FLIGHT_RETURN_IF_ERROR(get_size(j, "max_queue", where, &o.max_queue));
-  FLIGHT_RETURN_IF_ERROR(get_bool(j, "block_when_full", where, &o.block_when_full));
+  reader.optional("threads", &o.threads);
+  reader.optional("max_queue", &o.max_queue);
+  reader.optional("block_when_full", &o.block_when_full);
+  FLIGHT_RETURN_IF_ERROR(reader.finish());
   FLIGHT_RETURN_IF_ERROR(o.validate());
   return o;
 }

@@ -11,7 +11,9 @@
 #include "flight/base/time.h"
 #include "flight/faas/deadline_timer.h"
 #include "flight/faas/http_client.h"
-#include "flight/faas/json_fields.h"
+#include "flight/base/json.h"
+#include "flight/base/options.h"
+#include "flight/faas/token_file.h"
 
 namespace flight::faas {
 
@@ -36,22 +38,20 @@ Status RestInvokerOptions::validate() const {
 
 StatusOr<RestInvokerOptions> RestInvokerOptions::from_json(const nlohmann::json& j) {
   const std::string w = "rest invoker options";
-  FLIGHT_RETURN_IF_ERROR(check_object(
-      j, w,
-      {"url", "token", "token_file", "request_timeout_s", "max_retries", "retry_backoff_s",
-       "queue_full_timeout_s", "poll_wait_s", "max_batch", "close_timeout_s"}));
+  OptionReader reader(j, w);
   RestInvokerOptions o;
   int64_t retries = o.max_retries;
-  FLIGHT_RETURN_IF_ERROR(get_string(j, "url", w, &o.url, true));
-  FLIGHT_RETURN_IF_ERROR(get_string(j, "token", w, &o.token));
-  FLIGHT_RETURN_IF_ERROR(get_string(j, "token_file", w, &o.token_file));
-  FLIGHT_RETURN_IF_ERROR(get_number(j, "request_timeout_s", w, &o.request_timeout_s));
-  FLIGHT_RETURN_IF_ERROR(get_int(j, "max_retries", w, &retries));
-  FLIGHT_RETURN_IF_ERROR(get_number(j, "retry_backoff_s", w, &o.retry_backoff_s));
-  FLIGHT_RETURN_IF_ERROR(get_number(j, "queue_full_timeout_s", w, &o.queue_full_timeout_s));
-  FLIGHT_RETURN_IF_ERROR(get_number(j, "poll_wait_s", w, &o.poll_wait_s));
-  FLIGHT_RETURN_IF_ERROR(get_size(j, "max_batch", w, &o.max_batch));
-  FLIGHT_RETURN_IF_ERROR(get_number(j, "close_timeout_s", w, &o.close_timeout_s));
+  reader.required("url", &o.url);
+  reader.optional("token", &o.token);
+  reader.optional("token_file", &o.token_file);
+  reader.optional("request_timeout_s", &o.request_timeout_s);
+  reader.optional("max_retries", &retries);
+  reader.optional("retry_backoff_s", &o.retry_backoff_s);
+  reader.optional("queue_full_timeout_s", &o.queue_full_timeout_s);
+  reader.optional("poll_wait_s", &o.poll_wait_s);
+  reader.optional("max_batch", &o.max_batch);
+  reader.optional("close_timeout_s", &o.close_timeout_s);
+  FLIGHT_RETURN_IF_ERROR(reader.finish());
   o.max_retries = static_cast<int>(retries);
   FLIGHT_RETURN_IF_ERROR(o.validate());
   return o;

@@ -16,7 +16,9 @@
 #include "flight/base/logging.h"
 #include "flight/base/strings.h"
 #include "flight/base/time.h"
-#include "flight/faas/json_fields.h"
+#include "flight/base/json.h"
+#include "flight/base/options.h"
+#include "flight/faas/token_file.h"
 #include "flight/faas/service_state.h"
 
 namespace flight::faas {
@@ -50,30 +52,27 @@ Status ServiceOptions::validate() const {
 
 StatusOr<ServiceOptions> ServiceOptions::from_json(const nlohmann::json& j) {
   const std::string w = "service options";
-  FLIGHT_RETURN_IF_ERROR(
-      check_object(j, w,
-                   {"host", "port", "token", "token_file", "state", "state_prefix", "threads",
-                    "max_body_bytes", "max_batch", "lease_s", "max_attempts", "max_queue",
-                    "read_timeout_s", "max_wait_s", "result_ttl_s", "sweep_interval_s"}));
+  OptionReader reader(j, w);
   ServiceOptions o;
   int64_t port = o.port, attempts = o.max_attempts;
   size_t body = o.max_body_bytes;
-  FLIGHT_RETURN_IF_ERROR(get_string(j, "host", w, &o.host));
-  FLIGHT_RETURN_IF_ERROR(get_int(j, "port", w, &port));
-  FLIGHT_RETURN_IF_ERROR(get_string(j, "token", w, &o.token));
-  FLIGHT_RETURN_IF_ERROR(get_string(j, "token_file", w, &o.token_file));
-  FLIGHT_RETURN_IF_ERROR(get_string(j, "state", w, &o.state));
-  FLIGHT_RETURN_IF_ERROR(get_string(j, "state_prefix", w, &o.state_prefix));
-  FLIGHT_RETURN_IF_ERROR(get_size(j, "threads", w, &o.threads));
-  FLIGHT_RETURN_IF_ERROR(get_size(j, "max_body_bytes", w, &body));
-  FLIGHT_RETURN_IF_ERROR(get_size(j, "max_batch", w, &o.max_batch));
-  FLIGHT_RETURN_IF_ERROR(get_number(j, "lease_s", w, &o.lease_s));
-  FLIGHT_RETURN_IF_ERROR(get_int(j, "max_attempts", w, &attempts));
-  FLIGHT_RETURN_IF_ERROR(get_size(j, "max_queue", w, &o.max_queue));
-  FLIGHT_RETURN_IF_ERROR(get_number(j, "read_timeout_s", w, &o.read_timeout_s));
-  FLIGHT_RETURN_IF_ERROR(get_number(j, "max_wait_s", w, &o.max_wait_s));
-  FLIGHT_RETURN_IF_ERROR(get_number(j, "result_ttl_s", w, &o.result_ttl_s));
-  FLIGHT_RETURN_IF_ERROR(get_number(j, "sweep_interval_s", w, &o.sweep_interval_s));
+  reader.optional("host", &o.host);
+  reader.optional("port", &port);
+  reader.optional("token", &o.token);
+  reader.optional("token_file", &o.token_file);
+  reader.optional("state", &o.state);
+  reader.optional("state_prefix", &o.state_prefix);
+  reader.optional("threads", &o.threads);
+  reader.optional("max_body_bytes", &body);
+  reader.optional("max_batch", &o.max_batch);
+  reader.optional("lease_s", &o.lease_s);
+  reader.optional("max_attempts", &attempts);
+  reader.optional("max_queue", &o.max_queue);
+  reader.optional("read_timeout_s", &o.read_timeout_s);
+  reader.optional("max_wait_s", &o.max_wait_s);
+  reader.optional("result_ttl_s", &o.result_ttl_s);
+  reader.optional("sweep_interval_s", &o.sweep_interval_s);
+  FLIGHT_RETURN_IF_ERROR(reader.finish());
   o.port = static_cast<int>(port);
   o.max_attempts = static_cast<int>(attempts);
   o.max_body_bytes = body;
@@ -620,15 +619,12 @@ void Session::route_endpoints(const Target& t) {
     if (!body.is_ok()) return respond(status_response(body.status(), v));
     std::string name;
     std::vector<std::string> functions;
-    Status st = check_object(*body, "endpoint registration", {"name", "functions", "meta"});
-    if (st.is_ok()) st = get_string(*body, "name", "endpoint registration", &name, true);
-    if (st.is_ok()) st = get_string_list(*body, "functions", "endpoint registration", &functions);
-    if (st.is_ok() && name.empty())
-      st = invalid_argument("endpoint registration.name: must not be empty");
-    nlohmann::json meta = body->value("meta", nlohmann::json::object());
-    if (st.is_ok() && !meta.is_object())
-      st = invalid_argument("endpoint registration.meta: expected an object");
-    if (!st.is_ok()) return respond(status_response(st, v));
+    nlohmann::json meta = nlohmann::json::object();
+    OptionReader reader(*body, "endpoint registration");
+    reader.required("name", &name).optional("functions", &functions).optional("meta", &meta);
+    if (reader.has("name") && name.empty()) reader.fail("name", "must not be empty");
+    if (!meta.is_object()) reader.fail("meta", "expected an object");
+    if (Status st = reader.finish(); !st.is_ok()) return respond(status_response(st, v));
     return respond(
         json_response(http::status::created, state.register_endpoint(name, functions, meta)));
   }
@@ -670,9 +666,9 @@ void Session::route_endpoints(const Target& t) {
     auto body = parse_body(req_);
     if (!body.is_ok()) return respond(status_response(body.status(), v));
     std::vector<std::string> ids;
-    Status st = check_object(*body, seg[3], {"task_ids"});
-    if (st.is_ok()) st = get_string_list(*body, "task_ids", seg[3], &ids, true);
-    if (!st.is_ok()) return respond(status_response(st, v));
+    OptionReader reader(*body, seg[3]);
+    reader.required("task_ids", &ids);
+    if (Status st = reader.finish(); !st.is_ok()) return respond(status_response(st, v));
     auto r = seg[3] == "heartbeat" ? state.heartbeat(id, ids) : state.release(id, ids);
     if (!r.is_ok()) return respond(status_response(r.status(), v));
     return respond(json_response(http::status::ok, *r));
@@ -689,13 +685,13 @@ void Session::route_tasks(const Target& t) {
     if (method != http::verb::post) return respond(method_not_allowed("POST"));
     auto body = parse_body(req_);
     if (!body.is_ok()) return respond(status_response(body.status(), v));
-    Status st = check_object(*body, "request body", {"tasks"});
-    if (!st.is_ok()) return respond(status_response(st, v));
+    OptionReader reader(*body, "request body");
+    reader.known({"tasks"});  // read in place below: batches can be large
     auto it = body->find("tasks");
     if (it == body->end() || !it->is_array()) {
-      return respond(error_response(http::status::bad_request,
-                                    "request body.tasks: expected an array of task objects"));
+      reader.fail("tasks", "expected an array of task objects");
     }
+    if (Status st = reader.finish(); !st.is_ok()) return respond(status_response(st, v));
     if (it->empty())
       return respond(error_response(http::status::bad_request, "request body.tasks is empty"));
     if (it->size() > svc_.options().max_batch) {
@@ -711,8 +707,9 @@ void Session::route_tasks(const Target& t) {
       if (!spec.is_ok()) return respond(status_response(spec.status(), v));
       ServiceState::Submission s;
       s.spec = std::move(spec).value();
-      st = get_string((*it)[i], "id", where, &s.id);
-      if (!st.is_ok()) return respond(status_response(st, v));
+      OptionReader task((*it)[i], where);  // TaskSpec checked every other key
+      task.optional("id", &s.id).ignore_unknown();
+      if (Status st = task.finish(); !st.is_ok()) return respond(status_response(st, v));
       subs.push_back(std::move(s));
     }
     std::string key, client;
@@ -734,14 +731,10 @@ void Session::route_tasks(const Target& t) {
     std::vector<std::string> ids;
     double wait = 0;
     size_t max = 10000;
-    Status st = check_object(*body, "wait request", {"ids", "wait", "max"});
-    if (st.is_ok()) st = get_string_list(*body, "ids", "wait request", &ids, true);
-    if (st.is_ok()) st = get_number(*body, "wait", "wait request", &wait);
-    if (st.is_ok()) st = get_size(*body, "max", "wait request", &max);
-    if (st.is_ok() && wait < 0) st = invalid_argument("wait request.wait: must be >= 0");
-    if (st.is_ok() && ids.size() > 10000)
-      st = invalid_argument("wait request.ids: at most 10000 ids");
-    if (!st.is_ok()) return respond(status_response(st, v));
+    OptionReader reader(*body, "wait request");
+    reader.required("ids", &ids).at_least("wait", &wait, 0.0).optional("max", &max);
+    if (ids.size() > 10000) reader.fail("ids", "at most 10000 ids");
+    if (Status st = reader.finish(); !st.is_ok()) return respond(status_response(st, v));
     wait = std::min(wait, svc_.options().max_wait_s);
     return long_poll(
         wait, [this, ids = std::move(ids), max](const WaiterPtr& w) -> std::optional<Response> {
@@ -769,12 +762,13 @@ void Session::route_tasks(const Target& t) {
     ServiceState::ResultIn r;
     r.task_id = id;
     std::string state_name;
-    Status st =
-        check_object(*body, "result", {"state", "result", "error", "started_at", "finished_at"});
-    if (st.is_ok()) st = get_string(*body, "state", "result", &state_name);
-    if (st.is_ok()) st = get_string(*body, "error", "result", &r.error);
-    if (st.is_ok()) st = get_number(*body, "started_at", "result", &r.started_at);
-    if (st.is_ok()) st = get_number(*body, "finished_at", "result", &r.finished_at);
+    OptionReader reader(*body, "result");
+    reader.optional("state", &state_name)
+        .optional("result", &r.result)
+        .optional("error", &r.error)
+        .optional("started_at", &r.started_at)
+        .optional("finished_at", &r.finished_at);
+    Status st = reader.finish();
     if (st.is_ok()) {
       if (state_name.empty()) state_name = body->contains("error") ? "failed" : "succeeded";
       auto s = parse_task_state(state_name);
@@ -787,7 +781,6 @@ void Session::route_tasks(const Target& t) {
       }
     }
     if (!st.is_ok()) return respond(status_response(st, v));
-    r.result = body->value("result", nlohmann::json());
     std::vector<ServiceState::ResultIn> one;
     one.push_back(std::move(r));
     std::string outcome = state.post_results(std::move(one)).front();
@@ -812,24 +805,27 @@ void Session::route_results() {
   if (req_.method() != http::verb::post) return respond(method_not_allowed("POST"));
   auto body = parse_body(req_);
   if (!body.is_ok()) return respond(status_response(body.status(), v));
-  Status st = check_object(*body, "request body", {"results"});
+  OptionReader reader(*body, "request body");
+  reader.known({"results"});  // read in place below: batches can be large
   auto it = body->find("results");
-  if (st.is_ok() && (it == body->end() || !it->is_array())) {
-    st = invalid_argument("request body.results: expected an array of result objects");
+  if (it == body->end() || !it->is_array()) {
+    reader.fail("results", "expected an array of result objects");
   }
+  Status st = reader.finish();
   std::vector<ServiceState::ResultIn> results;
   for (size_t i = 0; st.is_ok() && i < it->size(); ++i) {
     const auto& e = (*it)[i];
     std::string where = "results[" + std::to_string(i) + "]";
     ServiceState::ResultIn r;
     std::string state_name = "succeeded";
-    st = check_object(e, where,
-                      {"task_id", "state", "result", "error", "started_at", "finished_at"});
-    if (st.is_ok()) st = get_string(e, "task_id", where, &r.task_id, true);
-    if (st.is_ok()) st = get_string(e, "state", where, &state_name, true);
-    if (st.is_ok()) st = get_string(e, "error", where, &r.error);
-    if (st.is_ok()) st = get_number(e, "started_at", where, &r.started_at);
-    if (st.is_ok()) st = get_number(e, "finished_at", where, &r.finished_at);
+    OptionReader item(e, where);
+    item.required("task_id", &r.task_id)
+        .required("state", &state_name)
+        .optional("result", &r.result)
+        .optional("error", &r.error)
+        .optional("started_at", &r.started_at)
+        .optional("finished_at", &r.finished_at);
+    st = item.finish();
     if (st.is_ok()) {
       auto s = parse_task_state(state_name);
       if (!s.is_ok() || (*s != TaskState::kSucceeded && *s != TaskState::kFailed)) {
@@ -838,7 +834,6 @@ void Session::route_results() {
         r.state = *s;
       }
     }
-    r.result = e.is_object() ? e.value("result", nlohmann::json()) : nlohmann::json();
     results.push_back(std::move(r));
   }
   if (!st.is_ok()) return respond(status_response(st, v));

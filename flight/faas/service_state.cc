@@ -6,7 +6,7 @@
 #include "flight/base/ids.h"
 #include "flight/base/logging.h"
 #include "flight/base/time.h"
-#include "flight/faas/json_fields.h"
+#include "flight/base/json.h"
 
 namespace flight::faas {
 

@@ -3,6 +3,7 @@
 #include <hiredis/hiredis.h>
 
 #include "flight/base/logging.h"
+#include "flight/base/redis_url.h"
 #include "flight/base/registry.h"
 #include "flight/base/strings.h"
 
@@ -188,34 +189,12 @@ BackendRegistry& backends() {
     reg->add("redis",
              [](const std::string& spec,
                 const std::string& prefix) -> StatusOr<std::unique_ptr<StateBackend>> {
-               // redis://host:port[/db]
-               std::string rest = spec.substr(std::string("redis://").size());
-               int db = 0;
-               auto slash = rest.find('/');
-               if (slash != std::string::npos) {
-                 std::string dbs = rest.substr(slash + 1);
-                 rest = rest.substr(0, slash);
-                 if (!dbs.empty()) {
-                   try {
-                     db = std::stoi(dbs);
-                   } catch (...) {
-                     return invalid_argument("state '" + spec + "': database '" + dbs +
-                                             "' is not a number");
-                   }
-                 }
+               FLIGHT_ASSIGN_OR_RETURN(RedisUrl url, parse_redis_url(spec));
+               if (!url.password.empty()) {
+                 return invalid_argument("state '" + spec +
+                                         "': passwords are not supported for the state backend");
                }
-               auto colon = rest.rfind(':');
-               std::string host = colon == std::string::npos ? rest : rest.substr(0, colon);
-               int port = 6379;
-               if (colon != std::string::npos) {
-                 try {
-                   port = std::stoi(rest.substr(colon + 1));
-                 } catch (...) {
-                   return invalid_argument("state '" + spec + "': port is not a number");
-                 }
-               }
-               if (host.empty()) return invalid_argument("state '" + spec + "': missing host");
-               auto b = std::make_unique<RedisBackend>(spec, host, port, db, prefix);
+               auto b = std::make_unique<RedisBackend>(spec, url.host, url.port, url.db, prefix);
                FLIGHT_RETURN_IF_ERROR(b->connect());
                return std::unique_ptr<StateBackend>(std::move(b));
              });

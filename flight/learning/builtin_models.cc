@@ -14,7 +14,8 @@
 
 #include <cmath>
 
-#include "flight/learning/json_fields.h"
+#include "flight/base/options.h"
+#include "flight/base/strings.h"
 #include "flight/learning/model_internal.h"
 
 namespace flight::learning::detail {
@@ -86,40 +87,27 @@ struct Common {
   int64_t image_size = 28;
 };
 
-Status parse_common(const nlohmann::json& options, std::vector<std::string> extra_keys,
-                    const std::string& where, Common* c) {
-  std::vector<std::string> keys = {"classes", "in_channels", "image_size"};
-  keys.insert(keys.end(), extra_keys.begin(), extra_keys.end());
-  FLIGHT_RETURN_IF_ERROR(check_object(options, keys, where));
-  FLIGHT_RETURN_IF_ERROR(read_field(options, "classes", &c->classes, where));
-  FLIGHT_RETURN_IF_ERROR(read_field(options, "in_channels", &c->in_channels, where));
-  FLIGHT_RETURN_IF_ERROR(read_field(options, "image_size", &c->image_size, where));
-  if (c->classes < 1) return invalid_argument(where + ".classes must be >= 1");
-  if (c->in_channels < 1) return invalid_argument(where + ".in_channels must be >= 1");
-  if (c->image_size < 1) return invalid_argument(where + ".image_size must be >= 1");
-  return Status::ok();
+// Reads the options every built-in accepts; the caller reads its own from the
+// same reader and finishes it.
+void read_common(OptionReader& r, Common* c) {
+  r.at_least("classes", &c->classes, int64_t{1})
+      .at_least("in_channels", &c->in_channels, int64_t{1})
+      .at_least("image_size", &c->image_size, int64_t{1});
 }
 
-Status read_sizes(const nlohmann::json& options, const char* key, const std::string& where,
-                  std::vector<int64_t>* out) {
-  auto it = options.find(key);
-  if (it == options.end()) return Status::ok();
-  if (it->is_number_integer()) {
-    *out = {it->get<int64_t>()};
-  } else if (it->is_array()) {
-    out->clear();
-    for (const auto& v : *it) {
-      if (!v.is_number_integer()) return type_error(where, key, "a list of integers", *it);
-      out->push_back(v.get<int64_t>());
-    }
+// A size or a list of sizes, each >= 1.
+void read_sizes(OptionReader& r, const char* key, std::vector<int64_t>* out) {
+  const auto& j = r.value();
+  if (j.is_object() && j.contains(key) && j[key].is_number()) {
+    int64_t one = 0;
+    r.optional(key, &one);
+    *out = {one};
   } else {
-    return type_error(where, key, "a list of integers", *it);
+    r.optional(key, out);
   }
   for (int64_t v : *out) {
-    if (v < 1)
-      return invalid_argument(where + "." + key + ": sizes must be >= 1, got " + it->dump());
+    if (v < 1) r.fail(key, "sizes must be >= 1, got " + std::to_string(v));
   }
-  return Status::ok();
 }
 
 // ---- mlp / tiny: flatten, Linear + ReLU per hidden size, Linear to classes.
@@ -148,8 +136,10 @@ StatusOr<std::unique_ptr<Model>> make_mlp(const std::string& name, const nlohman
                                           uint64_t seed, std::vector<int64_t> hidden) {
   const std::string where = "model." + name + ".options";
   Common c;
-  FLIGHT_RETURN_IF_ERROR(parse_common(options, {"hidden"}, where, &c));
-  FLIGHT_RETURN_IF_ERROR(read_sizes(options, "hidden", where, &hidden));
+  OptionReader r(options, where);
+  read_common(r, &c);
+  read_sizes(r, "hidden", &hidden);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
   auto net =
       std::make_shared<MlpNet>(c.in_channels * c.image_size * c.image_size, hidden, c.classes);
   init_weights(*net, seed);
@@ -186,7 +176,9 @@ class LeNet5 final : public Net {
 StatusOr<std::unique_ptr<Model>> make_lenet5(const nlohmann::json& options, uint64_t seed) {
   const std::string where = "model.lenet5.options";
   Common c;
-  FLIGHT_RETURN_IF_ERROR(parse_common(options, {}, where, &c));
+  OptionReader r(options, where);
+  read_common(r, &c);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
   if (c.image_size < 12) return invalid_argument(where + ".image_size must be >= 12 for lenet5");
   auto net = std::make_shared<LeNet5>(c);
   init_weights(*net, seed);
@@ -221,16 +213,16 @@ class SmallCnn final : public Net {
 StatusOr<std::unique_ptr<Model>> make_cnn(const nlohmann::json& options, uint64_t seed) {
   const std::string where = "model.cnn.options";
   Common c;
-  FLIGHT_RETURN_IF_ERROR(parse_common(options, {"channels", "hidden"}, where, &c));
   std::vector<int64_t> channels = {32, 64};
-  FLIGHT_RETURN_IF_ERROR(read_sizes(options, "channels", where, &channels));
-  if (channels.size() != 2) {
-    return invalid_argument(where + ".channels: expected 2 sizes, got " +
-                            std::to_string(channels.size()));
-  }
   int64_t hidden = 128;
-  FLIGHT_RETURN_IF_ERROR(read_field(options, "hidden", &hidden, where));
-  if (hidden < 1) return invalid_argument(where + ".hidden must be >= 1");
+  OptionReader r(options, where);
+  read_common(r, &c);
+  read_sizes(r, "channels", &channels);
+  if (channels.size() != 2) {
+    r.fail("channels", "expected 2 sizes, got " + std::to_string(channels.size()));
+  }
+  r.at_least("hidden", &hidden, int64_t{1});
+  FLIGHT_RETURN_IF_ERROR(r.finish());
   if (c.image_size < 4) return invalid_argument(where + ".image_size must be >= 4 for cnn");
   auto net = std::make_shared<SmallCnn>(c, channels, hidden);
   init_weights(*net, seed);
@@ -309,7 +301,9 @@ class ResNet18 final : public Net {
 
 StatusOr<std::unique_ptr<Model>> make_resnet18(const nlohmann::json& options, uint64_t seed) {
   Common c;
-  FLIGHT_RETURN_IF_ERROR(parse_common(options, {}, "model.resnet18.options", &c));
+  OptionReader r(options, "model.resnet18.options");
+  read_common(r, &c);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
   auto net = std::make_shared<ResNet18>(c);
   init_weights(*net, seed);
   return std::unique_ptr<Model>(std::make_unique<BuiltinModel>("resnet18", net));

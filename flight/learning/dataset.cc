@@ -14,8 +14,8 @@
 #include <mutex>
 #include <optional>
 
-#include "flight/learning/json_fields.h"
-#include "flight/params/param_set.h"
+#include "flight/base/options.h"
+#include "flight/base/strings.h"
 
 namespace flight::learning {
 namespace {
@@ -190,23 +190,19 @@ DatasetPair make_synthetic(const DataSpec& spec) {
 
 StatusOr<DataSpec> DataSpec::from_json(const nlohmann::json& j) {
   const std::string where = "data";
-  FLIGHT_RETURN_IF_ERROR(
-      detail::check_object(j,
-                           {"dataset", "root", "synthetic_samples", "synthetic_test_samples",
-                            "synthetic_classes", "synthetic_seed", "partition"},
-                           where));
   DataSpec spec;
-  FLIGHT_RETURN_IF_ERROR(detail::read_field(j, "dataset", &spec.dataset, where));
-  FLIGHT_RETURN_IF_ERROR(detail::read_field(j, "root", &spec.root, where));
-  FLIGHT_RETURN_IF_ERROR(
-      detail::read_field(j, "synthetic_samples", &spec.synthetic_samples, where));
-  FLIGHT_RETURN_IF_ERROR(
-      detail::read_field(j, "synthetic_test_samples", &spec.synthetic_test_samples, where));
-  FLIGHT_RETURN_IF_ERROR(
-      detail::read_field(j, "synthetic_classes", &spec.synthetic_classes, where));
-  FLIGHT_RETURN_IF_ERROR(detail::read_field(j, "synthetic_seed", &spec.synthetic_seed, where));
-  if (auto it = j.find("partition"); it != j.end()) {
-    auto p = PartitionSpec::from_json(*it);
+  nlohmann::json partition;
+  OptionReader r(j, where);
+  r.optional("dataset", &spec.dataset)
+      .optional("root", &spec.root)
+      .optional("synthetic_samples", &spec.synthetic_samples)
+      .optional("synthetic_test_samples", &spec.synthetic_test_samples)
+      .optional("synthetic_classes", &spec.synthetic_classes)
+      .optional("synthetic_seed", &spec.synthetic_seed)
+      .optional("partition", &partition);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
+  if (!partition.is_null()) {
+    auto p = PartitionSpec::from_json(partition);
     if (!p.is_ok()) return p.status().with_context(where);
     spec.partition = *p;
   }

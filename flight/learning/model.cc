@@ -10,7 +10,8 @@
 #include <sstream>
 
 #include "flight/base/ids.h"
-#include "flight/learning/json_fields.h"
+#include "flight/base/options.h"
+#include "flight/base/strings.h"
 #include "flight/learning/model_internal.h"
 
 namespace flight::learning {
@@ -24,15 +25,14 @@ StatusOr<ModelSpec> ModelSpec::from_json(const nlohmann::json& j) {
     FLIGHT_RETURN_IF_ERROR(spec.validate());
     return spec;
   }
-  FLIGHT_RETURN_IF_ERROR(
-      detail::check_object(j, {"name", "torchscript", "options", "seed"}, where));
-  FLIGHT_RETURN_IF_ERROR(detail::read_field(j, "name", &spec.name, where));
-  FLIGHT_RETURN_IF_ERROR(detail::read_field(j, "torchscript", &spec.torchscript, where));
-  FLIGHT_RETURN_IF_ERROR(detail::read_field(j, "seed", &spec.seed, where));
-  if (auto it = j.find("options"); it != j.end()) {
-    if (!it->is_object()) return detail::type_error(where, "options", "an object", *it);
-    spec.options = *it;
-  }
+  OptionReader r(j, where);
+  r.optional("name", &spec.name)
+      .optional("torchscript", &spec.torchscript)
+      .optional("seed", &spec.seed)
+      .optional("options", &spec.options);
+  if (!spec.options.is_object())
+    r.fail("options", "expected a mapping, got " + spec.options.dump());
+  FLIGHT_RETURN_IF_ERROR(r.finish());
   FLIGHT_RETURN_IF_ERROR(spec.validate());
   return spec;
 }

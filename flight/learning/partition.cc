@@ -7,7 +7,8 @@
 #include <numeric>
 #include <random>
 
-#include "flight/learning/json_fields.h"
+#include "flight/base/options.h"
+#include "flight/base/strings.h"
 #include "flight/params/param_set.h"
 
 namespace flight::learning {
@@ -200,13 +201,12 @@ StatusOr<PartitionSpec> PartitionSpec::from_json(const nlohmann::json& j) {
   if (j.is_string()) {
     spec.method = j.get<std::string>();
   } else {
-    FLIGHT_RETURN_IF_ERROR(
-        detail::check_object(j, {"method", "alpha", "samples_alpha", "shards_per_worker"}, where));
-    FLIGHT_RETURN_IF_ERROR(detail::read_field(j, "method", &spec.method, where));
-    FLIGHT_RETURN_IF_ERROR(detail::read_field(j, "alpha", &spec.alpha, where));
-    FLIGHT_RETURN_IF_ERROR(detail::read_field(j, "samples_alpha", &spec.samples_alpha, where));
-    FLIGHT_RETURN_IF_ERROR(
-        detail::read_field(j, "shards_per_worker", &spec.shards_per_worker, where));
+    OptionReader r(j, where);
+    r.optional("method", &spec.method)
+        .optional("alpha", &spec.alpha)
+        .optional("samples_alpha", &spec.samples_alpha)
+        .optional("shards_per_worker", &spec.shards_per_worker);
+    FLIGHT_RETURN_IF_ERROR(r.finish());
   }
   FLIGHT_RETURN_IF_ERROR(spec.validate());
   return spec;

@@ -10,8 +10,9 @@
 #include <cmath>
 #include <random>
 
+#include "flight/base/options.h"
+#include "flight/base/strings.h"
 #include "flight/base/time.h"
-#include "flight/learning/json_fields.h"
 
 namespace flight::learning {
 namespace {
@@ -42,18 +43,16 @@ int64_t count_correct(const at::Tensor& logits, const at::Tensor& labels) {
 }  // namespace
 
 StatusOr<TrainOptions> TrainOptions::from_json(const nlohmann::json& j) {
-  const std::string where = "train";
-  FLIGHT_RETURN_IF_ERROR(detail::check_object(
-      j, {"epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "max_steps"},
-      where));
   TrainOptions o;
-  FLIGHT_RETURN_IF_ERROR(detail::read_field(j, "epochs", &o.epochs, where));
-  FLIGHT_RETURN_IF_ERROR(detail::read_field(j, "batch_size", &o.batch_size, where));
-  FLIGHT_RETURN_IF_ERROR(detail::read_field(j, "optimizer", &o.optimizer, where));
-  FLIGHT_RETURN_IF_ERROR(detail::read_field(j, "lr", &o.lr, where));
-  FLIGHT_RETURN_IF_ERROR(detail::read_field(j, "momentum", &o.momentum, where));
-  FLIGHT_RETURN_IF_ERROR(detail::read_field(j, "weight_decay", &o.weight_decay, where));
-  FLIGHT_RETURN_IF_ERROR(detail::read_field(j, "max_steps", &o.max_steps, where));
+  OptionReader r(j, "train");
+  r.optional("epochs", &o.epochs)
+      .optional("batch_size", &o.batch_size)
+      .optional("optimizer", &o.optimizer)
+      .optional("lr", &o.lr)
+      .optional("momentum", &o.momentum)
+      .optional("weight_decay", &o.weight_decay)
+      .optional("max_steps", &o.max_steps);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
   FLIGHT_RETURN_IF_ERROR(o.validate());
   return o;
 }

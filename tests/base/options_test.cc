@@ -165,6 +165,12 @@ TEST(OptionReader, RequiredFields) {
   ok.required("url", &url);
   EXPECT_TRUE(ok.finish().is_ok());
   EXPECT_EQ(url, "http://x");
+  // A misspelt required key: the unknown key (with its suggestion) explains it best.
+  const json j_typo = json{{"rul", "http://x"}};
+  OptionReader typo(j_typo, "control.rest");
+  typo.required("url", &url);
+  EXPECT_EQ(message_of(typo.finish()),
+            "control.rest: unknown key 'rul' (did you mean 'url'?) (known: url)");
 }
 
 TEST(OptionReader, Bytes) {
@@ -209,6 +215,20 @@ TEST(OptionReader, ChoiceReadsEnumsFromNames) {
   EXPECT_EQ(message_of(bad.finish()),
             "mode: expected one of sync, async, got 'asynch' (did you mean 'async'?)");
   EXPECT_EQ(n, Mode::kSync);
+
+  std::string staleness = "polynomial";
+  const json j_str = json{{"staleness", "hinj"}};
+  OptionReader str(j_str, "strategy.params");
+  str.choice("staleness", &staleness, {"constant", "polynomial", "hinge"});
+  EXPECT_EQ(message_of(str.finish()),
+            "strategy.params.staleness: expected one of constant, polynomial, hinge, got 'hinj' "
+            "(did you mean 'hinge'?)");
+  EXPECT_EQ(staleness, "polynomial");
+  const json j_str_ok = json{{"staleness", "hinge"}};
+  OptionReader str_ok(j_str_ok, "strategy.params");
+  str_ok.choice("staleness", &staleness, {"constant", "polynomial", "hinge"});
+  EXPECT_TRUE(str_ok.finish().is_ok());
+  EXPECT_EQ(staleness, "hinge");
 
   const json j_type = json{{"mode", 1}};
   OptionReader type(j_type, "");
@@ -262,6 +282,15 @@ TEST(OptionReader, HasDoesNotMarkAKeyAsRead) {
   EXPECT_FALSE(r.finish().is_ok());
   r.known({"a"});
   EXPECT_TRUE(r.finish().is_ok());
+}
+
+TEST(OptionReader, IgnoreUnknownAcceptsExtraKeys) {
+  std::string id;
+  const json j_r = json{{"id", "t1"}, {"added_later", 1}};
+  OptionReader r(j_r, "task result");
+  r.required("id", &id).ignore_unknown();
+  EXPECT_TRUE(r.finish().is_ok());
+  EXPECT_EQ(id, "t1");
 }
 
 TEST(OptionReader, NonObjectsAndNull) {

@@ -349,7 +349,9 @@ TEST(ConnectorRegistry, UnknownKindAndKeysAreClearErrors) {
 
   auto wrong_type = make_connector({{"kind", "tcp"}, {"port", "eighty"}});
   ASSERT_FALSE(wrong_type.is_ok());
-  EXPECT_NE(wrong_type.status().message().find("'port' must be an integer"), std::string::npos)
+  EXPECT_NE(wrong_type.status().message().find(
+                "tcp connector.port: expected a 32-bit integer, got \"eighty\""),
+            std::string::npos)
       << wrong_type.status();
 
   auto not_object = make_connector(nlohmann::json::array());
@@ -464,6 +466,12 @@ TEST(RedisConnector, UrlForm) {
   EXPECT_EQ(cfg["db"], 2);
   EXPECT_EQ(cfg["password"], "secret");
   EXPECT_FALSE(make_connector({{"kind", "redis"}, {"url", "http://x"}}).is_ok());
+  for (const char* bad : {"redis://localhost:6379x", "redis://:6379", "redis://localhost:0",
+                          "redis://localhost:70000", "redis://localhost:6379/x"}) {
+    auto c = make_connector({{"kind", "redis"}, {"url", bad}});
+    ASSERT_FALSE(c.is_ok()) << bad;
+    EXPECT_NE(c.status().message().find(bad), std::string::npos) << c.status();
+  }
 }
 
 // ----------------------------------------------------------------------- tcp
