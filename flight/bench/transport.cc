@@ -167,6 +167,43 @@ double read_pass_gbps(const uint8_t* p, size_t n, int reps) {
   return gbps(n, median(t));
 }
 
+// Medians of put, get and put + get over `reps` rounds; the caller times each
+// put and get (its put may run in another process).
+struct PutGetTimes {
+  std::vector<double> put, get, total;
+  void add(double put_s, double get_s) {
+    put.push_back(put_s);
+    get.push_back(get_s);
+    total.push_back(put_s + get_s);
+  }
+  nlohmann::json extra(int reps) const {
+    return {{"reps", reps}, {"put_s", median(put)}, {"get_s", median(get)}};
+  }
+};
+
+// Times `reps` puts of `src` and gets back through `conn` in this process;
+// every get is checked for its size and released before the next put.
+PutGetTimes time_put_get(transport::Connector& conn, const Buffer& src, int reps,
+                         const char* what) {
+  PutGetTimes t;
+  for (int i = 0; i < reps; ++i) {
+    Stopwatch sw;
+    auto k = conn.put(ByteView(src));
+    double put_s = sw.seconds();
+    if (!k.is_ok()) throw std::runtime_error(std::string(what) + " put: " + k.status().to_string());
+    Stopwatch sw2;
+    auto v = conn.get(*k);
+    double get_s = sw2.seconds();
+    if (!v.is_ok() || !v->has_value() || (**v)->size() != src.size()) {
+      throw std::runtime_error(std::string(what) + " get failed: " + v.status().to_string());
+    }
+    v = std::optional<Bytes>();  // back to the pool before the next round
+    (void)conn.evict(*k);
+    t.add(put_s, get_s);
+  }
+  return t;
+}
+
 void bench_codec(uint64_t size, const Args& a, bool encode_case, bool decode_case) {
   ParamSet params = sample_params(size, 1);
   uint64_t n = params.nbytes();
@@ -271,7 +308,7 @@ void bench_tcp(const std::vector<uint64_t>& sizes, const Args& a) {
       base.push_back(sw.seconds());
     }
     dst.reset();  // back to the pool for our gets
-    std::vector<double> total, put_t, get_t;
+    PutGetTimes t;
     for (int i = 0; i < reps; ++i) {
       std::string line = peer.ask("put " + std::to_string(size));
       auto sp = line.find(' ');
@@ -286,15 +323,13 @@ void bench_tcp(const std::vector<uint64_t>& sizes, const Args& a) {
       }
       v = std::optional<Bytes>();  // release before the next get (the pool reuses it)
       peer.ask("evict " + key);
-      put_t.push_back(put_s);
-      get_t.push_back(get_s);
-      total.push_back(put_s + get_s);
+      t.add(put_s, get_s);
     }
-    BenchRecord r = record("tcp_put_get", size, gbps(size, median(total)));
+    BenchRecord r = record("tcp_put_get", size, gbps(size, median(t.total)));
     r.baseline = "raw_loopback_socket";
     r.baseline_value = gbps(size, median(base));
-    r.extra = {
-        {"reps", reps}, {"put_s", median(put_t)}, {"get_s", median(get_t)}, {"processes", 2}};
+    r.extra = t.extra(reps);
+    r.extra["processes"] = 2;
     emit_bench(r);
   }
   ::close(raw);
@@ -476,33 +511,14 @@ void bench_redis(const std::vector<uint64_t>& sizes, const Args& a) {
       freeReplyObject(redisCommand(raw, "DEL %b", key.data(), key.size()));
       hiredis_t.push_back(s);
     }
-    std::vector<double> total, put_t, get_t;
-    for (int i = 0; i < reps; ++i) {
-      Stopwatch sw;
-      auto k = (*conn)->put(ByteView(*src));
-      double put_s = sw.seconds();
-      if (!k.is_ok()) throw std::runtime_error(k.status().to_string());
-      Stopwatch sw2;
-      auto v = (*conn)->get(*k);
-      double get_s = sw2.seconds();
-      if (!v.is_ok() || !v->has_value() || (**v)->size() != size) {
-        throw std::runtime_error("redis get failed: " + v.status().to_string());
-      }
-      v = std::optional<Bytes>();
-      (void)(*conn)->evict(*k);
-      put_t.push_back(put_s);
-      get_t.push_back(get_s);
-      total.push_back(put_s + get_s);
-    }
-    BenchRecord r = record("redis_put_get", size, gbps(size, median(total)));
+    PutGetTimes t = time_put_get(**conn, *src, reps, "redis");
+    BenchRecord r = record("redis_put_get", size, gbps(size, median(t.total)));
     r.baseline = "raw_resp_pipelined";
     r.baseline_value = gbps(size, median(base));
-    r.extra = {{"reps", reps},
-               {"put_s", median(put_t)},
-               {"get_s", median(get_t)},
-               {"chunk_bytes", cfg["chunk_bytes"]},
-               {"hiredis_set_get_gbps", gbps(size, median(hiredis_t))},
-               {"target_ratio", 0.9}};
+    r.extra = t.extra(reps);
+    r.extra["chunk_bytes"] = cfg["chunk_bytes"];
+    r.extra["hiredis_set_get_gbps"] = gbps(size, median(hiredis_t));
+    r.extra["target_ratio"] = 0.9;
     emit_bench(r);
   }
   redisFree(raw);
@@ -517,24 +533,10 @@ void bench_file(const std::vector<uint64_t>& sizes, const Args& a) {
     int reps = reps_for(size, a.budget_s, 1.0);
     auto src = *Buffer::allocate(size);
     fill(src->data(), size);
-    std::vector<double> total, put_t, get_t;
-    for (int i = 0; i < reps; ++i) {
-      Stopwatch sw;
-      auto k = (*conn)->put(ByteView(*src));
-      double put_s = sw.seconds();
-      if (!k.is_ok()) throw std::runtime_error(k.status().to_string());
-      Stopwatch sw2;
-      auto v = (*conn)->get(*k);
-      double get_s = sw2.seconds();
-      if (!v.is_ok() || !v->has_value()) throw std::runtime_error(v.status().to_string());
-      v = std::optional<Bytes>();
-      (void)(*conn)->evict(*k);
-      put_t.push_back(put_s);
-      get_t.push_back(get_s);
-      total.push_back(put_s + get_s);
-    }
-    BenchRecord r = record("file_put_get", size, gbps(size, median(total)));
-    r.extra = {{"reps", reps}, {"put_s", median(put_t)}, {"get_s", median(get_t)}, {"dir", dir}};
+    PutGetTimes t = time_put_get(**conn, *src, reps, "file");
+    BenchRecord r = record("file_put_get", size, gbps(size, median(t.total)));
+    r.extra = t.extra(reps);
+    r.extra["dir"] = dir;
     emit_bench(r);
   }
   std::error_code ec;

@@ -21,9 +21,9 @@
 #include "flight/cli/command.h"
 #include "flight/engine/config.h"
 #include "flight/engine/federation.h"
-#include "topology/topology.h"
 #include "flight/learning/dataset.h"
 #include "flight/learning/partition.h"
+#include "topology/topology.h"
 
 namespace flight::cli {
 namespace {

@@ -46,7 +46,7 @@ StatusOr<RunSummary> run_experiment(const ExperimentConfig& config, const RunOpt
   RunOutput output(ctx);
   FLIGHT_RETURN_IF_ERROR(output.open());
   return config.mode == Mode::kAsync ? drive<AsyncDriver>(ctx, *devices, output)
-                                : drive<SyncDriver>(ctx, *devices, output);
+                                     : drive<SyncDriver>(ctx, *devices, output);
 }
 
 StatusOr<topology::Topology> load_experiment_topology(const ExperimentConfig& config) {

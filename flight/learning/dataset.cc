@@ -16,6 +16,7 @@
 
 #include "flight/base/options.h"
 #include "flight/base/strings.h"
+#include "flight/params/param_set.h"
 
 namespace flight::learning {
 namespace {

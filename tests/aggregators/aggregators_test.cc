@@ -225,20 +225,20 @@ TEST(Registry, ValidatesStrategyParams) {
   };
   std::vector<Case> cases = {
       {{{"name", "fedadam"}, {"params", {{"beta_1", 0.9}}}}, "did you mean 'beta1'"},
-      {{{"name", "fedavg"}, {"params", {{"mu", 0.1}}}}, "unknown param 'mu'"},
-      {{{"name", "fedprox"}, {"params", {{"mu", "big"}}}}, "params.mu must be a number"},
-      {{{"name", "fedprox"}, {"params", {{"mu", -1}}}}, "params.mu must be >= 0"},
+      {{{"name", "fedavg"}, {"params", {{"mu", 0.1}}}}, "unknown key 'mu'"},
+      {{{"name", "fedprox"}, {"params", {{"mu", "big"}}}}, "params.mu: expected a finite number"},
+      {{{"name", "fedprox"}, {"params", {{"mu", -1}}}}, "params.mu: must be >= 0"},
       {{{"name", "fedadam"}, {"params", {{"beta2", 1.0}}}}, "params.beta2"},
-      {{{"name", "fedadagrad"}, {"params", {{"beta2", 0.9}}}}, "unknown param 'beta2'"},
+      {{{"name", "fedadagrad"}, {"params", {{"beta2", 0.9}}}}, "unknown key 'beta2'"},
       {{{"name", "fedyogi"}, {"params", {{"tau", 0}}}}, "params.tau"},
       {{{"name", "fedavgm"}, {"params", {{"momentum", 1.5}}}}, "params.momentum"},
       {{{"name", "fedasync"}, {"params", {{"staleness", "hinj"}}}}, "did you mean 'hinge'"},
       {{{"name", "fedasync"}, {"params", {{"alpha", 0}}}}, "params.alpha"},
       {{{"name", "fedasync"}, {"params", {{"staleness", "polynomial"}, {"b", 2}}}}, "params.b"},
       {{{"name", "fedbuff"}, {"params", {{"buffer_size", 0}}}}, "params.buffer_size"},
-      {{{"name", "fedbuff"}, {"params", {{"buffer_size", 2.5}}}}, "must be an integer"},
+      {{{"name", "fedbuff"}, {"params", {{"buffer_size", 2.5}}}}, "expected an integer"},
       {{{"name", "trimmed_mean"}, {"params", {{"beta", 0.5}}}}, "params.beta"},
-      {{{"name", "krum"}, {"params", {{"m", 2}}}}, "unknown param 'm'"},
+      {{{"name", "krum"}, {"params", {{"m", 2}}}}, "unknown key 'm'"},
       {{{"name", "multi_krum"}, {"params", {{"f", -1}}}}, "params.f"},
   };
   for (const auto& c : cases) {

@@ -15,6 +15,7 @@
 #include <deque>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -68,45 +69,57 @@ struct Case {
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
+// The suite's cases are the registry's kinds: a connector joins by registering.
+// A kind that needs a resource (a directory, a redis-server, sub-connectors) gets
+// it here; any other kind is built from `{kind: NAME}` alone.
 std::vector<Case> cases() {
-  return {
-      {"memory",
-       [] {
-         return nlohmann::json{{"kind", "memory"}};
-       },
-       true},
+  const std::map<std::string, Case> fixtures = {
       {"file",
-       [] {
-         return nlohmann::json{{"kind", "file"}, {"dir", shared_dir().file("objects")}};
-       },
-       false},
+       {"file",
+        [] {
+          return nlohmann::json{{"kind", "file"}, {"dir", shared_dir().file("objects")}};
+        },
+        false}},  // documented: a file has no lease
       // Small chunks so that ordinary objects span several chunks.
       {"redis",
-       [] {
-         return nlohmann::json{{"kind", "redis"},
-                               {"port", shared_redis().port()},
-                               {"chunk_bytes", "256KiB"},
-                               {"window", 3}};
-       },
-       true},
+       {"redis",
+        [] {
+          return nlohmann::json{{"kind", "redis"},
+                                {"port", shared_redis().port()},
+                                {"chunk_bytes", "256KiB"},
+                                {"window", 3}};
+        },
+        true}},
       // No local shortcut: every get crosses a real loopback socket.
       {"tcp",
-       [] {
-         return nlohmann::json{{"kind", "tcp"}, {"local_shortcut", false}};
-       },
-       true},
+       {"tcp",
+        [] {
+          return nlohmann::json{{"kind", "tcp"}, {"local_shortcut", false}};
+        },
+        true}},
       {"multi",
-       [] {
-         return nlohmann::json{
-             {"kind", "multi"},
-             {"connectors",
-              {{{"name", "small"}, {"connector", {{"kind", "memory"}}}, {"max_size", 65536}},
-               {{"name", "large"},
-                {"connector", {{"kind", "file"}, {"dir", shared_dir().file("multi")}}},
-                {"min_size", 65537}}}}};
-       },
-       true},  // the small TTL'd objects go to memory, which honours leases
+       {"multi",
+        [] {
+          return nlohmann::json{
+              {"kind", "multi"},
+              {"connectors",
+               {{{"name", "small"}, {"connector", {{"kind", "memory"}}}, {"max_size", 65536}},
+                {{"name", "large"},
+                 {"connector", {{"kind", "file"}, {"dir", shared_dir().file("multi")}}},
+                 {"min_size", 65537}}}}};
+        },
+        true}},  // the small TTL'd objects go to memory, which honours leases
   };
+  std::vector<Case> out;
+  for (const std::string& name : connector_registry().names()) {
+    auto it = fixtures.find(name);
+    if (it != fixtures.end()) {
+      out.push_back(it->second);
+    } else {
+      out.push_back({name, [name] { return nlohmann::json{{"kind", name}}; }, true});
+    }
+  }
+  return out;
 }
 
 class ConnectorConformance : public ::testing::TestWithParam<Case> {
