@@ -88,11 +88,9 @@ class FedAsync : public Strategy {
   nlohmann::json state_json() const override { return {{"strategy", name()}, {"merges", merges_}}; }
   Status load_state(const nlohmann::json& state, const ParamSet& tensors) override {
     FLIGHT_RETURN_IF_ERROR(Strategy::load_state(state, tensors));
-    if (!state.contains("merges") || !state["merges"].is_number_integer()) {
-      return invalid_argument("strategy 'fedasync' state needs an integer 'merges'");
-    }
-    merges_ = state["merges"].get<int64_t>();
-    return Status::ok();
+    OptionReader r(state, "strategy 'fedasync' state");
+    r.known({"strategy"}).at_least("merges", &merges_, int64_t{0}, true);
+    return r.finish();
   }
 
  private:
@@ -203,17 +201,14 @@ class FedBuff : public Strategy {
 
   Status load_state(const nlohmann::json& state, const ParamSet& tensors) override {
     FLIGHT_RETURN_IF_ERROR(Strategy::load_state(state, ParamSet()));
-    for (const char* key : {"buffered", "applied"}) {
-      if (!state.contains(key) || !state[key].is_number_integer() ||
-          state[key].get<int64_t>() < 0) {
-        return invalid_argument(std::string("strategy 'fedbuff' state needs an integer '") + key +
-                                "' >= 0");
-      }
-    }
-    if (!state.contains("weight_sum") || !state["weight_sum"].is_number()) {
-      return invalid_argument("strategy 'fedbuff' state needs a number 'weight_sum'");
-    }
-    const int64_t buffered = state["buffered"].get<int64_t>();
+    int64_t buffered = 0, applied = 0;
+    double weight_sum = 0;
+    OptionReader r(state, "strategy 'fedbuff' state");
+    r.known({"strategy"})
+        .at_least("buffered", &buffered, int64_t{0}, true)
+        .at_least("applied", &applied, int64_t{0}, true)
+        .required("weight_sum", &weight_sum);
+    FLIGHT_RETURN_IF_ERROR(r.finish());
     if (buffered >= k_) {
       return invalid_argument("strategy 'fedbuff' state has " + std::to_string(buffered) +
                               " buffered updates but buffer_size is " + std::to_string(k_));
@@ -234,8 +229,8 @@ class FedBuff : public Strategy {
     }
     buffer_ = std::move(buffer);
     count_ = buffered;
-    weight_sum_ = state["weight_sum"].get<double>();
-    applied_ = state["applied"].get<int64_t>();
+    weight_sum_ = weight_sum;
+    applied_ = applied;
     return Status::ok();
   }
 

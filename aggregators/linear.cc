@@ -192,13 +192,13 @@ class ServerOptStrategy : public Strategy {
 
   Status load_state(const nlohmann::json& state, const ParamSet& tensors) override {
     FLIGHT_RETURN_IF_ERROR(Strategy::load_state(state, ParamSet()));
-    if (!state.contains("step") || !state["step"].is_number_integer() ||
-        state["step"].get<int64_t>() < 0) {
-      return invalid_argument("strategy '" + name() + "' state needs an integer 'step' >= 0");
-    }
-    if (!state.contains("initialised") || !state["initialised"].is_boolean()) {
-      return invalid_argument("strategy '" + name() + "' state needs a boolean 'initialised'");
-    }
+    int64_t step = 0;
+    bool initialised = false;
+    OptionReader r(state, "strategy '" + name() + "' state");
+    r.known({"strategy"})
+        .at_least("step", &step, int64_t{0}, true)
+        .required("initialised", &initialised);
+    FLIGHT_RETURN_IF_ERROR(r.finish());
     ParamSet m, v;
     for (const auto& e : tensors) {
       if (starts_with(e.name, m_prefix())) {
@@ -216,8 +216,8 @@ class ServerOptStrategy : public Strategy {
     }
     m_ = std::move(m);
     v_ = std::move(v);
-    step_ = state["step"].get<int64_t>();
-    initialised_ = state["initialised"].get<bool>();
+    step_ = step;
+    initialised_ = initialised;
     return Status::ok();
   }
 

@@ -232,12 +232,13 @@ StatusOr<MergeResult> Strategy::merge(const ParamSet& /*global*/, const AsyncUpd
 nlohmann::json Strategy::state_json() const { return {{"strategy", name()}}; }
 
 Status Strategy::load_state(const nlohmann::json& state, const ParamSet& tensors) {
-  if (!state.is_object() || !state.contains("strategy") || !state["strategy"].is_string()) {
-    return invalid_argument("strategy state must be an object with a 'strategy' name");
-  }
-  if (state["strategy"].get<std::string>() != name()) {
-    return invalid_argument("strategy state was saved by '" + state["strategy"].get<std::string>() +
-                            "', not '" + name() + "'");
+  // The subclass reads (and checks for unknown keys) the rest of the object.
+  std::string saved_by;
+  OptionReader r(state, "strategy state");
+  r.required("strategy", &saved_by).ignore_unknown();
+  FLIGHT_RETURN_IF_ERROR(r.finish());
+  if (saved_by != name()) {
+    return invalid_argument("strategy state was saved by '" + saved_by + "', not '" + name() + "'");
   }
   if (!tensors.empty()) {
     return invalid_argument("strategy '" + name() + "' keeps no tensor state but got " +

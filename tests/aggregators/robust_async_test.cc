@@ -330,6 +330,14 @@ TEST(FedBuff, StalenessScalingServerLrAndCheckpointMidBuffer) {
       s->load_state({{"strategy", "fedbuff"}, {"buffered", 5}, {"weight_sum", 1}, {"applied", 0}},
                     ParamSet())
           .is_ok());
+  // A damaged checkpoint names the field, and a misspelt one gets a "did you mean".
+  Status negative = s->load_state(
+      {{"strategy", "fedbuff"}, {"buffered", 0}, {"weight_sum", 0}, {"applied", -1}}, ParamSet());
+  EXPECT_NE(negative.message().find("strategy 'fedbuff' state.applied"), std::string::npos)
+      << negative;
+  Status misspelt = s->load_state(
+      {{"strategy", "fedbuff"}, {"buffered", 0}, {"weight_sum", 0}, {"aplied", 0}}, ParamSet());
+  EXPECT_NE(misspelt.message().find("did you mean 'applied'"), std::string::npos) << misspelt;
 }
 
 TEST(FedBuff, ZeroTotalWeightIsAnErrorAndDropsTheBuffer) {
