@@ -35,6 +35,31 @@ nlohmann::json StoreStats::to_json() const {
           {"evictions", evictions}};
 }
 
+StoreStats& StoreStats::operator+=(const StoreStats& o) {
+  bytes_put += o.bytes_put;
+  bytes_fetched += o.bytes_fetched;
+  puts += o.puts;
+  gets += o.gets;
+  cache_hits += o.cache_hits;
+  fetches += o.fetches;
+  cached_bytes += o.cached_bytes;
+  evictions += o.evictions;
+  return *this;
+}
+
+StoreStats StoreStats::operator-(const StoreStats& o) const {
+  StoreStats d;
+  d.bytes_put = bytes_put - o.bytes_put;
+  d.bytes_fetched = bytes_fetched - o.bytes_fetched;
+  d.puts = puts - o.puts;
+  d.gets = gets - o.gets;
+  d.cache_hits = cache_hits - o.cache_hits;
+  d.fetches = fetches - o.fetches;
+  d.cached_bytes = cached_bytes;  // a level, not a count: the later snapshot's
+  d.evictions = evictions - o.evictions;
+  return d;
+}
+
 Store::Store(std::shared_ptr<Connector> connector, StoreOptions options)
     : connector_(std::move(connector)),
       config_(connector_->config()),

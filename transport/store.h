@@ -73,6 +73,10 @@ struct StoreStats {
   uint64_t evictions = 0;     // objects evicted through evict()/evict_scope()
 
   nlohmann::json to_json() const;
+  // Sums and differences field by field (cached_bytes included), for totals
+  // over several Stores and for what happened between two snapshots.
+  StoreStats& operator+=(const StoreStats& o);
+  StoreStats operator-(const StoreStats& o) const;
 };
 
 class Store {

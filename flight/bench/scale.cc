@@ -1,12 +1,30 @@
 // `flight bench scale` and `flight bench hierarchy`: the paper's scaling (A1)
 // and hierarchy (A2) experiments, on this machine.
 //
-// bench scale — case `round`: seconds of one no-training (debug) fedsgd round,
-//   params {workers, topology: flat | 3tier, model: tiny | resnet18,
-//   control: local | rest}, extra fields peak_rss_mb (VmHWM of the coordinator
-//   process), tasks, tasks_per_s, first_round_s (the cold first round),
-//   run_s (the whole 3-round run incl. setup). The measured round is the
-//   second of three (warm; the third evaluates). Every
+// bench scale — seconds of one fedsgd round, params {workers, topology: flat |
+//   3tier, model: tiny | mlp | mlp10m (784-2048-2048-2048-10, 10.0M params) |
+//   lenet5 | resnet18, control: local | rest, mode}, by --mode:
+//     data      case `round` (the headline): debug: true — no training, but a
+//               real round's bytes move: every worker fetches the global model
+//               and puts its own perturbed copy, every aggregating node
+//               fetches each child's update and folds it.
+//     dispatch  case `dispatch_round`: debug: dispatch — control messages
+//               only; workers hand back the global model's Ref, no weight moves.
+//     train     case `train_round`: no debug; one real training step per
+//               worker (batch 8). No baseline (training has no ideal here).
+//   Extra fields: peak_rss_mb (VmHWM of the coordinator process), tasks,
+//   tasks_per_s, per_task_us (round wall time / tasks) next to noop_task_us
+//   (a bare LocalInvoker's no-op task), first_round_s (the cold first round), run_s (the whole
+//   3-round run incl. setup), and the measured round's data plane from the
+//   Stores' own counters (transport::StoreStats, summed over the process's
+//   stores: bytes handed to / received from the connectors, not Ref sizes):
+//   bytes_put, bytes_fetched, bytes_moved (their sum), puts, fetches,
+//   cache_hits. Embedded runs give each tier its own memory connector
+//   (workers, aggregators, coordinator), as separate processes would have, so
+//   every child's update is fetched from its producer's connector; REST runs
+//   report the coordinator process's counters only. Where issue 14 sets a
+//   target the record carries target_s / target_rss_mb.
+//   The measured round is the second of three (warm; the third evaluates). Every
 //   configuration runs in a fresh child process (`/proc/self/exe bench scale
 //   --one SPEC`), so peak RSS is per configuration. 3tier = coordinator ->
 //   round(sqrt(W)) aggregators -> W workers. REST cases spawn a redis-server
@@ -15,8 +33,9 @@
 //   endpoints' peak RSS.
 //   Baseline `ideal`: the same number of tasks through a bare LocalInvoker
 //   running `noop` plus the same number of model folds at the measured fold
-//   speed, both measured in this run: what the round would cost if the engine,
-//   invoker and store added nothing per task. ratio = ideal / value.
+//   speed, and (mode data) one memcpy of the model per worker (the least a
+//   distinct update costs), all measured in this run: what the round would
+//   cost if the engine, invoker and store added nothing. ratio = ideal / value.
 //
 // bench hierarchy — balanced trees of --leaves leaves (by_leaves) at each
 //   height, one real round (one local step per worker, fedavg): bytes each task
@@ -32,6 +51,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -54,10 +74,13 @@
 #include "flight/bench/registry.h"
 #include "flight/engine/config.h"
 #include "flight/engine/federation.h"
+#include "flight/engine/task_process.h"
 #include "flight/faas/functions.h"
 #include "flight/faas/local_invoker.h"
 #include "flight/learning/model.h"
 #include "topology/topology.h"
+#include "transport/codec.h"
+#include "transport/store.h"
 
 namespace flight::bench {
 namespace {
@@ -90,12 +113,27 @@ StatusOr<topology::Topology> scale_topology(const std::string& kind, int64_t wor
   return invalid_argument("unknown topology '" + kind + "' (use flat or 3tier)");
 }
 
+// A bench model name as a model spec: the built-ins, and mlp10m.
+json model_spec(const std::string& model) {
+  if (model == "mlp10m") {
+    return {{"name", "mlp"}, {"options", {{"hidden", {2048, 2048, 2048}}}}};
+  }
+  return {{"name", model}};
+}
+
+const char* case_of_mode(const std::string& mode) {
+  if (mode == "data") return "round";
+  if (mode == "dispatch") return "dispatch_round";
+  return "train_round";
+}
+
 // The experiment config shared by every scale case (embedded defaults).
-json scale_config(const std::string& model, const std::string& out_dir, int64_t threads) {
-  return json{
+json scale_config(const std::string& model, const std::string& mode, const std::string& out_dir,
+                  int64_t threads) {
+  json cfg{
       {"name", "bench-scale"},
       {"seed", 1},
-      {"model", {{"name", model}}},
+      {"model", model_spec(model)},
       // Constant-size data: the bench measures the framework, not the data.
       {"data",
        {{"dataset", "synthetic"}, {"synthetic_samples", 10000}, {"synthetic_test_samples", 100}}},
@@ -104,25 +142,24 @@ json scale_config(const std::string& model, const std::string& out_dir, int64_t 
       // is the one measured, round 3 evaluates (the last round always does;
       // evaluation is not part of the measurement).
       {"rounds", 3},
-      {"debug", "dispatch"},
       {"threads", threads},
       {"eval", {{"every", 3}, {"batch_size", 100}}},
       {"output", {{"dir", out_dir}, {"checkpoint_every", 0}, {"save_model", false}}}};
+  if (mode == "data") cfg["debug"] = true;
+  if (mode == "dispatch") cfg["debug"] = "dispatch";
+  if (mode == "train") cfg["train"] = {{"batch_size", 8}, {"max_steps", 1}};
+  return cfg;
 }
 
 // ------------------------------------------------------------------ scale: one case (child)
 
 struct ScaleArgs {
   bool quick = false;
-  std::string workers;     // override of the W list
-  std::string topologies;  // override: flat,3tier
-  std::string models;      // override: tiny,resnet18
-  std::string controls;    // override: local,rest
-  // What a no-training worker does. Only `dispatch` exists today (debug: the
-  // worker hands back the global model's Ref; nothing is fetched or put). The
-  // data-moving mode (every worker gets the model and puts its own update)
-  // joins here when the engine has it; then the default becomes both.
-  std::string modes = "dispatch";
+  std::string workers;                  // override of the W list
+  std::string topologies;               // override: flat,3tier
+  std::string models;                   // override: tiny,resnet18
+  std::string controls;                 // override: local,rest
+  std::string modes = "data,dispatch";  // data | dispatch | train (file comment)
   int64_t threads = 2;
   int64_t max_resnet = 2048;
   int64_t max_rest = 2048;
@@ -136,10 +173,12 @@ StatusOr<json> run_scale_case(const json& spec, int64_t threads) {
   const std::string topo = spec.at("topology").get<std::string>();
   const std::string model = spec.at("model").get<std::string>();
   const std::string control = spec.at("control").get<std::string>();
+  const std::string mode = spec.value("mode", "data");
   TempDir dir("flight-bench-scale");
-  json cfg = scale_config(model, dir.path() + "/run", threads);
+  json cfg = scale_config(model, mode, dir.path() + "/run", threads);
   FLIGHT_ASSIGN_OR_RETURN(topology::Topology t, scale_topology(topo, workers));
   const int64_t aggregators = static_cast<int64_t>(t.aggregators().size());
+  std::vector<topology::Node> nodes = t.nodes();
 
   // REST: redis-server + flight serve + two endpoints, all children of this process.
   std::unique_ptr<RedisServer> redis;
@@ -166,32 +205,41 @@ StatusOr<json> run_scale_case(const json& spec, int64_t threads) {
       endpoints.push_back(std::move(ep));
     }
     // Workers run on endpoint `edge`, aggregators on `agg`.
-    std::vector<topology::Node> nodes = t.nodes();
     for (auto& n : nodes) {
       if (n.is_worker()) n.endpoint = "edge";
       if (n.is_aggregator()) n.endpoint = "agg";
     }
-    FLIGHT_ASSIGN_OR_RETURN(topology::Topology with_endpoints,
-                            topology::Topology::from_nodes(std::move(nodes), "bench-scale"));
-    FLIGHT_RETURN_IF_ERROR(with_endpoints.save_yaml(dir.path() + "/topology.yaml"));
-    cfg["topology"] = dir.path() + "/topology.yaml";
     cfg["control"] = {{"rest", {{"url", url}, {"token_file", token_file}}}};
     cfg["data_plane"] = {
         {"connector", {{"kind", "redis"}, {"host", "127.0.0.1"}, {"port", redis_port}}}};
-  } else if (topo == "flat") {
-    cfg["topology"] = {{"generate", "flat"}, {"workers", workers}};
   } else {
-    cfg["topology"] = {{"generate", "tiers"},
-                       {"aggregators", json::array({aggregators_for(workers)})},
-                       {"workers", workers}};
+    // A memory connector per tier: each child's update is fetched from its
+    // producer's connector, as between processes (one Store would serve a
+    // parent its children's updates from the cache of their puts).
+    json connectors = json::object();
+    for (const char* tier : {"workers", "aggregators", "coordinator"}) {
+      connectors[tier] = {{"kind", "memory"}, {"name", std::string("scale-") + tier}};
+    }
+    for (auto& n : nodes) {
+      n.connector = n.is_worker() ? "workers" : n.is_aggregator() ? "aggregators" : "coordinator";
+    }
+    cfg["data_plane"] = {{"connector", "coordinator"}, {"connectors", connectors}};
   }
+  FLIGHT_ASSIGN_OR_RETURN(topology::Topology placed,
+                          topology::Topology::from_nodes(std::move(nodes), "bench-scale"));
+  FLIGHT_RETURN_IF_ERROR(placed.save_yaml(dir.path() + "/topology.yaml"));
+  cfg["topology"] = dir.path() + "/topology.yaml";
 
   FLIGHT_ASSIGN_OR_RETURN(engine::ExperimentConfig config,
                           engine::ExperimentConfig::from_json(cfg, "bench-scale", dir.path()));
   engine::RunOptions options;
   options.quiet = true;
   std::vector<engine::RoundRow> rows;
-  options.on_round = [&](const engine::RoundRow& r) { rows.push_back(r); };
+  std::vector<transport::StoreStats> stores;  // after each round
+  options.on_round = [&](const engine::RoundRow& r) {
+    rows.push_back(r);
+    stores.push_back(engine::process_store_stats());
+  };
   Stopwatch sw;
   FLIGHT_ASSIGN_OR_RETURN(engine::RunSummary summary, engine::run_experiment(config, options));
   const double run_s = sw.seconds();
@@ -200,7 +248,15 @@ StatusOr<json> run_scale_case(const json& spec, int64_t threads) {
   const engine::RoundRow& row = rows[1];
   const double round_s = row.end - row.start;
   const int64_t tasks = row.selected + aggregators;
+  // The measured round's data plane: between the ends of rounds 1 and 2
+  // (round 2's global-model put included; round 1 does not evaluate).
+  const transport::StoreStats moved = stores[1] - stores[0];
   json out{{"round_s", round_s},
+           {"bytes_put", moved.bytes_put},
+           {"bytes_fetched", moved.bytes_fetched},
+           {"puts", moved.puts},
+           {"fetches", moved.fetches},
+           {"cache_hits", moved.cache_hits},
            {"first_round_s", rows[0].end - rows[0].start},
            {"run_s", run_s},
            {"selected", row.selected},
@@ -247,8 +303,7 @@ double noop_task_seconds(int64_t threads) {
 
 // Seconds to fold one update of `model` into a fedsgd aggregation.
 StatusOr<double> fold_seconds(const std::string& model) {
-  learning::ModelSpec spec;
-  spec.name = model;
+  FLIGHT_ASSIGN_OR_RETURN(auto spec, learning::ModelSpec::from_json(model_spec(model)));
   FLIGHT_ASSIGN_OR_RETURN(auto m, learning::make_model(spec));
   ParamSet state = m->state().clone();
   aggregators::StrategyOptions so;
@@ -266,11 +321,49 @@ StatusOr<double> fold_seconds(const std::string& model) {
   return best;
 }
 
+// Seconds to copy one encoded model of `model` (memcpy): the least a worker's
+// distinct update costs to produce.
+StatusOr<double> copy_seconds(const std::string& model) {
+  FLIGHT_ASSIGN_OR_RETURN(auto spec, learning::ModelSpec::from_json(model_spec(model)));
+  FLIGHT_ASSIGN_OR_RETURN(auto m, learning::make_model(spec));
+  FLIGHT_ASSIGN_OR_RETURN(uint64_t bytes, transport::encoded_size(m->state()));
+  std::vector<char> from(bytes, 1), to(bytes);
+  return best_of(5, [&] {
+    Stopwatch sw;
+    std::memcpy(to.data(), from.data(), bytes);
+    const double t = sw.seconds();
+    if (to[bytes / 2] != 1) return 1e300;  // keeps the copy observable
+    return t;
+  });
+}
+
+// Issue 14's targets for a case (embedded), as {target_s, target_rss_mb}.
+json targets(int64_t workers, const std::string& model, const std::string& mode,
+             const std::string& control) {
+  if (control != "local") return json::object();
+  if (model == "tiny" && workers == 10000 && mode == "data") {
+    return {{"target_s", 2.0}, {"target_rss_mb", 1024}};
+  }
+  if (model == "tiny" && workers == 10000 && mode == "dispatch") return {{"target_s", 0.1}};
+  if (model == "mlp10m" && workers == 2048 && mode == "data") {
+    return {{"target_s", 15.0}, {"target_rss_mb", 2048}};
+  }
+  if (model == "resnet18" && workers == 2048 && mode == "data") {
+    return {{"target_s", 30.0}, {"target_rss_mb", 2048}};
+  }
+  if (model == "mlp10m" && workers == 512 && mode == "train") return {{"target_rss_mb", 2048}};
+  return json::object();
+}
+
 struct ScaleCase {
   int64_t workers;
-  std::string topology, model, control;
+  std::string topology, model, control, mode;
   json to_json() const {
-    return {{"workers", workers}, {"topology", topology}, {"model", model}, {"control", control}};
+    return {{"workers", workers},
+            {"topology", topology},
+            {"model", model},
+            {"control", control},
+            {"mode", mode}};
   }
 };
 
@@ -307,18 +400,17 @@ int run_scale(const ScaleArgs& a) {
     if (t != "flat" && t != "3tier") return usage_error("--topologies: unknown '" + t + "'");
   }
   for (const auto& m : models) {
-    if (m != "tiny" && m != "resnet18" && m != "lenet5" && m != "mlp") {
-      return usage_error("--models: unknown '" + m + "' (tiny, resnet18, lenet5, mlp)");
+    if (m != "tiny" && m != "resnet18" && m != "lenet5" && m != "mlp" && m != "mlp10m") {
+      return usage_error("--models: unknown '" + m + "' (tiny, mlp, mlp10m, lenet5, resnet18)");
     }
   }
   for (const auto& c : controls) {
     if (c != "local" && c != "rest") return usage_error("--controls: unknown '" + c + "'");
   }
-  for (const auto& m : parse_words(a.modes)) {
-    if (m != "dispatch") {
-      return usage_error("--mode: unknown '" + m +
-                         "' (only 'dispatch' exists until the engine's data-moving "
-                         "no-training mode lands)");
+  const std::vector<std::string> modes = parse_words(a.modes);
+  for (const auto& m : modes) {
+    if (m != "data" && m != "dispatch" && m != "train") {
+      return usage_error("--mode: unknown '" + m + "' (data, dispatch, train)");
     }
   }
 
@@ -329,26 +421,32 @@ int run_scale(const ScaleArgs& a) {
         if (model != "tiny" && w > a.max_resnet) continue;
         if (control == "rest" && w > a.max_rest) continue;
         if (a.quick && model != "tiny" && w > 32) continue;
-        for (const auto& topo : topologies) cases.push_back({w, topo, model, control});
+        for (const auto& mode : modes) {
+          for (const auto& topo : topologies) cases.push_back({w, topo, model, control, mode});
+        }
       }
     }
   }
   if (a.quick && std::find(models.begin(), models.end(), "resnet18") != models.end()) {
-    cases.push_back({32, "3tier", "resnet18", "local"});
+    for (const auto& mode : modes) cases.push_back({32, "3tier", "resnet18", "local", mode});
   }
 
   // Baselines, measured once in this run.
   const double noop_s = noop_task_seconds(a.threads);
-  std::map<std::string, double> fold_s;
+  std::map<std::string, double> fold_s, copy_s;
   for (const auto& m : models) {
     auto f = fold_seconds(m);
     if (!f.is_ok())
       return fail("bench scale: fold baseline for " + m + ": " + f.status().message());
     fold_s[m] = *f;
+    auto c = copy_seconds(m);
+    if (!c.is_ok())
+      return fail("bench scale: copy baseline for " + m + ": " + c.status().message());
+    copy_s[m] = *c;
   }
 
   TempDir dir("flight-bench-scale-parent");
-  std::map<std::string, double> local_round;  // "W/topology/model" -> seconds
+  std::map<std::string, double> local_round;  // "W/topology/model/mode" -> seconds
   int failures = 0;
   for (const auto& c : cases) {
     const std::string out = dir.path() + "/case.out";
@@ -387,38 +485,48 @@ int run_scale(const ScaleArgs& a) {
     const int64_t tasks = got.at("tasks").get<int64_t>();
     BenchRecord r;
     r.bench = "scale";
-    r.case_name = "round";
+    r.case_name = case_of_mode(c.mode);
     r.params = {{"workers", c.workers},
                 {"topology", c.topology},
                 {"model", c.model},
                 {"control", c.control},
-                {"mode", "dispatch"}};
+                {"mode", c.mode}};
     r.value = round_s;
     r.unit = "s";
-    r.baseline = "ideal";
-    // Every task at bare-invoker cost, every child update folded once.
-    r.baseline_value =
-        static_cast<double>(tasks) * noop_s + static_cast<double>(tasks) * fold_s[c.model];
     r.higher_is_better = false;
+    if (c.mode != "train") {
+      r.baseline = "ideal";
+      // Every task at bare-invoker cost, every child update folded once and,
+      // with data moving, every worker's update copied once.
+      r.baseline_value =
+          static_cast<double>(tasks) * (noop_s + fold_s[c.model]) +
+          (c.mode == "data"
+               ? static_cast<double>(got.at("selected").get<int64_t>()) * copy_s[c.model]
+               : 0.0);
+    }
     r.extra = {{"peak_rss_mb", got.at("peak_rss_mb")},    {"tasks", tasks},
                {"tasks_per_s", got.at("tasks_per_s")},    {"selected", got.at("selected")},
                {"returned", got.at("returned")},          {"run_s", got.at("run_s")},
                {"first_round_s", got.at("first_round_s")}};
+    for (const char* k : {"bytes_put", "bytes_fetched", "puts", "fetches", "cache_hits"}) {
+      r.extra[k] = got.at(k);
+    }
+    // Engine cost per task of the round (all threads, wall): a dispatch round
+    // at 10,000 workers is mostly this; the bare invoker's no-op beside it.
+    r.extra["per_task_us"] = round_s * 1e6 / static_cast<double>(std::max<int64_t>(tasks, 1));
+    r.extra["noop_task_us"] = noop_s * 1e6;
+    r.extra["bytes_moved"] =
+        got.at("bytes_put").get<uint64_t>() + got.at("bytes_fetched").get<uint64_t>();
     if (got.contains("endpoints_peak_rss_mb")) {
       r.extra["endpoints_peak_rss_mb"] = got["endpoints_peak_rss_mb"];
     }
-    const std::string key = std::to_string(c.workers) + "/" + c.topology + "/" + c.model;
+    const std::string key =
+        std::to_string(c.workers) + "/" + c.topology + "/" + c.model + "/" + c.mode;
     if (c.control == "local") local_round[key] = round_s;
     if (c.control == "rest" && local_round.count(key)) {
       r.extra["local_round_s"] = local_round[key];
     }
-    if (c.model == "tiny" && c.control == "local" && c.workers == 10000) {
-      r.extra["target_s"] = 5.0;
-      r.extra["target_rss_mb"] = 2048;
-    }
-    if (c.model == "resnet18" && c.control == "local" && c.workers == 2048) {
-      r.extra["target_s"] = 60.0;
-    }
+    r.extra.update(targets(c.workers, c.model, c.mode, c.control));
     emit_bench(r);
   }
   return failures == 0 ? kExitOk : kExitFailure;
@@ -591,7 +699,8 @@ int run_hierarchy(const HierarchyArgs& a) {
 FLIGHT_BENCH(
     bench_scale,
     {"scale",
-     "One no-training round at 2..100,000 virtual workers: round time, tasks/s, "
+     "One round at 2..100,000 virtual workers (no training with data moving; dispatch only; "
+     "one real step): round time, tasks/s, bytes moved (store counters), "
      "peak RSS (embedded and REST + redis)",
      [](CLI::App* app) {
        auto a = std::make_shared<ScaleArgs>();
@@ -601,11 +710,12 @@ FLIGHT_BENCH(
        app->add_option("--workers", a->workers,
                        "Worker counts (default 2,8,32,128,512,2048,10000,100000)");
        app->add_option("--topologies", a->topologies, "flat,3tier (default both)");
-       app->add_option("--models", a->models, "tiny,resnet18 (default both)");
+       app->add_option("--models", a->models,
+                       "tiny,mlp,mlp10m,lenet5,resnet18 (default tiny,resnet18)");
        app->add_option("--controls", a->controls, "local,rest (default both)");
        app->add_option("--mode", a->modes,
-                       "No-training worker behaviour: dispatch (hands back the global "
-                       "model's Ref; moves no data). A data-moving mode joins later")
+                       "data (no training, a real round's bytes move: the headline), "
+                       "dispatch (control messages only), train (one real step per worker)")
            ->capture_default_str();
        app->add_option("--threads", a->threads, "Embedded invoker / endpoint threads")
            ->capture_default_str();

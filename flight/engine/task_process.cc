@@ -17,9 +17,18 @@
 namespace flight::engine {
 namespace {
 
+struct SharedStores {
+  std::mutex mu;
+  std::map<std::string, std::unique_ptr<transport::Store>> stores;  // by connector config
+};
+
+SharedStores& shared_stores() {
+  static SharedStores s;
+  return s;
+}
+
 StatusOr<transport::Store*> shared_store_for(const nlohmann::json& connector) {
-  static std::mutex mu;
-  static std::map<std::string, std::unique_ptr<transport::Store>> stores;
+  auto& [mu, stores] = shared_stores();
   std::lock_guard<std::mutex> lock(mu);
   const std::string key = connector.dump();
   auto it = stores.find(key);
@@ -42,6 +51,14 @@ StatusOr<transport::Store*> store_for(const nlohmann::json& connector) {
   FLIGHT_ASSIGN_OR_RETURN(transport::Store * store, shared_store_for(connector));
   if (seen.size() < 16) seen.emplace_back(connector, store);
   return store;
+}
+
+transport::StoreStats process_store_stats() {
+  auto& [mu, stores] = shared_stores();
+  std::lock_guard<std::mutex> lock(mu);
+  transport::StoreStats total;
+  for (const auto& [config, store] : stores) total += store->stats();
+  return total;
 }
 
 void configure_task_threads() {

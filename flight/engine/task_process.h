@@ -9,7 +9,8 @@
 
 namespace flight::transport {
 class Store;
-}
+struct StoreStats;
+}  // namespace flight::transport
 
 namespace flight::engine {
 
@@ -25,5 +26,9 @@ void configure_task_process();
 // The process-wide store that puts through `connector` (built once per
 // distinct config). Any store resolves any Ref.
 StatusOr<transport::Store*> store_for(const nlohmann::json& connector);
+
+// The counters of every store store_for() built in this process, summed: the
+// bytes this process handed to and received from its connectors.
+transport::StoreStats process_store_stats();
 
 }  // namespace flight::engine

@@ -101,6 +101,29 @@ TEST(Store, PutGetRoundTripAndStats) {
   EXPECT_EQ(store->stats().gets, 0u);
 }
 
+// Totals over several Stores and the traffic between two snapshots.
+TEST(Store, StatsAddAndSubtract) {
+  auto a = make_store({{"kind", "memory"}, {"name", "stats-a"}}, cache(64 << 20, false));
+  auto b = make_store({{"kind", "memory"}, {"name", "stats-b"}}, cache(64 << 20, false));
+  ParamSet p = bench::sample_params(1000, 3);
+  auto ra = a->put(p);
+  ASSERT_TRUE(ra.is_ok());
+  StoreStats before = a->stats();
+  ASSERT_TRUE(b->get(*ra).is_ok());  // b fetches a's object through a's connector
+  ASSERT_TRUE(a->put(p).is_ok());
+  StoreStats total = a->stats();
+  total += b->stats();
+  EXPECT_EQ(total.puts, 2u);
+  EXPECT_EQ(total.fetches, 1u);
+  EXPECT_EQ(total.bytes_put, 2 * ra->size);
+  EXPECT_EQ(total.bytes_fetched, ra->size);
+  StoreStats since = total - before;
+  EXPECT_EQ(since.puts, 1u);
+  EXPECT_EQ(since.bytes_put, ra->size);
+  EXPECT_EQ(since.bytes_fetched, ra->size);
+  EXPECT_EQ(since.gets, 1u);
+}
+
 TEST(Store, CachedPutsAreServedWithoutFetching) {
   auto store = make_store({{"kind", "memory"}});
   ParamSet p = bench::sample_params(50000, 2);
