@@ -8,6 +8,7 @@
 
 #include "flight/engine/fetch_pool.h"
 #include "flight/engine/job.h"
+#include "flight/engine/task_process.h"
 
 namespace flight::engine {
 
@@ -20,7 +21,7 @@ ChildFold::ChildFold(std::unique_ptr<aggregators::Aggregation> fold, transport::
       [this](size_t k) {
         // The consumer owns a child's update: evicting it once folded keeps a
         // round's footprint at O(window), not O(workers).
-        if (children_[k]->owned) (void)store_.evict(children_[k]->update);
+        if (children_[k]->owned) evict_consumed(store_, children_[k]->update);
         children_[k].reset();
       });
 }
@@ -28,7 +29,7 @@ ChildFold::ChildFold(std::unique_ptr<aggregators::Aggregation> fold, transport::
 ChildFold::~ChildFold() {
   fold_.reset();  // waits for fetches in flight
   for (auto& c : children_) {
-    if (c && c->owned) (void)store_.evict(c->update);
+    if (c && c->owned) evict_consumed(store_, c->update);
   }
 }
 
@@ -50,7 +51,7 @@ Status ChildFold::add(std::vector<ChildUpdate> children) {
     if (first.is_ok()) {
       first = add_one(std::move(c));
     } else if (c.owned) {
-      (void)store_.evict(c.update);  // never folded: the fold failed before it
+      evict_consumed(store_, c.update);  // never folded: the fold failed before it
     }
   }
   return first;

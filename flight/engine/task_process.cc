@@ -53,6 +53,23 @@ StatusOr<transport::Store*> store_for(const nlohmann::json& connector) {
   return store;
 }
 
+void evict_consumed(transport::Store& consumer, const transport::Ref& ref) {
+  (void)consumer.evict(ref);
+  transport::Store* producer = nullptr;
+  {
+    auto& [mu, stores] = shared_stores();
+    std::lock_guard<std::mutex> lock(mu);
+    if (stores.size() < 2) return;  // one store: the consumer is the producer
+    for (const auto& [config, store] : stores) {
+      if (store.get() != &consumer && store->connector_config() == ref.connector) {
+        producer = store.get();
+        break;
+      }
+    }
+  }
+  if (producer != nullptr) (void)producer->evict(ref);
+}
+
 transport::StoreStats process_store_stats() {
   auto& [mu, stores] = shared_stores();
   std::lock_guard<std::mutex> lock(mu);

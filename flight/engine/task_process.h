@@ -10,6 +10,7 @@
 namespace flight::transport {
 class Store;
 struct StoreStats;
+struct Ref;
 }  // namespace flight::transport
 
 namespace flight::engine {
@@ -26,6 +27,12 @@ void configure_task_process();
 // The process-wide store that puts through `connector` (built once per
 // distinct config). Any store resolves any Ref.
 StatusOr<transport::Store*> store_for(const nlohmann::json& connector);
+
+// Removes a consumed update: through `consumer` (its cache and the object in
+// its connector) and, when the update was put by another store of this
+// process (a tier with its own connector), through that one too, so the
+// producer's cache of its put and its scope index let go of it as well.
+void evict_consumed(transport::Store& consumer, const transport::Ref& ref);
 
 // The counters of every store store_for() built in this process, summed: the
 // bytes this process handed to and received from its connectors.
