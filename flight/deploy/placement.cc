@@ -1,5 +1,6 @@
 #include "flight/deploy/placement.h"
 
+#include <algorithm>
 #include <set>
 #include <sstream>
 
@@ -16,7 +17,29 @@ class SubtreePolicy : public PlacementPolicy {
   std::map<std::string, size_t> assign(const Topology& t, const std::vector<std::string>& nodes,
                                        size_t hosts) const override {
     const std::set<std::string> free(nodes.begin(), nodes.end());
-    const auto& units = t.children(t.root().id);
+    // Fewer units than hosts (e.g. 2 regions of 2 sites on 4 hosts): split every
+    // unit whose children are all aggregators into those children, so every host
+    // gets a site; the split aggregator goes with its first child. An aggregator
+    // is never separated from its workers.
+    std::vector<std::string> units = t.children(t.root().id);
+    std::map<std::string, std::string> follows;  // split aggregator -> its first child
+    while (units.size() < hosts) {
+      std::vector<std::string> next;
+      for (const auto& u : units) {
+        const auto& kids = t.children(u);
+        const bool split = !kids.empty() && std::all_of(kids.begin(), kids.end(), [&](auto& k) {
+          return t.node(k).is_aggregator();
+        });
+        if (!split) {
+          next.push_back(u);
+          continue;
+        }
+        follows[u] = kids.front();
+        next.insert(next.end(), kids.begin(), kids.end());
+      }
+      if (next.size() == units.size()) break;
+      units = std::move(next);
+    }
     std::vector<size_t> weight;
     size_t total = 0;
     for (const auto& u : units) {
@@ -34,6 +57,21 @@ class SubtreePolicy : public PlacementPolicy {
       before += weight[k];
       for (const auto& n : t.subtree(units[k])) {
         if (free.count(n)) out[n] = host;
+      }
+    }
+    for (const auto& [agg, first] : follows) {
+      std::string unit = first;
+      while (follows.count(unit)) unit = follows.at(unit);
+      if (!free.count(agg)) continue;
+      if (out.count(unit)) {
+        out[agg] = out.at(unit);
+        continue;
+      }
+      for (const auto& n : t.subtree(agg)) {  // its first child has an endpoint of its own
+        if (out.count(n)) {
+          out[agg] = out.at(n);
+          break;
+        }
       }
     }
     return out;

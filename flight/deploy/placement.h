@@ -10,6 +10,9 @@
 //                from that host's memory and only the partial aggregate leaves
 //                it. Units are dealt out in topology order in contiguous runs of
 //                about equal worker count (with flat topologies: blocks of workers).
+//                With fewer units than hosts, a unit whose children are all
+//                aggregators (a region of sites) is split into them and goes with
+//                its first child; an aggregator never leaves its workers' host.
 //   round_robin  nodes in breadth-first order, node i on host i mod N.
 //
 // Thread safety: pure functions; the registry is thread-safe.

@@ -39,6 +39,35 @@ TEST(Placement, SubtreeKeepsEachAggregatorWithAllItsWorkers) {
   EXPECT_EQ(p->endpoint_names().size(), 4u);
 }
 
+TEST(Placement, SubtreeSplitsRegionsOfSitesWhenHostsOutnumberThem) {
+  // coordinator -> 2 regions -> 2 sites each -> 8 workers each, on 4 hosts:
+  // one site per host, each region with its first site.
+  auto t = topology::generate::tiers({2, 4}, 32, 0);
+  ASSERT_TRUE(t.is_ok()) << t.status();
+  auto p = place(*t, "subtree", 4);
+  ASSERT_TRUE(p.is_ok()) << p.status();
+  std::set<std::string> site_hosts;
+  for (const auto& agg : t->aggregators()) {
+    const auto& kids = t->children(agg);
+    if (t->node(kids.front()).is_aggregator()) {
+      EXPECT_EQ(p->endpoint_of(agg), p->endpoint_of(kids.front())) << agg;
+      continue;
+    }
+    site_hosts.insert(p->endpoint_of(agg));
+    for (const auto& n : t->subtree(agg)) EXPECT_EQ(p->endpoint_of(n), p->endpoint_of(agg)) << n;
+  }
+  EXPECT_EQ(site_hosts.size(), 4u);
+  EXPECT_EQ(p->endpoint_names().size(), 4u);
+  // Two hosts: regions stay whole.
+  auto two = place(*t, "subtree", 2);
+  ASSERT_TRUE(two.is_ok());
+  for (const auto& region : t->children(t->root().id)) {
+    for (const auto& n : t->subtree(region)) {
+      EXPECT_EQ(two->endpoint_of(n), two->endpoint_of(region)) << n;
+    }
+  }
+}
+
 TEST(Placement, SubtreeBalancesWorkersOnFlatTopologies) {
   auto t = topology::generate::flat(10);
   auto p = place(t, "subtree", 3);
