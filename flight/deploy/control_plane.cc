@@ -44,11 +44,40 @@ std::map<std::string, int64_t> registered_endpoints(const std::string& metrics) 
   return out;
 }
 
+// Calls f on every connector config in `j`, descending into a multi's list.
+template <typename F>
+void each_connector(nlohmann::json& j, const F& f) {
+  if (!j.is_object()) return;
+  f(j);
+  if (j.contains("connectors") && j["connectors"].is_array()) {
+    for (auto& c : j["connectors"]) {
+      // multi: [{connector: {...}, ...route...}] or plain configs.
+      each_connector(c.contains("connector") ? c["connector"] : c, f);
+    }
+  }
+}
+
+template <typename F>
+void each_connector(engine::DataPlaneConfig& d, const F& f) {
+  each_connector(d.connector, f);
+  for (auto& [name, c] : d.connectors.items()) each_connector(c, f);
+}
+
+bool is_redis(const nlohmann::json& c) { return c.value("kind", std::string()) == "redis"; }
+
 }  // namespace
+
+bool data_plane_uses_redis(const engine::DataPlaneConfig& data_plane) {
+  engine::DataPlaneConfig d = data_plane;
+  bool found = false;
+  each_connector(d, [&](nlohmann::json& c) { found = found || is_redis(c); });
+  return found;
+}
 
 StatusOr<std::unique_ptr<ControlPlane>> ControlPlane::start(const engine::ExperimentConfig& config,
                                                             const std::string& address,
-                                                            const std::string& dir) {
+                                                            const std::string& dir,
+                                                            bool redis_on_coordinator) {
   std::unique_ptr<ControlPlane> p(new ControlPlane());
   p->config_ = config;
   std::error_code ec;
@@ -65,14 +94,27 @@ StatusOr<std::unique_ptr<ControlPlane>> ControlPlane::start(const engine::Experi
   ::chmod(p->token_file_.c_str(), 0600);
 
   // `memory` lives in one process; the hosts need a store they can all reach.
-  if (config.data_plane.connector.value("kind", std::string()) == "memory") {
+  const bool memory = config.data_plane.connector.value("kind", std::string()) == "memory";
+  const bool mediated = redis_on_coordinator && data_plane_uses_redis(config.data_plane);
+  if (memory || mediated) {
     RedisServerOptions ro;
     ro.dir = std::filesystem::absolute(dir + "/redis").string();
     std::filesystem::create_directories(ro.dir, ec);
     if (address != "127.0.0.1") ro.extra_args = {"--bind", address};
     FLIGHT_ASSIGN_OR_RETURN(p->redis_, RedisServer::start(ro));
-    p->config_.data_plane.connector = {
-        {"kind", "redis"}, {"host", address}, {"port", p->redis_->port()}};
+    const int port = p->redis_->port();
+    if (memory) {
+      p->config_.data_plane.connector = {{"kind", "redis"}, {"host", address}, {"port", port}};
+    }
+    // A configured server (its url, host, port, password) is not reachable
+    // from the emulated hosts; its other options (db, chunking) stay.
+    each_connector(p->config_.data_plane, [&](nlohmann::json& c) {
+      if (!is_redis(c)) return;
+      c.erase("url");
+      c.erase("password");
+      c["host"] = address;
+      c["port"] = port;
+    });
   }
 
   faas::ServiceOptions so;

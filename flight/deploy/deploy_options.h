@@ -29,6 +29,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "flight/base/options.h"
 #include "flight/base/status.h"
 
 namespace flight::deploy {
@@ -57,9 +58,12 @@ struct DeployOptions {
   std::string emulate_prefix = "flemu";
 
   Status validate() const;
-  // `j` is the raw `deploy:` section (null or an object). Unknown keys are
-  // errors naming the key ("deploy.slurm.partiton: unknown key, did you mean ...").
-  static StatusOr<DeployOptions> from_json(const nlohmann::json& j);
+  // `j` is the raw `deploy:` section (null or an object). Errors name the
+  // field ("deploy.slurm.partiton: unknown key, did you mean ..."); with
+  // `lines` (the config file's, where the section sits at /deploy) they start
+  // with the field's "file:line: ".
+  static StatusOr<DeployOptions> from_json(const nlohmann::json& j,
+                                           const SourceLines* lines = nullptr);
   nlohmann::json to_json() const;
 };
 

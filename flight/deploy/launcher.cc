@@ -46,7 +46,7 @@ StatusOr<std::unique_ptr<Launcher>> make_launcher(const std::string& name) {
 
 StatusOr<DeployOptions> resolve_options(const engine::ExperimentConfig& config,
                                         const DeployOverrides& overrides) {
-  FLIGHT_ASSIGN_OR_RETURN(DeployOptions o, DeployOptions::from_json(config.deploy));
+  FLIGHT_ASSIGN_OR_RETURN(DeployOptions o, DeployOptions::from_json(config.deploy, &config.lines));
   if (!overrides.launcher.empty()) o.launcher = overrides.launcher;
   if (overrides.hosts > 0) o.hosts = overrides.hosts;
   if (!overrides.placement.empty()) o.placement = overrides.placement;

@@ -14,9 +14,12 @@
 namespace flight::deploy {
 
 // The coordinator host's side of a distributed run: the REST service (in this
-// process, bound to `address`), its bearer token, and — when the experiment's
-// data plane is `memory`, which cannot cross processes — a private
-// redis-server on the same address that replaces it.
+// process, bound to `address`), its bearer token, and a private redis-server
+// on the same address when the hosts need one: the experiment's data plane is
+// `memory`, which cannot cross processes (Redis replaces it), or
+// `redis_on_coordinator` is set and the data plane is mediated through Redis
+// (emulated hosts: the namespaces reach only the coordinator's address, so
+// every `redis` connector of the data plane is pointed at this server).
 //
 // Thread safety: stop() may be called from any thread (signal teardown);
 // everything else from one thread.
@@ -25,7 +28,8 @@ class ControlPlane {
   // `dir` receives the token file (mode 0600) and redis's files.
   static StatusOr<std::unique_ptr<ControlPlane>> start(const engine::ExperimentConfig& config,
                                                        const std::string& address,
-                                                       const std::string& dir);
+                                                       const std::string& dir,
+                                                       bool redis_on_coordinator = false);
   ~ControlPlane();
 
   const std::string& url() const { return url_; }
@@ -53,6 +57,10 @@ class ControlPlane {
   std::unique_ptr<faas::Service> service_;
   std::string url_, token_, token_file_;
 };
+
+// True when a connector of the data plane (the default, a named one, or one
+// inside a `multi`) is `redis`: weights are mediated, not direct.
+bool data_plane_uses_redis(const engine::DataPlaneConfig& data_plane);
 
 // The address hosts reach the coordinator at: `configured` when set, else
 // 127.0.0.1 (`local`) or this host's first IPv4 address by name.

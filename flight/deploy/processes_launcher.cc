@@ -75,10 +75,15 @@ StatusOr<engine::RunSummary> ProcessesLauncher::run(LaunchRequest r) {
     // connectors it starts — lives on the coordinator's emulated host.
     FLIGHT_RETURN_IF_ERROR(emulated->enter_coordinator());
     configured_address = emulated->coordinator_address();
-    FLIGHT_RETURN_IF_ERROR(route_data_plane_over_hosts(&r.config, r.placement, *emulated, dir));
+    // Mediated (Redis): a Redis on the coordinator's host, so every update
+    // crosses its host's link and the coordinator's. Direct: `tcp` per host.
+    if (!data_plane_uses_redis(r.config.data_plane)) {
+      FLIGHT_RETURN_IF_ERROR(route_data_plane_over_hosts(&r.config, r.placement, *emulated, dir));
+    }
   }
   FLIGHT_ASSIGN_OR_RETURN(std::string address, coordinator_address(configured_address, true));
-  FLIGHT_ASSIGN_OR_RETURN(auto plane, ControlPlane::start(r.config, address, dir));
+  FLIGHT_ASSIGN_OR_RETURN(auto plane,
+                          ControlPlane::start(r.config, address, dir, emulated != nullptr));
 
   std::vector<std::unique_ptr<Process>> hosts;
   for (size_t i = 0; i < names.size(); ++i) {

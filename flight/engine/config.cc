@@ -101,6 +101,7 @@ Status parse(const YamlDocument& doc, const std::string& base_dir, ExperimentCon
   if (j.contains("deploy") && !j["deploy"].is_null()) c->deploy = j["deploy"];
   fold.at_least("window", &c->fold.window, int64_t{0});
   FLIGHT_RETURN_IF_ERROR(fold.finish());
+  c->lines = static_cast<const SourceLines&>(doc);
 
   // topology: a path or a generator spec.
   if (!r.has("topology")) return r.error("missing 'topology' (a file or {generate: ...})");

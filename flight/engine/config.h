@@ -197,6 +197,10 @@ struct ExperimentConfig {
   // The `deploy:` section, unparsed: flight/deploy owns its schema
   // (deploy::DeployOptions::from_json); the engine never reads it.
   nlohmann::json deploy = nlohmann::json::object();
+  // Where each value of the loaded file came from (JSON pointer -> line), so
+  // that a layer parsing its own section (deploy) names the field's file:line.
+  // No lines when the config was built from JSON in memory.
+  SourceLines lines;
 
   // Loads `path`, applies `overrides` ("train.lr=0.1", "rounds=5": dotted keys,
   // YAML scalar values) and validates. Errors name file, line and key.

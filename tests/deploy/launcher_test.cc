@@ -192,6 +192,26 @@ TEST_F(LauncherTest, EmulatedHostsRunTheRoundOverCappedLinks) {
   expect_same_model_as_embedded("emulated");
 }
 
+TEST_F(LauncherTest, EmulatedHostsMediateWeightsThroughRedisOnTheCoordinatorsHost) {
+  // A Redis the namespaces cannot reach (TEST-NET-1): the launcher must point
+  // the data plane at its own Redis on the coordinator's emulated host.
+  ASSERT_EQ(
+      flight_run("mediated",
+                 {"--launcher", "processes", "--set", "deploy.emulate.prefix=flemur", "--set",
+                  "data_plane.connector.kind=redis", "--set", "data_plane.connector.host=192.0.2.1",
+                  "--set", "data_plane.connector.port=6379"}),
+      0)
+      << log("mediated");
+  EXPECT_NE(log("mediated").find(R"("host":"10.77.0.1","kind":"redis")"), std::string::npos)
+      << log("mediated");
+  // Mediated, not direct: no per-host tcp connectors were written.
+  EXPECT_FALSE(fs::exists(dir_.file("mediated/deploy/topology.yaml")));
+  ASSERT_EQ(run({"ip", "netns", "list"}, dir_.file("netns-after.log")), 0);
+  EXPECT_EQ(read_text_file(dir_.file("netns-after.log")).find("flemur"), std::string::npos)
+      << read_text_file(dir_.file("netns-after.log"));
+  expect_same_model_as_embedded("mediated");
+}
+
 // A private single-node Slurm cluster for one test.
 class SlurmTest : public LauncherTest {
  protected:

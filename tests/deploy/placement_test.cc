@@ -1,11 +1,14 @@
 // Placement policies and the deploy: section's options.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <set>
 
+#include "flight/base/process.h"
 #include "flight/deploy/deploy_options.h"
 #include "flight/deploy/launcher.h"
 #include "flight/deploy/placement.h"
+#include "flight/engine/config.h"
 #include "topology/topology.h"
 
 namespace flight::deploy {
@@ -148,6 +151,57 @@ TEST(DeployOptions, ParsesEveryFieldAndRejectsUnknownKeys) {
       << launcher.status();
   EXPECT_FALSE(DeployOptions::from_json(nlohmann::json::parse(R"({"hosts": 0})")).is_ok());
   EXPECT_FALSE(DeployOptions::from_json(nlohmann::json::parse(R"({"hosts": "two"})")).is_ok());
+}
+
+// A config file whose deploy: section holds `deploy_lines` (from line 5 on);
+// the error resolve_options gives for it.
+std::string deploy_error(const std::string& deploy_lines) {
+  TempDir dir("deploy-options");
+  const std::string path = dir.file("job.yaml");
+  std::ofstream(path) << "name: job\n"
+                         "topology: {generate: tiers, aggregators: [2], workers: 4}\n"
+                         "model: {name: mlp}\n"
+                         "deploy:\n"
+                      << deploy_lines;
+  auto config = engine::ExperimentConfig::load(path);
+  EXPECT_TRUE(config.is_ok()) << config.status();
+  if (!config.is_ok()) return "";
+  auto o = resolve_options(*config, {});
+  EXPECT_FALSE(o.is_ok());
+  return o.is_ok() ? "" : o.status().message();
+}
+
+TEST(DeployOptions, PlacementErrorNamesFileAndLineOfTheField) {
+  const std::string m = deploy_error(
+      "  launcher: processes\n"
+      "  hosts: 2\n"
+      "  placement: subtre\n");
+  EXPECT_NE(m.find("job.yaml:7: deploy.placement: unknown placement 'subtre'"), std::string::npos)
+      << m;
+  EXPECT_NE(m.find("did you mean 'subtree'"), std::string::npos) << m;
+}
+
+TEST(DeployOptions, EmulatedLinkAndSlurmErrorsNameFileAndLineOfTheField) {
+  const std::string link = deploy_error(
+      "  hosts: 2\n"
+      "  emulate:\n"
+      "    links:\n"
+      "      coordinator: 100\n"
+      "      host: 0\n");
+  EXPECT_NE(link.find("job.yaml:9: deploy.emulate.links.host: must be > 0 Mbit/s"),
+            std::string::npos)
+      << link;
+  const std::string slurm = deploy_error(
+      "  launcher: slurm\n"
+      "  slurm:\n"
+      "    time: \"00:10:00\"\n"
+      "    partiton: debug\n");
+  EXPECT_NE(slurm.find("job.yaml:8: deploy.slurm"), std::string::npos) << slurm;
+  EXPECT_NE(slurm.find("partiton"), std::string::npos) << slurm;
+  const std::string hosts = deploy_error("  hosts: 0\n");
+  EXPECT_NE(hosts.find("job.yaml:5: deploy.hosts: must be in [1, 100000], got 0"),
+            std::string::npos)
+      << hosts;
 }
 
 }  // namespace
