@@ -100,7 +100,8 @@ StatusOr<std::unique_ptr<ControlPlane>> ControlPlane::start(const engine::Experi
     RedisServerOptions ro;
     ro.dir = std::filesystem::absolute(dir + "/redis").string();
     std::filesystem::create_directories(ro.dir, ec);
-    if (address != "127.0.0.1") ro.extra_args = {"--bind", address};
+    // Also loopback: RedisServer's readiness PING goes to 127.0.0.1.
+    if (address != "127.0.0.1") ro.extra_args = {"--bind", address, "127.0.0.1"};
     FLIGHT_ASSIGN_OR_RETURN(p->redis_, RedisServer::start(ro));
     const int port = p->redis_->port();
     if (memory) {
