@@ -17,7 +17,9 @@
 //                           measured round; baseline: the analytic model (H + C)·S
 //                           (the model once to each of H hosts, one update up
 //                           from each of the coordinator's C children; S the
-//                           encoded model): flat (H + W)·S, 3tier 2·H·S
+//                           encoded model): flat (H + W)·S, 3tier 2·H·S; and,
+//                           as reference_2ES_bytes, the reference's 2·E·S on
+//                           the C edges crossing that link
 //   <topo>_round_time       the median measured round's wall time (evaluation
 //                           excluded); baseline: the link-limited ideal = the
 //                           busiest link's bytes (both ways) / its rate + the
@@ -335,7 +337,12 @@ int bench(const WireArgs& a) {
       bytes.baseline = "analytic_(H+C)S";
       bytes.baseline_value = analytic;
       bytes.higher_is_better = false;
-      bytes.extra = {{"links", per_link}};
+      // The reference's model on the C edges that cross the coordinator's
+      // link: 2·E·S (for the flat tree also its flat (E + L·h)·S, E = L = W,
+      // h = 1). It counts the model once per edge; Flight sends it once per host.
+      bytes.extra = {
+          {"links", per_link},
+          {"reference_2ES_bytes", 2.0 * static_cast<double>(w.coordinator_children) * S}};
       emit_bench(bytes);
       BenchRecord time{"wire", topo + "_round_time", params};
       time.value = w.round_s;
