@@ -22,6 +22,10 @@ PACKAGES=(
   # Deployment (flight/deploy): launchers on Slurm and OpenMPI, the single-node
   # Slurm its tests start, and the emulated hosts' namespaces, veths and tc caps.
   slurm-wlm munge openmpi-bin libopenmpi-dev iproute2
+  # TLS for `flight serve` (Asio/Beast ssl_stream) and the token hashes.
+  libssl-dev openssl
+  # libFuzzer targets (scripts/fuzz.sh): clang with its fuzzer runtime.
+  clang libfuzzer-14-dev
 )
 
 missing=()

@@ -62,7 +62,8 @@ class RedisServer {
   std::unique_ptr<Process> process_;
 };
 
-// True when 127.0.0.1:port answers a RESP PING with +PONG.
+// True when 127.0.0.1:port answers a RESP PING with +PONG (or -NOAUTH: a
+// server with requirepass is up too).
 bool redis_ping(int port);
 
 }  // namespace flight

@@ -20,8 +20,17 @@ bool parse_digits(std::string_view s, long max, long* out) {
 
 }  // namespace
 
+std::string redact_redis_url(std::string_view url) {
+  constexpr std::string_view kScheme = "redis://";
+  auto at = url.rfind('@');
+  if (url.substr(0, kScheme.size()) != kScheme || at == std::string_view::npos) {
+    return std::string(url);
+  }
+  return std::string(kScheme) + "***@" + std::string(url.substr(at + 1));
+}
+
 StatusOr<RedisUrl> parse_redis_url(std::string_view url) {
-  const std::string quoted = "redis url '" + std::string(url) + "': ";
+  const std::string quoted = "redis url '" + redact_redis_url(url) + "': ";
   constexpr std::string_view kScheme = "redis://";
   if (url.substr(0, kScheme.size()) != kScheme) {
     return invalid_argument(quoted + "must start with redis://");

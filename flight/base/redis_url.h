@@ -17,8 +17,11 @@ struct RedisUrl {
 };
 
 // Strict: the port, when present, is all digits in 1..65535; the db, when
-// present, all digits; the host is not empty. Errors quote the URL and say
-// which part is wrong.
+// present, all digits; the host is not empty. Errors quote the URL (its
+// password redacted) and say which part is wrong.
 StatusOr<RedisUrl> parse_redis_url(std::string_view url);
+
+// The URL for logs and messages: a password (and user) replaced by "***".
+std::string redact_redis_url(std::string_view url);
 
 }  // namespace flight

@@ -40,7 +40,8 @@ FLIGHT_COMMAND(
            "share its task queue. Reconnects with backoff while the service is away. SIGTERM: "
            "hands\n"
            "back unstarted tasks, lets running ones finish (--grace-s), posts results, exits 0.");
-       app->add_option("--service", o->service_url, "Service URL, http://host:port")->required();
+       app->add_option("--service", o->service_url, "Service URL, http(s)://host:port")->required();
+       app->add_option("--ca-file", o->ca_file, "PEM CA bundle to verify an https service");
        app->add_option("--token-file", o->token_file, "File holding the bearer token")->required();
        app->add_option("--name", o->name, "Endpoint name tasks are addressed to")->required();
        app->add_option("--threads", o->threads, "Concurrent tasks")->capture_default_str();

@@ -36,12 +36,18 @@ int serve(const ServeArgs& args) {
   if (!st.is_ok()) return fail("serve: " + st.message());
   // Tests and scripts read this line to learn the port (port 0 picks one).
   std::cout << "flight serve: listening on " << service.url() << std::endl;
+  bool lost = false;
   {
     std::unique_lock<std::mutex> lock(mu);
-    cv.wait(lock, [&] { return stop; });
+    // A replica that lost the lead serves nothing more: exit so that a
+    // supervisor restarts it as a standby.
+    while (!cv.wait_for(lock, std::chrono::milliseconds(500), [&] { return stop; })) {
+      if ((lost = service.role() == "fenced")) break;
+    }
   }
   spdlog::info("flight serve: stopping");
   service.stop();
+  if (lost) return fail("serve: this replica lost the lead to another one");
   return kExitOk;
 }
 
@@ -63,8 +69,11 @@ FLIGHT_COMMAND(
        app->add_option("--host", o.host, "Address to listen on")->capture_default_str();
        app->add_option("--port", o.port, "TCP port (0 picks a free one)")->capture_default_str();
        app->add_option("--token-file", o.token_file,
-                       "File holding the bearer token clients must send")
+                       "Bearer tokens: one bare token (admin) or lines 'TOKEN ROLE [NAME]'")
            ->required();
+       app->add_option("--tls-cert", o.tls_cert,
+                       "PEM certificate chain: serve HTTPS only (with --tls-key)");
+       app->add_option("--tls-key", o.tls_key, "PEM private key for --tls-cert");
        app->add_option("--state", o.state, "Task state: memory | redis://host:port[/db]")
            ->capture_default_str();
        app->add_option("--state-prefix", o.state_prefix, "Redis key prefix")->capture_default_str();
@@ -76,6 +85,10 @@ FLIGHT_COMMAND(
        app->add_option("--lease-s", o.lease_s, "Task lease in seconds (endpoints renew at a third)")
            ->capture_default_str();
        app->add_option("--max-attempts", o.max_attempts, "Leases per task before it fails")
+           ->capture_default_str();
+       app->add_option("--leader-ttl-s", o.leader_ttl_s,
+                       "Redis state: seconds after a leader dies before a standby replica "
+                       "takes over")
            ->capture_default_str();
        app->add_option("--max-queue", o.max_queue, "Pending tasks per endpoint name (429 beyond)")
            ->capture_default_str();

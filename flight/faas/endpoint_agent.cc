@@ -11,10 +11,7 @@
 namespace flight::faas {
 
 Status EndpointAgentOptions::validate() const {
-  if (service_url.rfind("http://", 0) != 0) {
-    return invalid_argument("endpoint: service url must start with http:// (got '" + service_url +
-                            "')");
-  }
+  FLIGHT_RETURN_IF_ERROR(check_service_url(service_url, "endpoint"));
   if (token.empty() && token_file.empty()) {
     return invalid_argument("endpoint: a bearer token is required (token or token_file)");
   }
@@ -34,6 +31,7 @@ StatusOr<EndpointAgentOptions> EndpointAgentOptions::from_json(const nlohmann::j
   reader.required("service_url", &o.service_url);
   reader.optional("token", &o.token);
   reader.optional("token_file", &o.token_file);
+  reader.optional("ca_file", &o.ca_file);
   reader.required("name", &o.name);
   reader.optional("threads", &o.threads);
   reader.optional("prefetch", &o.prefetch);
@@ -47,15 +45,11 @@ StatusOr<EndpointAgentOptions> EndpointAgentOptions::from_json(const nlohmann::j
 }
 
 nlohmann::json EndpointAgentOptions::to_json() const {
-  return {{"service_url", service_url},
-          {"token_file", token_file},
-          {"name", name},
-          {"threads", threads},
-          {"prefetch", prefetch},
-          {"poll_wait_s", poll_wait_s},
-          {"max_backoff_s", max_backoff_s},
-          {"grace_s", grace_s},
-          {"request_timeout_s", request_timeout_s}};
+  return {{"service_url", service_url}, {"token_file", token_file},
+          {"ca_file", ca_file},         {"name", name},
+          {"threads", threads},         {"prefetch", prefetch},
+          {"poll_wait_s", poll_wait_s}, {"max_backoff_s", max_backoff_s},
+          {"grace_s", grace_s},         {"request_timeout_s", request_timeout_s}};
 }
 
 EndpointAgent::EndpointAgent(EndpointAgentOptions options, FunctionRegistry& functions)
@@ -100,11 +94,24 @@ bool EndpointAgent::register_with(HttpClient& http) {
                  status_from_response(*r, "register").to_string());
     return false;
   }
-  auto j = r->json();
-  if (!j.is_ok() || !j->contains("id")) return false;
+  std::string id;
+  double lease_s = 30;
+  auto j = reply_object(*r, "registration reply");
+  Status st = j.status();
+  if (st.is_ok()) {
+    OptionReader reply(*j, "registration reply");
+    reply.ignore_unknown().required("id", &id).optional("lease_s", &lease_s);
+    if (id.empty()) reply.fail("id", "must not be empty");
+    if (!(lease_s > 0)) reply.fail("lease_s", "must be > 0");
+    st = reply.finish();
+  }
+  if (!st.is_ok()) {
+    spdlog::warn("endpoint '{}': {}", options_.name, st.to_string());
+    return false;
+  }
   std::lock_guard<std::mutex> lock(mu_);
-  endpoint_id_ = j->at("id").get<std::string>();
-  lease_s_ = j->value("lease_s", 30.0);
+  endpoint_id_ = id;
+  lease_s_ = lease_s;
   spdlog::info("endpoint '{}' registered as {} (lease {} s)", options_.name, endpoint_id_,
                lease_s_);
   cv_.notify_all();
@@ -139,7 +146,7 @@ Status EndpointAgent::run() {
   for (size_t i = 0; i < options_.threads; ++i) workers.emplace_back([this] { work(); });
   std::thread poster([this] { post_loop(); });
 
-  HttpClient http(options_.service_url, token_);
+  HttpClient http(options_.service_url, token_, options_.ca_file);
   http.set_abort_flag(&stop_);
   double backoff = 0.05;
   while (!stop_) {
@@ -166,11 +173,15 @@ Status EndpointAgent::run() {
     if (stop_) {
       if (r.is_ok() && r->ok()) {
         // Leased just as we stopped: hand them straight back below.
-        auto j = r->json();
+        auto j = reply_object(*r, "lease reply");
+        auto tasks = j.is_ok() ? reply_array(*j, "tasks", "lease reply") : j.status();
         std::lock_guard<std::mutex> lock(mu_);
-        if (j.is_ok()) {
-          for (const auto& t : j->value("tasks", nlohmann::json::array())) {
-            queue_.push_back(Leased{t.value("id", ""), "", "", nullptr, 0, nullptr});
+        if (tasks.is_ok()) {
+          for (const auto& t : *tasks) {
+            std::string tid;
+            OptionReader task(t, "lease reply.tasks[]");
+            task.ignore_unknown().required("id", &tid);
+            if (task.finish().is_ok()) queue_.push_back(Leased{tid, "", "", nullptr, 0, nullptr});
           }
         }
       }
@@ -194,25 +205,38 @@ Status EndpointAgent::run() {
       backoff_wait(&backoff);
       continue;
     }
-    backoff = 0.05;
-    auto j = r->json();
-    if (!j.is_ok()) continue;
-    std::vector<Leased> got;
-    try {
-      for (const auto& t : j->value("tasks", nlohmann::json::array())) {
-        Leased l;
-        l.id = t.at("id").get<std::string>();
-        l.function = t.at("function").get<std::string>();
-        l.endpoint = t.value("endpoint", options_.name);
-        l.args = t.value("args", nlohmann::json::object());
-        l.deadline_at = t.value("deadline_at", 0.0);
-        l.cancelled = std::make_shared<std::atomic<bool>>(false);
-        got.push_back(std::move(l));
-      }
-    } catch (const std::exception& e) {
-      spdlog::error("endpoint '{}': malformed lease response ({}); leases will expire",
-                    options_.name, e.what());
+    auto j = reply_object(*r, "lease reply");
+    auto tasks = j.is_ok() ? reply_array(*j, "tasks", "lease reply") : j.status();
+    if (!tasks.is_ok()) {
+      spdlog::error("endpoint '{}': {}; retrying in {:.2f} s", options_.name,
+                    tasks.status().to_string(), backoff);
+      backoff_wait(&backoff);
       continue;
+    }
+    backoff = 0.05;
+    std::vector<Leased> got;
+    for (size_t i = 0; i < tasks->size(); ++i) {
+      const nlohmann::json& t = (*tasks)[i];
+      const std::string where = "lease reply.tasks[" + std::to_string(i) + "]";
+      Leased l;
+      l.endpoint = options_.name;
+      l.args = nlohmann::json::object();
+      OptionReader task(t, where);
+      task.ignore_unknown()
+          .required("id", &l.id)
+          .required("function", &l.function)
+          .optional("endpoint", &l.endpoint)
+          .optional("deadline_at", &l.deadline_at)
+          .optional("args", &l.args);
+      Status st = task.finish();
+      if (!st.is_ok()) {
+        // Not runnable: its lease expires and the service redelivers or fails it.
+        spdlog::error("endpoint '{}': skipping a malformed leased task: {}", options_.name,
+                      st.to_string());
+        continue;
+      }
+      l.cancelled = std::make_shared<std::atomic<bool>>(false);
+      got.push_back(std::move(l));
     }
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& l : got) queue_.push_back(std::move(l));
@@ -220,7 +244,7 @@ Status EndpointAgent::run() {
   }
 
   // --- graceful stop ---
-  HttpClient closing(options_.service_url, token_);
+  HttpClient closing(options_.service_url, token_, options_.ca_file);
   std::vector<std::string> unstarted;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -248,13 +272,9 @@ Status EndpointAgent::run() {
     }
     cv_.notify_all();
   }
-  for (auto& w : workers) {
-    if (finished) {
-      w.join();
-    } else {
-      w.detach();  // a function ignoring cancellation must not hold the process hostage
-    }
-  }
+  // Every thread is joined: the running tasks were asked to stop (their
+  // leases are handed back), and a function polls its TaskContext.
+  for (auto& w : workers) w.join();
   {
     std::lock_guard<std::mutex> lock(mu_);
     poster_stop_ = true;
@@ -313,7 +333,7 @@ void EndpointAgent::work() {
 }
 
 void EndpointAgent::post_loop() {
-  HttpClient http(options_.service_url, token_);
+  HttpClient http(options_.service_url, token_, options_.ca_file);
   double backoff = 0.05;
   auto last_heartbeat = SteadyClock::now();
   int final_attempts = 0;
@@ -367,12 +387,19 @@ void EndpointAgent::post_loop() {
       auto r = http.post_json("/v1/endpoints/" + id + "/heartbeat", {{"task_ids", leased}}, {},
                               options_.request_timeout_s);
       if (!r.is_ok() || !r->ok()) continue;
-      auto j = r->json();
-      if (!j.is_ok()) continue;
+      auto j = reply_object(*r, "heartbeat reply");
+      std::vector<std::string> cancelled;
+      Status st = j.status();
+      if (st.is_ok()) {
+        OptionReader reply(*j, "heartbeat reply");
+        st = reply.ignore_unknown().optional("cancelled", &cancelled).finish();
+      }
+      if (!st.is_ok()) {
+        spdlog::warn("endpoint '{}': {}", options_.name, st.to_string());
+        continue;
+      }
       std::lock_guard<std::mutex> lock(mu_);
-      for (const auto& c : j->value("cancelled", nlohmann::json::array())) {
-        if (!c.is_string()) continue;
-        std::string tid = c.get<std::string>();
+      for (const auto& tid : cancelled) {
         auto it = running_.find(tid);
         if (it != running_.end()) it->second->store(true);
         for (auto q = queue_.begin(); q != queue_.end(); ++q) {

@@ -33,9 +33,10 @@
 namespace flight::faas {
 
 struct EndpointAgentOptions {
-  std::string service_url;  // "http://host:port"; required
+  std::string service_url;  // "http://host:port" or "https://host:port"; required
   std::string token;        // bearer token, or:
   std::string token_file;
+  std::string ca_file;      // PEM CA bundle for https ("" = system CAs)
   std::string name;         // endpoint name tasks are addressed to; required
   size_t threads = 2;       // concurrent function executions
   size_t prefetch = 0;      // leased-but-not-started tasks beyond `threads`; 0 = threads

@@ -4,6 +4,10 @@
 
 #include <mutex>
 
+#include "flight/base/options.h"
+#include "flight/base/strings.h"
+#include "flight/faas/auth.h"
+
 namespace flight::faas {
 
 namespace {
@@ -13,8 +17,19 @@ void global_init() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
+struct Sink {
+  std::string* body;
+  size_t limit;
+  bool overflow = false;
+};
+
 size_t write_cb(char* data, size_t size, size_t n, void* user) {
-  static_cast<std::string*>(user)->append(data, size * n);
+  auto* sink = static_cast<Sink*>(user);
+  if (sink->body->size() + size * n > sink->limit) {
+    sink->overflow = true;
+    return 0;  // aborts the transfer
+  }
+  sink->body->append(data, size * n);
   return size * n;
 }
 
@@ -34,8 +49,23 @@ StatusOr<nlohmann::json> HttpResponse::json() const {
   return j;
 }
 
-HttpClient::HttpClient(std::string base_url, std::string token) : base_url_(std::move(base_url)) {
-  while (!base_url_.empty() && base_url_.back() == '/') base_url_.pop_back();
+namespace {
+
+std::vector<std::string> split_urls(const std::string& list) {
+  std::vector<std::string> out;
+  for (auto& u : split(list, ',')) {
+    std::string t = trim(u);
+    while (!t.empty() && t.back() == '/') t.pop_back();
+    if (!t.empty()) out.push_back(std::move(t));
+  }
+  return out;
+}
+
+}  // namespace
+
+HttpClient::HttpClient(std::string base_url, std::string token, std::string ca_file)
+    : urls_(split_urls(base_url)), ca_file_(std::move(ca_file)) {
+  if (urls_.empty()) urls_.push_back("");
   if (!token.empty()) auth_header_ = "Authorization: Bearer " + token;
   global_init();
   curl_ = curl_easy_init();
@@ -50,9 +80,24 @@ StatusOr<HttpResponse> HttpClient::request(const std::string& method, const std:
                                            const std::string& body,
                                            const std::vector<std::string>& headers,
                                            double timeout_s) {
+  StatusOr<HttpResponse> r = perform(urls_[current_], method, path, body, headers, timeout_s);
+  for (size_t tried = 1; tried < urls_.size(); ++tried) {
+    const bool failover =
+        r.is_ok() ? r->status == 503 : r.status().code() == StatusCode::kUnavailable;
+    if (!failover) break;
+    current_ = (current_ + 1) % urls_.size();
+    r = perform(urls_[current_], method, path, body, headers, timeout_s);
+  }
+  return r;
+}
+
+StatusOr<HttpResponse> HttpClient::perform(const std::string& base, const std::string& method,
+                                           const std::string& path, const std::string& body,
+                                           const std::vector<std::string>& headers,
+                                           double timeout_s) {
   CURL* c = static_cast<CURL*>(curl_);
   curl_easy_reset(c);  // keeps the connection cache
-  const std::string url = base_url_ + path;
+  const std::string url = base + path;
   HttpResponse response;
   curl_slist* list = nullptr;
   if (!auth_header_.empty()) list = curl_slist_append(list, auth_header_.c_str());
@@ -67,8 +112,14 @@ StatusOr<HttpResponse> HttpClient::request(const std::string& method, const std:
   curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_s * 1000));
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+  Sink sink{&response.body, kMaxResponseBytes};
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &response.body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
+  // Only the service's own scheme: no redirects to elsewhere, no downgrade.
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!ca_file_.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, ca_file_.c_str());
   if (abort_) {
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, progress_cb);
@@ -87,6 +138,10 @@ StatusOr<HttpResponse> HttpClient::request(const std::string& method, const std:
   CURLcode rc = curl_easy_perform(c);
   curl_slist_free_all(list);
   if (rc == CURLE_ABORTED_BY_CALLBACK) return cancelled(method + " " + url + ": aborted");
+  if (sink.overflow) {
+    return unavailable(method + " " + url + ": response larger than " +
+                       std::to_string(kMaxResponseBytes) + " bytes");
+  }
   if (rc != CURLE_OK) {
     return unavailable(method + " " + url + ": " + curl_easy_strerror(rc));
   }
@@ -94,12 +149,50 @@ StatusOr<HttpResponse> HttpClient::request(const std::string& method, const std:
   return response;
 }
 
+StatusOr<nlohmann::json> reply_object(const HttpResponse& r, const std::string& what) {
+  auto j = r.json();
+  if (!j.is_ok()) return j.status().with_context(what);
+  if (!j->is_object()) {
+    return invalid_argument(what + ": expected a JSON object, got " + j->type_name());
+  }
+  return j;
+}
+
+StatusOr<nlohmann::json> reply_array(const nlohmann::json& j, const char* key,
+                                     const std::string& what) {
+  OptionReader reader(j, what);
+  nlohmann::json out = nlohmann::json::array();
+  reader.ignore_unknown().optional(key, &out);
+  if (reader.finish().is_ok() && !out.is_array()) {
+    reader.fail(key, std::string("expected an array, got ") + out.type_name());
+  }
+  FLIGHT_RETURN_IF_ERROR(reader.finish());
+  return out;
+}
+
+Status check_service_url(const std::string& url, const std::string& what) {
+  auto urls = split_urls(url);
+  if (urls.empty()) return invalid_argument(what + ": service url is empty");
+  for (const auto& u : urls) {
+    if (u.rfind("http://", 0) != 0 && u.rfind("https://", 0) != 0) {
+      return invalid_argument(what + ": service url must start with http:// or https:// (got '" +
+                              u + "')");
+    }
+  }
+  return Status::ok();
+}
+
 Status status_from_response(const HttpResponse& r, const std::string& what) {
   if (r.ok()) return Status::ok();
   std::string message = r.body.substr(0, 500);
   nlohmann::json j = nlohmann::json::parse(r.body, nullptr, false);
-  if (!j.is_discarded() && j.is_object() && j.contains("error") && j["error"].is_object()) {
-    message = j["error"].value("message", message);
+  if (!j.is_discarded() && j.is_object()) {
+    // {"error": {"message": ...}} when the service sent it; else the raw body.
+    OptionReader reply(j, "reply");
+    OptionReader err = reply.ignore_unknown().child("error");
+    std::string m;
+    err.ignore_unknown().optional("message", &m);
+    if (err.finish().is_ok() && !m.empty()) message = m;
   }
   message = what + ": HTTP " + std::to_string(r.status) + ": " + message;
   switch (r.status) {
@@ -107,6 +200,8 @@ Status status_from_response(const HttpResponse& r, const std::string& what) {
       return invalid_argument(message);
     case 401:
       return unauthenticated(message);
+    case 403:
+      return permission_denied(message);
     case 404:
       return not_found(message);
     case 409:

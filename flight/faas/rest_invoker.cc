@@ -2,6 +2,7 @@
 
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -18,15 +19,14 @@
 namespace flight::faas {
 
 Status RestInvokerOptions::validate() const {
-  if (url.rfind("http://", 0) != 0) {
-    return invalid_argument("rest invoker: url must start with http:// (got '" + url + "')");
-  }
+  FLIGHT_RETURN_IF_ERROR(check_service_url(url, "rest invoker"));
   if (token.empty() && token_file.empty()) {
     return invalid_argument("rest invoker: a bearer token is required (token or token_file)");
   }
   if (!(request_timeout_s > 0))
     return invalid_argument("rest invoker: request_timeout_s must be > 0");
   if (max_retries < 0) return invalid_argument("rest invoker: max_retries must be >= 0");
+  if (retry_timeout_s < 0) return invalid_argument("rest invoker: retry_timeout_s must be >= 0");
   if (retry_backoff_s < 0) return invalid_argument("rest invoker: retry_backoff_s must be >= 0");
   if (queue_full_timeout_s < 0)
     return invalid_argument("rest invoker: queue_full_timeout_s must be >= 0");
@@ -44,8 +44,10 @@ StatusOr<RestInvokerOptions> RestInvokerOptions::from_json(const nlohmann::json&
   reader.required("url", &o.url);
   reader.optional("token", &o.token);
   reader.optional("token_file", &o.token_file);
+  reader.optional("ca_file", &o.ca_file);
   reader.optional("request_timeout_s", &o.request_timeout_s);
   reader.optional("max_retries", &retries);
+  reader.optional("retry_timeout_s", &o.retry_timeout_s);
   reader.optional("retry_backoff_s", &o.retry_backoff_s);
   reader.optional("queue_full_timeout_s", &o.queue_full_timeout_s);
   reader.optional("poll_wait_s", &o.poll_wait_s);
@@ -60,8 +62,10 @@ StatusOr<RestInvokerOptions> RestInvokerOptions::from_json(const nlohmann::json&
 nlohmann::json RestInvokerOptions::to_json() const {
   return {{"url", url},
           {"token_file", token_file},
+          {"ca_file", ca_file},
           {"request_timeout_s", request_timeout_s},
           {"max_retries", max_retries},
+          {"retry_timeout_s", retry_timeout_s},
           {"retry_backoff_s", retry_backoff_s},
           {"queue_full_timeout_s", queue_full_timeout_s},
           {"poll_wait_s", poll_wait_s},
@@ -204,7 +208,7 @@ class RestInvoker final : public Invoker {
         return c;
       }
     }
-    return std::make_unique<HttpClient>(options_.url, token_);
+    return std::make_unique<HttpClient>(options_.url, token_, options_.ca_file);
   }
 
   void release_client(std::unique_ptr<HttpClient> c) {
@@ -230,7 +234,12 @@ class RestInvoker final : public Invoker {
     double backoff = options_.retry_backoff_s;
     int failures = 0;
     Stopwatch queue_full;
+    std::optional<Stopwatch> failing;  // since the first network error / 5xx
     Status last;
+    auto retry_failure = [&] {
+      if (!failing) failing.emplace();
+      return ++failures <= options_.max_retries || failing->seconds() < options_.retry_timeout_s;
+    };
     while (true) {
       auto r = client->request("POST", "/v1/tasks", payload, headers, options_.request_timeout_s);
       if (r.is_ok() && r->ok()) {
@@ -240,13 +249,13 @@ class RestInvoker final : public Invoker {
       bool retry = false;
       if (!r.is_ok()) {
         last = r.status();
-        retry = ++failures <= options_.max_retries;
+        retry = r.status().code() == StatusCode::kUnavailable && retry_failure();
       } else {
         last = status_from_response(*r, "POST /v1/tasks");
         if (r->status == 429) {
           retry = queue_full.seconds() < options_.queue_full_timeout_s;
         } else if (r->status >= 500) {
-          retry = ++failures <= options_.max_retries;
+          retry = retry_failure();
         }
       }
       if (!retry) break;
@@ -285,12 +294,21 @@ class RestInvoker final : public Invoker {
       auto r = client.post_json("/v1/tasks/wait", {{"ids", chunk}, {"wait", 0}}, {},
                                 options_.request_timeout_s);
       if (!r.is_ok() || !r->ok()) return;
-      auto j = r->json();
-      if (!j.is_ok()) return;
-      deliver(j->value("tasks", nlohmann::json::array()));
-      for (const auto& id : j->value("unknown", nlohmann::json::array())) {
-        if (!id.is_string()) continue;
-        if (auto c = forget(id.get<std::string>())) {
+      auto j = reply_object(*r, "reconcile reply");
+      auto tasks = j.is_ok() ? reply_array(*j, "tasks", "reconcile reply") : j.status();
+      std::vector<std::string> unknown;
+      Status st = tasks.status();
+      if (st.is_ok()) {
+        OptionReader reply(*j, "reconcile reply");
+        st = reply.ignore_unknown().optional("unknown", &unknown).finish();
+      }
+      if (!st.is_ok()) {
+        spdlog::warn("rest invoker: {}", st.to_string());
+        return;
+      }
+      deliver(*tasks);
+      for (const auto& id : unknown) {
+        if (auto c = forget(id)) {
           c->complete(make_terminal(TaskState::kFailed,
                                     "the service no longer knows this task (lost in a restart "
                                     "without durable state?)"));
@@ -301,7 +319,7 @@ class RestInvoker final : public Invoker {
 
   void poll_loop() {
     t_rest_thread_of = this;
-    HttpClient client(options_.url, token_);
+    HttpClient client(options_.url, token_, options_.ca_file);
     client.set_abort_flag(&abort_);
     const std::string path = "/v1/clients/" + client_id_ +
                              "/completions?max=10000&wait=" + std::to_string(options_.poll_wait_s);
@@ -320,14 +338,22 @@ class RestInvoker final : public Invoker {
         since_reconcile.reset();
       }
       auto r = client.get(path, options_.poll_wait_s + options_.request_timeout_s);
+      Status st;
       if (r.is_ok() && r->ok()) {
-        backoff = options_.retry_backoff_s;
-        auto j = r->json();
-        if (j.is_ok()) deliver(j->value("tasks", nlohmann::json::array()));
-        continue;
+        auto j = reply_object(*r, "completions reply");
+        auto tasks = j.is_ok() ? reply_array(*j, "tasks", "completions reply") : j.status();
+        if (tasks.is_ok()) {
+          backoff = options_.retry_backoff_s;
+          deliver(*tasks);
+          continue;
+        }
+        st = tasks.status();  // a garbled reply may have carried completions: reconcile
+      } else if (r.is_ok()) {
+        st = status_from_response(*r, "completions");
+      } else {
+        st = r.status();
       }
       if (abort_) return;
-      Status st = r.is_ok() ? status_from_response(*r, "completions") : r.status();
       spdlog::warn("rest invoker: {}; retrying in {:.2f} s", st.to_string(), backoff);
       need_reconcile = true;
       std::unique_lock<std::mutex> lock(mu_);
@@ -362,7 +388,7 @@ StatusOr<std::unique_ptr<Invoker>> make_rest_invoker(const RestInvokerOptions& o
   if (token.empty()) {
     FLIGHT_ASSIGN_OR_RETURN(token, read_token_file(options.token_file));
   }
-  HttpClient probe(options.url, token);
+  HttpClient probe(options.url, token, options.ca_file);
   auto r = probe.get("/v1/healthz", options.request_timeout_s);
   if (!r.is_ok()) return r.status().with_context("rest invoker: service not reachable");
   if (!r->ok()) return status_from_response(*r, "rest invoker: healthz");

@@ -31,11 +31,15 @@
 namespace flight::faas {
 
 struct RestInvokerOptions {
-  std::string url;         // "http://host:port" of `flight serve`; required
+  // "http(s)://host:port" of `flight serve`, or several replicas' URLs
+  // separated by commas (failover: http_client.h); required.
+  std::string url;
   std::string token;       // bearer token, or:
   std::string token_file;  // a file holding it
+  std::string ca_file;     // PEM CA bundle for https ("" = system CAs)
   double request_timeout_s = 30;
-  int max_retries = 5;            // per request on network errors / 5xx
+  int max_retries = 5;            // per request on network errors / 5xx, and
+  double retry_timeout_s = 30;    // at least this long (a replica failover)
   double retry_backoff_s = 0.05;  // doubles per retry, capped at 2 s
   double queue_full_timeout_s = 300;
   double poll_wait_s = 10;  // long-poll wait for completions

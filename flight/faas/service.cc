@@ -2,22 +2,28 @@
 
 #include <array>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
+#include "flight/base/ids.h"
 #include "flight/base/logging.h"
 #include "flight/base/strings.h"
 #include "flight/base/time.h"
 #include "flight/base/json.h"
 #include "flight/base/options.h"
+#include "flight/faas/auth.h"
 #include "flight/faas/token_file.h"
 #include "flight/faas/service_state.h"
 
@@ -37,11 +43,15 @@ Status ServiceOptions::validate() const {
   if (token.empty() && token_file.empty()) {
     return invalid_argument("service: a bearer token is required (token or token_file)");
   }
+  if (tls_cert.empty() != tls_key.empty()) {
+    return invalid_argument("service: TLS needs both tls_cert and tls_key");
+  }
   if (threads < 1) return invalid_argument("service: threads must be >= 1");
   if (max_body_bytes < 1024) return invalid_argument("service: max_body_bytes must be >= 1024");
   if (max_batch < 1) return invalid_argument("service: max_batch must be >= 1");
   if (!(lease_s > 0)) return invalid_argument("service: lease_s must be > 0");
   if (max_attempts < 1) return invalid_argument("service: max_attempts must be >= 1");
+  if (!(leader_ttl_s > 0)) return invalid_argument("service: leader_ttl_s must be > 0");
   if (max_queue < 1) return invalid_argument("service: max_queue must be >= 1");
   if (!(read_timeout_s > 0)) return invalid_argument("service: read_timeout_s must be > 0");
   if (max_wait_s < 0) return invalid_argument("service: max_wait_s must be >= 0");
@@ -60,6 +70,8 @@ StatusOr<ServiceOptions> ServiceOptions::from_json(const nlohmann::json& j) {
   reader.optional("port", &port);
   reader.optional("token", &o.token);
   reader.optional("token_file", &o.token_file);
+  reader.optional("tls_cert", &o.tls_cert);
+  reader.optional("tls_key", &o.tls_key);
   reader.optional("state", &o.state);
   reader.optional("state_prefix", &o.state_prefix);
   reader.optional("threads", &o.threads);
@@ -68,6 +80,7 @@ StatusOr<ServiceOptions> ServiceOptions::from_json(const nlohmann::json& j) {
   reader.optional("lease_s", &o.lease_s);
   reader.optional("max_attempts", &attempts);
   reader.optional("max_queue", &o.max_queue);
+  reader.optional("leader_ttl_s", &o.leader_ttl_s);
   reader.optional("read_timeout_s", &o.read_timeout_s);
   reader.optional("max_wait_s", &o.max_wait_s);
   reader.optional("result_ttl_s", &o.result_ttl_s);
@@ -84,6 +97,8 @@ nlohmann::json ServiceOptions::to_json() const {
   return {{"host", host},
           {"port", port},
           {"token_file", token_file},
+          {"tls_cert", tls_cert},
+          {"tls_key", tls_key},
           {"state", state},
           {"state_prefix", state_prefix},
           {"threads", threads},
@@ -92,6 +107,7 @@ nlohmann::json ServiceOptions::to_json() const {
           {"lease_s", lease_s},
           {"max_attempts", max_attempts},
           {"max_queue", max_queue},
+          {"leader_ttl_s", leader_ttl_s},
           {"read_timeout_s", read_timeout_s},
           {"max_wait_s", max_wait_s},
           {"result_ttl_s", result_ttl_s},
@@ -112,6 +128,8 @@ const char* error_code_name(http::status s) {
       return "bad_request";
     case http::status::unauthorized:
       return "unauthenticated";
+    case http::status::forbidden:
+      return "forbidden";
     case http::status::not_found:
       return "not_found";
     case http::status::method_not_allowed:
@@ -176,6 +194,9 @@ http::status http_status_for(const Status& st) {
 }
 
 Response status_response(const Status& st, unsigned version) {
+  if (is_permission_denied(st)) {
+    return error_response(http::status::forbidden, st.message().substr(11), version);
+  }
   return error_response(http_status_for(st), st.message(), version);
 }
 
@@ -210,12 +231,6 @@ std::string fnv1a_hex(std::string_view s) {
   char buf[17];
   snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
   return buf;
-}
-
-bool constant_time_equal(std::string_view a, std::string_view b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < a.size(); ++i) diff |= a[i] ^ b[i % (b.empty() ? 1 : b.size())];
-  return diff == 0 && !b.empty();
 }
 
 struct Target {
@@ -283,8 +298,26 @@ class ServiceCore {
   void stop();
   int port() const { return port_; }
   const ServiceOptions& options() const { return options_; }
+  // Only while leader() (a standby has no tables yet).
   ServiceState& state() { return *state_; }
-  const std::string& token() const { return token_; }
+  // True while this replica serves: always with memory state; with Redis
+  // while it holds the lead and no write of its was fenced.
+  bool leader() const {
+    return leader_.load(std::memory_order_acquire) && !state_->backend().fenced_out();
+  }
+  // "leader", "standby" (waiting to take over) or "fenced" (lost the lead).
+  const char* role() const {
+    if (leader_.load(std::memory_order_acquire)) {
+      return state_->backend().fenced_out() ? "fenced" : "leader";
+    }
+    return lost_lead_.load() ? "fenced" : "standby";
+  }
+  bool lost_lead() const { return std::string(role()) == "fenced"; }
+  const TokenTable& tokens() const { return tokens_; }
+  std::string describe_state() const {
+    return election_ ? election_->describe() : std::string("memory");
+  }
+  bool tls() const { return ssl_ != nullptr; }
   void count_response(unsigned status) {
     if (status < http_counts_.size()) http_counts_[status].fetch_add(1, std::memory_order_relaxed);
   }
@@ -304,10 +337,23 @@ class ServiceCore {
  private:
   void do_accept();
   void schedule_sweep();
+  // One election round: take or renew the lead; on taking it, load the
+  // journal and start serving; on losing it, stop serving for good.
+  void elect();
+  Status promote();
 
   ServiceOptions options_;
-  std::string token_;
-  std::unique_ptr<ServiceState> state_;  // outlives ioc_ (declared before it)
+  std::unique_ptr<StateBackend> election_;  // own connection; null with memory state
+  std::string holder_;                      // this replica's id in the leader key
+  std::atomic<bool> leader_{false}, lost_lead_{false};
+  double last_renewal_ = 0;  // steady seconds of the last successful renewal
+  std::thread elector_;
+  std::mutex elector_mu_;
+  std::condition_variable elector_cv_;
+  bool elector_stop_ = false;
+  TokenTable tokens_;
+  std::unique_ptr<net::ssl::context> ssl_;  // null: plain HTTP
+  std::unique_ptr<ServiceState> state_;     // outlives ioc_ (declared before it)
   std::unique_ptr<net::io_context> ioc_;
   std::unique_ptr<tcp::acceptor> acceptor_;
   std::unique_ptr<net::steady_timer> sweep_timer_;
@@ -319,30 +365,43 @@ class ServiceCore {
 
 namespace {
 
-// One connection. Everything runs on the connection's strand.
+// One connection. Everything runs on the connection's strand. The HTTP logic
+// is here; PlainSession and TlsSession below only say how bytes move.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket&& socket, ServiceCore& svc)
-      : stream_(std::move(socket)),
-        svc_(svc),
-        read_timer_(stream_.get_executor()),
-        timer_(stream_.get_executor()) {}
+  Session(const net::any_io_executor& ex, ServiceCore& svc)
+      : svc_(svc), read_timer_(ex), timer_(ex) {}
+  virtual ~Session() = default;
 
   void run() {
-    net::dispatch(stream_.get_executor(),
-                  beast::bind_front_handler(&Session::do_read, shared_from_this()));
+    net::dispatch(tcp().get_executor(), [self = shared_from_this()] { self->start(); });
   }
 
- private:
-  using Attempt = std::function<std::optional<Response>(const WaiterPtr&)>;
+ protected:
+  using Handler = std::function<void(beast::error_code, std::size_t)>;
+  // The TCP layer (timeouts, socket); for TLS the stream under the TLS layer.
+  virtual beast::tcp_stream& tcp() = 0;
+  // Plain: do_read(). TLS: the handshake first.
+  virtual void start() = 0;
+  virtual void async_read_request(Handler h) = 0;
+  virtual void async_write_response(Handler h) = 0;
+  // Application bytes (decrypted under TLS).
+  virtual void async_read_some(net::mutable_buffer b, Handler h) = 0;
 
+  std::shared_ptr<Session> self() { return shared_from_this(); }
+  ServiceCore& svc_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::shared_ptr<Response> res_;
+
+ public:
   void do_read() {
     parser_.emplace();
     parser_->body_limit(svc_.options().max_body_bytes);
     parser_->header_limit(16 * 1024);
     // Our own timer rather than tcp_stream's expiry: that one closes the
     // socket, and a stalled client should still read its 408.
-    stream_.expires_never();
+    tcp().expires_never();
     read_timed_out_ = false;
     read_timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
         std::chrono::duration<double>(svc_.options().read_timeout_s)));
@@ -350,16 +409,25 @@ class Session : public std::enable_shared_from_this<Session> {
       if (ec) return;
       self->read_timed_out_ = true;
       beast::error_code ignored;
-      self->stream_.socket().cancel(ignored);
+      self->tcp().socket().cancel(ignored);
     });
-    http::async_read(stream_, buffer_, *parser_,
-                     beast::bind_front_handler(&Session::on_read, shared_from_this()));
+    async_read_request(
+        [self = shared_from_this()](beast::error_code ec, std::size_t n) { self->on_read(ec, n); });
   }
+
+  void close() {
+    beast::error_code ec;
+    tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
+    tcp().close();
+  }
+
+ private:
+  using Attempt = std::function<std::optional<Response>(const WaiterPtr&)>;
 
   void on_read(beast::error_code ec, std::size_t) {
     read_timer_.cancel();
     if (ec == http::error::end_of_stream || ec == net::error::eof ||
-        ec == net::error::connection_reset) {
+        ec == net::error::connection_reset || ec == net::ssl::error::stream_truncated) {
       return close();
     }
     if (read_timed_out_ && ec == net::error::operation_aborted) {
@@ -408,10 +476,11 @@ class Session : public std::enable_shared_from_this<Session> {
     res.keep_alive(keep_alive);
     svc_.count_response(res.result_int());
     res_ = std::make_shared<Response>(std::move(res));
-    stream_.expires_after(std::chrono::seconds(30));
-    http::async_write(
-        stream_, *res_,
-        beast::bind_front_handler(&Session::on_write, shared_from_this(), keep_alive));
+    tcp().expires_after(std::chrono::seconds(30));
+    async_write_response(
+        [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t n) {
+          self->on_write(keep_alive, ec, n);
+        });
   }
 
   void respond(Response res) { send(std::move(res), req_.keep_alive()); }
@@ -435,33 +504,43 @@ class Session : public std::enable_shared_from_this<Session> {
   // the client has read our response.
   void linger_close() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream_.expires_after(std::chrono::seconds(2));
+    tcp().socket().shutdown(tcp::socket::shutdown_send, ec);
+    tcp().expires_after(std::chrono::seconds(2));
     drain_.resize(16 * 1024);
-    stream_.async_read_some(net::buffer(drain_),
-                            beast::bind_front_handler(&Session::on_drain, shared_from_this()));
+    tcp().async_read_some(net::buffer(drain_),
+                          beast::bind_front_handler(&Session::on_drain, shared_from_this()));
   }
 
   void on_drain(beast::error_code ec, std::size_t) {
     if (ec) return close();
-    stream_.async_read_some(net::buffer(drain_),
-                            beast::bind_front_handler(&Session::on_drain, shared_from_this()));
-  }
-
-  void close() {
-    beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
+    tcp().async_read_some(net::buffer(drain_),
+                          beast::bind_front_handler(&Session::on_drain, shared_from_this()));
   }
 
   // --- long polls -------------------------------------------------------
 
-  void long_poll(double wait_s, Attempt attempt) {
+  // What a replica that does not lead answers; clients with several service
+  // URLs move on to the next one.
+  Response standby_response() {
+    Response r = error_response(http::status::service_unavailable,
+                                std::string("this service replica is ") + svc_.role() +
+                                    ", not the leader; try another replica");
+    r.set("X-Flight-Role", svc_.role());
+    return r;
+  }
+
+  void long_poll(double wait_s, Attempt attempt_in) {
+    // The lead can be lost while a poll waits: answer from nothing stale.
+    Attempt attempt = [this,
+                       a = std::move(attempt_in)](const WaiterPtr& w) -> std::optional<Response> {
+      if (!svc_.leader()) return standby_response();
+      return a(w);
+    };
     if (wait_s <= 0) return respond(*attempt(nullptr));
     auto waiter = std::make_shared<Waiter>();
     const uint64_t gen = ++wait_gen_;
     std::weak_ptr<Session> weak = shared_from_this();
-    auto exec = stream_.get_executor();
+    auto exec = tcp().get_executor();
     waiter->wake = [weak, exec, gen] {
       net::post(exec, [weak, gen] {
         if (auto self = weak.lock()) self->on_wake(gen);
@@ -470,7 +549,7 @@ class Session : public std::enable_shared_from_this<Session> {
     waiter_ = waiter;
     attempt_ = std::move(attempt);
     if (auto r = attempt_(waiter_)) return finish_wait(std::move(*r));
-    stream_.expires_never();
+    tcp().expires_never();
     timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
         std::chrono::duration<double>(wait_s)));
     timer_.async_wait([self = shared_from_this(), gen](beast::error_code ec) {
@@ -487,20 +566,20 @@ class Session : public std::enable_shared_from_this<Session> {
   // EOF or an error ends the wait. (Pipelined bytes are kept for the parser.)
   void watch_disconnect(uint64_t gen) {
     watching_ = true;
-    stream_.async_read_some(buffer_.prepare(4096),
-                            [self = shared_from_this(), gen](beast::error_code ec, std::size_t n) {
-                              self->watching_ = false;
-                              if (!ec) self->buffer_.commit(n);
-                              if (gen != self->wait_gen_ || !self->waiter_)
-                                return;  // the wait already ended
-                              if (!ec) return self->watch_disconnect(gen);
-                              self->svc_.state().remove_waiter(self->waiter_);
-                              self->waiter_.reset();
-                              self->attempt_ = nullptr;
-                              ++self->wait_gen_;
-                              self->timer_.cancel();
-                              self->close();
-                            });
+    async_read_some(buffer_.prepare(4096),
+                    [self = shared_from_this(), gen](beast::error_code ec, std::size_t n) {
+                      self->watching_ = false;
+                      if (!ec) self->buffer_.commit(n);
+                      if (gen != self->wait_gen_ || !self->waiter_)
+                        return;  // the wait already ended
+                      if (!ec) return self->watch_disconnect(gen);
+                      self->svc_.state().remove_waiter(self->waiter_);
+                      self->waiter_.reset();
+                      self->attempt_ = nullptr;
+                      ++self->wait_gen_;
+                      self->timer_.cancel();
+                      self->close();
+                    });
   }
 
   void on_wake(uint64_t gen) {
@@ -519,7 +598,7 @@ class Session : public std::enable_shared_from_this<Session> {
       // Cancel the disconnect watch before the response is written and the
       // next request read (its completion is queued ahead of ours).
       beast::error_code ignored;
-      stream_.socket().cancel(ignored);
+      tcp().socket().cancel(ignored);
     }
     respond(std::move(res));
   }
@@ -527,7 +606,18 @@ class Session : public std::enable_shared_from_this<Session> {
   // --- routing ----------------------------------------------------------
 
   void handle();
-  bool authorized(std::string* why) const;
+  bool authorized(std::string* why);
+  // 403 for a route this principal's role may not use.
+  bool role_allowed(std::initializer_list<Role> roles) {
+    for (Role r : roles) {
+      if (who_.role == r) return true;
+    }
+    respond(error_response(http::status::forbidden, std::string("a ") + role_name(who_.role) +
+                                                        " token may not use " +
+                                                        std::string(req_.method_string()) + " " +
+                                                        std::string(req_.target())));
+    return false;
+  }
 
   Response method_not_allowed(const char* allow) {
     Response r = error_response(http::status::method_not_allowed,
@@ -542,12 +632,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void route_results();
   void route_clients(const Target& t);
 
-  beast::tcp_stream stream_;
-  ServiceCore& svc_;
-  beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::string_body>> parser_;
   Request req_;
-  std::shared_ptr<Response> res_;
+  Principal who_;  // of the request being handled
   std::vector<char> drain_;
   net::steady_timer read_timer_;
   bool read_timed_out_ = false;
@@ -560,7 +646,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::vector<std::string> leased_ids_;  // in the response being written
 };
 
-bool Session::authorized(std::string* why) const {
+bool Session::authorized(std::string* why) {
   auto it = req_.find(http::field::authorization);
   if (it == req_.end()) {
     *why = "missing bearer token (send 'Authorization: Bearer <token>')";
@@ -571,10 +657,12 @@ bool Session::authorized(std::string* why) const {
     *why = "Authorization header must use the Bearer scheme";
     return false;
   }
-  if (!constant_time_equal(trim(value.substr(7)), svc_.token())) {
-    *why = "invalid bearer token";
+  auto who = svc_.tokens().authenticate(trim(value.substr(7)));
+  if (!who.is_ok()) {
+    *why = who.status().message();
     return false;
   }
+  who_ = std::move(who).value();
   return true;
 }
 
@@ -584,13 +672,16 @@ void Session::handle() {
   const auto method = req_.method();
   if (seg.size() == 2 && seg[0] == "v1" && seg[1] == "healthz") {
     if (method != http::verb::get) return respond(method_not_allowed("GET"));
-    return respond(json_response(http::status::ok,
-                                 {{"status", "ok"}, {"state", svc_.state().backend().describe()}}));
+    return respond(
+        json_response(http::status::ok,
+                      {{"status", "ok"}, {"state", svc_.describe_state()}, {"role", svc_.role()}}));
   }
+  if (!svc_.leader()) return respond(standby_response());
   std::string why;
   if (!authorized(&why)) return respond(error_response(http::status::unauthorized, why));
   if (seg.size() == 1 && seg[0] == "metrics") {
     if (method != http::verb::get) return respond(method_not_allowed("GET"));
+    if (!role_allowed({Role::kAdmin})) return;
     Response res{http::status::ok, 11};
     res.set(http::field::content_type, "text/plain; version=0.0.4");
     res.body() = svc_.state().metrics_text() + svc_.http_metrics();
@@ -613,6 +704,7 @@ void Session::route_endpoints(const Target& t) {
   const auto method = req_.method();
   const unsigned v = req_.version();
   auto& state = svc_.state();
+  if (!role_allowed({Role::kAdmin, Role::kEndpoint})) return;
   if (seg.size() == 2) {  // /v1/endpoints
     if (method != http::verb::post) return respond(method_not_allowed("POST"));
     auto body = parse_body(req_);
@@ -625,18 +717,23 @@ void Session::route_endpoints(const Target& t) {
     if (reader.has("name") && name.empty()) reader.fail("name", "must not be empty");
     if (!meta.is_object()) reader.fail("meta", "expected an object");
     if (Status st = reader.finish(); !st.is_ok()) return respond(status_response(st, v));
+    if (who_.role == Role::kEndpoint && name != who_.name) {
+      return respond(error_response(
+          http::status::forbidden,
+          "this endpoint token may register only as '" + who_.name + "', not '" + name + "'"));
+    }
     return respond(
         json_response(http::status::created, state.register_endpoint(name, functions, meta)));
   }
   const std::string& id = seg[2];
   if (seg.size() == 3) {  // /v1/endpoints/{id}
     if (method == http::verb::get) {
-      auto e = state.get_endpoint(id);
+      auto e = state.get_endpoint(id, who_);
       if (!e.is_ok()) return respond(status_response(e.status(), v));
       return respond(json_response(http::status::ok, *e));
     }
     if (method == http::verb::delete_) {
-      Status st = state.deregister_endpoint(id);
+      Status st = state.deregister_endpoint(id, who_);
       if (!st.is_ok()) return respond(status_response(st, v));
       return respond(json_response(http::status::ok, {{"deregistered", id}}));
     }
@@ -652,7 +749,7 @@ void Session::route_endpoints(const Target& t) {
     if (!max.is_ok()) return respond(status_response(max.status(), v));
     size_t n = static_cast<size_t>(*max);
     return long_poll(*wait, [this, id, n, v](const WaiterPtr& w) -> std::optional<Response> {
-      auto r = svc_.state().lease_or_wait(id, n, w);
+      auto r = svc_.state().lease_or_wait(id, n, w, who_);
       if (!r.is_ok()) return status_response(r.status(), v);
       if (!r->has_value()) return std::nullopt;
       leased_endpoint_ = id;
@@ -669,7 +766,7 @@ void Session::route_endpoints(const Target& t) {
     OptionReader reader(*body, seg[3]);
     reader.required("task_ids", &ids);
     if (Status st = reader.finish(); !st.is_ok()) return respond(status_response(st, v));
-    auto r = seg[3] == "heartbeat" ? state.heartbeat(id, ids) : state.release(id, ids);
+    auto r = seg[3] == "heartbeat" ? state.heartbeat(id, ids, who_) : state.release(id, ids, who_);
     if (!r.is_ok()) return respond(status_response(r.status(), v));
     return respond(json_response(http::status::ok, *r));
   }
@@ -683,6 +780,7 @@ void Session::route_tasks(const Target& t) {
   auto& state = svc_.state();
   if (seg.size() == 2) {  // POST /v1/tasks
     if (method != http::verb::post) return respond(method_not_allowed("POST"));
+    if (!role_allowed({Role::kAdmin, Role::kClient})) return;
     auto body = parse_body(req_);
     if (!body.is_ok()) return respond(status_response(body.status(), v));
     OptionReader reader(*body, "request body");
@@ -715,11 +813,15 @@ void Session::route_tasks(const Target& t) {
     std::string key, client;
     if (auto h = req_.find("Idempotency-Key"); h != req_.end()) key = std::string(h->value());
     if (auto h = req_.find("X-Flight-Client"); h != req_.end()) client = std::string(h->value());
+    // A client's completion streams live in its own namespace.
+    if (who_.role == Role::kClient && !client.empty()) client = who_.name + "/" + client;
     if (key.size() > 256)
       return respond(
           error_response(http::status::bad_request, "Idempotency-Key longer than 256 characters"));
-    auto out =
-        state.submit(std::move(subs), key, key.empty() ? "" : fnv1a_hex(req_.body()), client);
+    // Keys are per principal: one client cannot replay (or probe) another's.
+    if (!key.empty() && !who_.admin()) key = who_.name + "/" + key;
+    auto out = state.submit(std::move(subs), key, key.empty() ? "" : fnv1a_hex(req_.body()), client,
+                            who_.owner());
     if (!out.is_ok()) return respond(status_response(out.status(), v));
     return respond(json_response(out->replayed ? http::status::ok : http::status::created,
                                  {{"task_ids", out->ids}, {"replayed", out->replayed}}));
@@ -738,7 +840,7 @@ void Session::route_tasks(const Target& t) {
     wait = std::min(wait, svc_.options().max_wait_s);
     return long_poll(
         wait, [this, ids = std::move(ids), max](const WaiterPtr& w) -> std::optional<Response> {
-          auto r = svc_.state().wait_tasks_or_wait(ids, std::max<size_t>(max, 1), w);
+          auto r = svc_.state().wait_tasks_or_wait(ids, std::max<size_t>(max, 1), w, who_);
           if (!r) return std::nullopt;
           return json_response(http::status::ok, *r);
         });
@@ -749,7 +851,7 @@ void Session::route_tasks(const Target& t) {
     auto wait = query_number(t, "wait", 0, 0, svc_.options().max_wait_s);
     if (!wait.is_ok()) return respond(status_response(wait.status(), v));
     return long_poll(*wait, [this, id, v](const WaiterPtr& w) -> std::optional<Response> {
-      auto r = svc_.state().task_or_wait(id, w);
+      auto r = svc_.state().task_or_wait(id, w, who_);
       if (!r.is_ok()) return status_response(r.status(), v);
       if (!r->has_value()) return std::nullopt;
       return json_response(http::status::ok, **r);
@@ -757,6 +859,7 @@ void Session::route_tasks(const Target& t) {
   }
   if (seg.size() == 4 && seg[3] == "result") {
     if (method != http::verb::post) return respond(method_not_allowed("POST"));
+    if (!role_allowed({Role::kAdmin, Role::kEndpoint})) return;
     auto body = parse_body(req_);
     if (!body.is_ok()) return respond(status_response(body.status(), v));
     ServiceState::ResultIn r;
@@ -783,17 +886,22 @@ void Session::route_tasks(const Target& t) {
     if (!st.is_ok()) return respond(status_response(st, v));
     std::vector<ServiceState::ResultIn> one;
     one.push_back(std::move(r));
-    std::string outcome = state.post_results(std::move(one)).front();
+    auto outcomes = state.post_results(std::move(one), who_);
+    if (!outcomes.is_ok()) return respond(status_response(outcomes.status(), v));
+    const std::string outcome = outcomes->front();
     if (outcome == "unknown task") {
       return respond(
           error_response(http::status::not_found, "task '" + id + "' is unknown (or expired)"));
+    }
+    if (starts_with(outcome, "forbidden: ")) {
+      return respond(error_response(http::status::forbidden, outcome.substr(11)));
     }
     return respond(json_response(http::status::ok,
                                  {{"accepted", outcome == "accepted"}, {"outcome", outcome}}));
   }
   if (seg.size() == 4 && seg[3] == "cancel") {
     if (method != http::verb::post) return respond(method_not_allowed("POST"));
-    auto r = state.cancel(id);
+    auto r = state.cancel(id, who_);
     if (!r.is_ok()) return respond(status_response(r.status(), v));
     return respond(json_response(http::status::ok, *r));
   }
@@ -803,6 +911,7 @@ void Session::route_tasks(const Target& t) {
 void Session::route_results() {
   const unsigned v = req_.version();
   if (req_.method() != http::verb::post) return respond(method_not_allowed("POST"));
+  if (!role_allowed({Role::kAdmin, Role::kEndpoint})) return;
   auto body = parse_body(req_);
   if (!body.is_ok()) return respond(status_response(body.status(), v));
   OptionReader reader(*body, "request body");
@@ -837,8 +946,9 @@ void Session::route_results() {
     results.push_back(std::move(r));
   }
   if (!st.is_ok()) return respond(status_response(st, v));
-  auto outcomes = svc_.state().post_results(std::move(results));
-  respond(json_response(http::status::ok, {{"outcomes", outcomes}}));
+  auto outcomes = svc_.state().post_results(std::move(results), who_);
+  if (!outcomes.is_ok()) return respond(status_response(outcomes.status(), v));
+  respond(json_response(http::status::ok, {{"outcomes", *outcomes}}));
 }
 
 void Session::route_clients(const Target& t) {
@@ -849,11 +959,12 @@ void Session::route_clients(const Target& t) {
         error_response(http::status::not_found, "no client route " + std::string(req_.target())));
   }
   if (req_.method() != http::verb::get) return respond(method_not_allowed("GET"));
+  if (!role_allowed({Role::kAdmin, Role::kClient})) return;
   auto wait = query_number(t, "wait", 0, 0, svc_.options().max_wait_s);
   auto max = query_number(t, "max", 1000, 1, 100000);
   if (!wait.is_ok()) return respond(status_response(wait.status(), v));
   if (!max.is_ok()) return respond(status_response(max.status(), v));
-  std::string client = seg[2];
+  std::string client = who_.role == Role::kClient ? who_.name + "/" + seg[2] : seg[2];
   size_t n = static_cast<size_t>(*max);
   long_poll(*wait, [this, client, n](const WaiterPtr& w) -> std::optional<Response> {
     auto r = svc_.state().completions_or_wait(client, n, w);
@@ -862,6 +973,59 @@ void Session::route_clients(const Target& t) {
   });
 }
 
+class PlainSession final : public Session {
+ public:
+  PlainSession(tcp::socket&& socket, ServiceCore& svc)
+      : Session(socket.get_executor(), svc), stream_(std::move(socket)) {}
+
+ protected:
+  beast::tcp_stream& tcp() override { return stream_; }
+  void start() override { do_read(); }
+  void async_read_request(Handler h) override {
+    http::async_read(stream_, buffer_, *parser_, std::move(h));
+  }
+  void async_write_response(Handler h) override { http::async_write(stream_, *res_, std::move(h)); }
+  void async_read_some(net::mutable_buffer b, Handler h) override {
+    stream_.async_read_some(b, std::move(h));
+  }
+
+ private:
+  beast::tcp_stream stream_;
+};
+
+// HTTPS only: a client that does not complete a TLS handshake (e.g. one
+// speaking plain HTTP) is disconnected without a response.
+class TlsSession final : public Session {
+ public:
+  TlsSession(tcp::socket&& socket, ServiceCore& svc, net::ssl::context& ctx)
+      : Session(socket.get_executor(), svc), stream_(std::move(socket), ctx) {}
+
+ protected:
+  beast::tcp_stream& tcp() override { return beast::get_lowest_layer(stream_); }
+  void start() override {
+    tcp().expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(svc_.options().read_timeout_s)));
+    stream_.async_handshake(net::ssl::stream_base::server,
+                            [self = self(), this](beast::error_code ec) {
+                              if (ec) {
+                                spdlog::debug("TLS handshake failed: {}", ec.message());
+                                return close();
+                              }
+                              do_read();
+                            });
+  }
+  void async_read_request(Handler h) override {
+    http::async_read(stream_, buffer_, *parser_, std::move(h));
+  }
+  void async_write_response(Handler h) override { http::async_write(stream_, *res_, std::move(h)); }
+  void async_read_some(net::mutable_buffer b, Handler h) override {
+    stream_.async_read_some(b, std::move(h));
+  }
+
+ private:
+  beast::ssl_stream<beast::tcp_stream> stream_;
+};
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -869,18 +1033,37 @@ void Session::route_clients(const Target& t) {
 Status ServiceCore::start() {
   FLIGHT_CHECK(!running_, "service already started");
   FLIGHT_RETURN_IF_ERROR(options_.validate());
-  token_ = options_.token;
-  if (token_.empty()) {
-    FLIGHT_ASSIGN_OR_RETURN(token_, read_token_file(options_.token_file));
+  if (!options_.token.empty()) {
+    tokens_ = TokenTable::single_admin(options_.token);
+  } else {
+    FLIGHT_ASSIGN_OR_RETURN(tokens_, TokenTable::load(options_.token_file));
+  }
+  if (!options_.tls_cert.empty()) {
+    ssl_ = std::make_unique<net::ssl::context>(net::ssl::context::tls_server);
+    beast::error_code ec;
+    ssl_->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                          net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                          net::ssl::context::no_tlsv1_1 | net::ssl::context::single_dh_use,
+                      ec);
+    if (!ec) ssl_->use_certificate_chain_file(options_.tls_cert, ec);
+    if (ec) {
+      return invalid_argument("service: TLS certificate '" + options_.tls_cert +
+                              "': " + ec.message());
+    }
+    ssl_->use_private_key_file(options_.tls_key, net::ssl::context::pem, ec);
+    if (ec) {
+      return invalid_argument("service: TLS key '" + options_.tls_key + "': " + ec.message());
+    }
   }
   FLIGHT_ASSIGN_OR_RETURN(auto backend, make_state_backend(options_.state, options_.state_prefix));
-  StateLimits limits;
-  limits.lease_s = options_.lease_s;
-  limits.max_attempts = options_.max_attempts;
-  limits.max_queue_per_endpoint = options_.max_queue;
-  limits.result_ttl_s = options_.result_ttl_s;
-  state_ = std::make_unique<ServiceState>(limits, std::move(backend));
-  FLIGHT_RETURN_IF_ERROR(state_->load());
+  if (backend->durable()) {
+    // Replicas may share this state: serve only while leading.
+    election_ = std::move(backend);
+    holder_ = random_hex(16);
+    elect();
+  } else {
+    FLIGHT_RETURN_IF_ERROR(promote());
+  }
 
   ioc_ = std::make_unique<net::io_context>(static_cast<int>(options_.threads));
   beast::error_code ec;
@@ -902,24 +1085,101 @@ Status ServiceCore::start() {
   schedule_sweep();
   running_ = true;
   for (size_t i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { ioc_->run(); });
-  spdlog::info("flight service on {}:{} (state {}, {} threads)", options_.host, port_,
-               state_->backend().describe(), options_.threads);
+  if (election_) {
+    elector_ = std::thread([this] {
+      std::unique_lock<std::mutex> lock(elector_mu_);
+      while (!elector_stop_) {
+        // A leader renews at a third of its TTL; a standby looks more often,
+        // so that a lead handed over cleanly is taken at once.
+        const double interval =
+            leader_.load() ? options_.leader_ttl_s / 3 : std::min(0.25, options_.leader_ttl_s / 3);
+        elector_cv_.wait_for(lock, std::chrono::duration<double>(interval),
+                             [this] { return elector_stop_; });
+        if (elector_stop_ || lost_lead_) break;
+        lock.unlock();
+        elect();
+        lock.lock();
+      }
+    });
+  }
+  spdlog::info("flight service on {}:{} ({}, state {}, {}, {} threads, {} tokens)", options_.host,
+               port_, ssl_ ? "TLS" : "plain HTTP",
+               election_ ? election_->describe() : std::string("memory"), role(), options_.threads,
+               tokens_.size());
   return Status::ok();
 }
 
+Status ServiceCore::promote() {
+  FLIGHT_ASSIGN_OR_RETURN(auto backend, make_state_backend(options_.state, options_.state_prefix));
+  if (!holder_.empty()) backend->fence(holder_);
+  StateLimits limits;
+  limits.lease_s = options_.lease_s;
+  limits.max_attempts = options_.max_attempts;
+  limits.max_queue_per_endpoint = options_.max_queue;
+  limits.result_ttl_s = options_.result_ttl_s;
+  auto state = std::make_unique<ServiceState>(limits, std::move(backend));
+  FLIGHT_RETURN_IF_ERROR(state->load());
+  state_ = std::move(state);
+  leader_.store(true, std::memory_order_release);
+  return Status::ok();
+}
+
+void ServiceCore::elect() {
+  auto held = election_->hold_leadership(holder_, options_.leader_ttl_s);
+  const double now =
+      std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  if (leader_.load()) {
+    if (held.is_ok() && *held) {
+      last_renewal_ = now;
+      return;
+    }
+    if (!held.is_ok() && now - last_renewal_ < options_.leader_ttl_s) {
+      spdlog::warn("service replica {}: cannot renew the lead ({}); retrying", holder_,
+                   held.status().to_string());
+      return;
+    }
+    // Someone else may lead now: serving on would fork the state.
+    lost_lead_ = true;
+    leader_.store(false, std::memory_order_release);
+    spdlog::error(
+        "service replica {}: lost the lead ({}); no longer serving (restart it to "
+        "rejoin as a standby)",
+        holder_, held.is_ok() ? "another replica leads" : held.status().to_string());
+    return;
+  }
+  if (!held.is_ok()) {
+    spdlog::warn("service replica {}: election failed: {}", holder_, held.status().to_string());
+    return;
+  }
+  if (!*held) return;  // a standby
+  last_renewal_ = now;
+  Status st = promote();
+  if (!st.is_ok()) {
+    spdlog::error("service replica {}: took the lead but cannot load the state: {}", holder_,
+                  st.to_string());
+    (void)election_->drop_leadership(holder_);
+    return;
+  }
+  spdlog::info("service replica {} leads (state {})", holder_, election_->describe());
+}
+
 void ServiceCore::do_accept() {
-  acceptor_->async_accept(net::make_strand(*ioc_),
-                          [this](beast::error_code ec, tcp::socket socket) {
-                            if (ec == net::error::operation_aborted) return;
-                            if (!ec) {
-                              beast::error_code ignored;
-                              socket.set_option(tcp::no_delay(true), ignored);
-                              std::make_shared<Session>(std::move(socket), *this)->run();
-                            } else {
-                              spdlog::warn("accept failed: {}", ec.message());
-                            }
-                            do_accept();
-                          });
+  acceptor_->async_accept(
+      net::make_strand(*ioc_), [this](beast::error_code ec, tcp::socket socket) {
+        if (ec == net::error::operation_aborted) return;
+        if (!ec) {
+          beast::error_code ignored;
+          socket.set_option(tcp::no_delay(true), ignored);
+          if (ssl_) {
+            std::make_shared<TlsSession>(std::move(socket), *this, *ssl_)->run();
+          } else {
+            std::make_shared<PlainSession>(std::move(socket), *this)->run();
+          }
+        } else {
+          spdlog::warn("accept failed: {}", ec.message());
+        }
+        do_accept();
+      });
 }
 
 void ServiceCore::schedule_sweep() {
@@ -928,7 +1188,7 @@ void ServiceCore::schedule_sweep() {
   sweep_timer_->async_wait([this](beast::error_code ec) {
     if (ec) return;
     try {
-      state_->sweep(wall_seconds());
+      if (leader()) state_->sweep(wall_seconds());
     } catch (const std::exception& e) {
       spdlog::error("sweep failed: {}", e.what());
     }
@@ -939,11 +1199,21 @@ void ServiceCore::schedule_sweep() {
 void ServiceCore::stop() {
   if (!running_) return;
   running_ = false;
+  if (elector_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(elector_mu_);
+      elector_stop_ = true;
+    }
+    elector_cv_.notify_all();
+    elector_.join();
+  }
   ioc_->stop();
   for (auto& t : threads_) t.join();
   threads_.clear();
+  // A clean stop hands the lead over at once instead of after its TTL.
+  if (election_ && leader_.load()) (void)election_->drop_leadership(holder_);
   // Waiters hold executors of ioc_; drop them before it goes.
-  state_->clear_waiters();
+  if (state_) state_->clear_waiters();
   sweep_timer_.reset();
   acceptor_.reset();
   ioc_.reset();  // destroys the sessions
@@ -955,8 +1225,10 @@ Service::~Service() = default;
 Status Service::start() { return impl_->start(); }
 int Service::port() const { return impl_->port(); }
 std::string Service::url() const {
-  return "http://" + impl_->options().host + ":" + std::to_string(impl_->port());
+  return std::string(impl_->tls() ? "https://" : "http://") + impl_->options().host + ":" +
+         std::to_string(impl_->port());
 }
 void Service::stop() { impl_->stop(); }
+std::string Service::role() const { return impl_->role(); }
 
 }  // namespace flight::faas

@@ -67,9 +67,41 @@ nlohmann::json ServiceState::view(const TaskRecord& t, bool with_args) const {
   return j;
 }
 
+Status ServiceState::may_read(const Principal& who, const TaskRecord& t) {
+  switch (who.role) {
+    case Role::kAdmin:
+      return Status::ok();
+    case Role::kClient:
+      if (t.owner == who.name) return Status::ok();
+      return permission_denied("task '" + t.id + "' was submitted by another client");
+    case Role::kEndpoint:
+      if (t.endpoint == who.name) return Status::ok();
+      return permission_denied("task '" + t.id + "' is addressed to another endpoint name");
+  }
+  return permission_denied("unknown role");
+}
+
+Status ServiceState::may_act_as(const Principal& who, const EndpointRecord& e) {
+  if (who.role == Role::kAdmin) return Status::ok();
+  if (who.role == Role::kEndpoint && e.name == who.name) return Status::ok();
+  return permission_denied("endpoint '" + e.id + "' ('" + e.name + "') belongs to another " +
+                           (who.role == Role::kEndpoint ? "endpoint name" : "principal"));
+}
+
+StatusOr<ServiceState::EndpointRecord*> ServiceState::endpoint_for(const std::string& id,
+                                                                   const Principal& who) {
+  auto it = endpoints_.find(id);
+  if (it == endpoints_.end()) {
+    return not_found("endpoint '" + id + "' is not registered (register again)");
+  }
+  FLIGHT_RETURN_IF_ERROR(may_act_as(who, it->second));
+  return &it->second;
+}
+
 std::string ServiceState::persist_doc(const TaskRecord& t) const {
   nlohmann::json j = view(t, true);
   j["client"] = t.client;
+  j["owner"] = t.owner;
   j["seq"] = t.seq;
   j["lease_endpoint"] = t.lease_endpoint;
   j["lease_expires"] = t.lease_expires;
@@ -193,6 +225,7 @@ Status ServiceState::load() {
       t.endpoint = j.at("endpoint").get<std::string>();
       t.function = j.at("function").get<std::string>();
       t.client = j.value("client", "");
+      t.owner = j.value("owner", "");
       t.args = j.value("args", nlohmann::json::object());
       t.deadline_s = j.value("deadline_s", 0.0);
       auto st = parse_task_state(j.at("state").get<std::string>());
@@ -273,7 +306,8 @@ Status ServiceState::load() {
 StatusOr<ServiceState::SubmitOutcome> ServiceState::submit(std::vector<Submission> tasks,
                                                            const std::string& idempotency_key,
                                                            const std::string& body_digest,
-                                                           const std::string& client) {
+                                                           const std::string& client,
+                                                           const std::string& owner) {
   Wakes wakes;
   SubmitOutcome out;
   {
@@ -327,6 +361,7 @@ StatusOr<ServiceState::SubmitOutcome> ServiceState::submit(std::vector<Submissio
       t.args = std::move(s.spec.args);
       t.deadline_s = s.spec.deadline_s;
       t.client = client;
+      t.owner = owner;
       t.submitted_at = now;
       t.seq = next_seq_++;
       out.ids.push_back(t.id);
@@ -380,9 +415,10 @@ nlohmann::json ServiceState::register_endpoint(const std::string& name,
   return v;
 }
 
-Status ServiceState::deregister_endpoint(const std::string& id) {
+Status ServiceState::deregister_endpoint(const std::string& id, const Principal& who) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (!endpoints_.erase(id)) return not_found("endpoint '" + id + "' is not registered");
+  FLIGHT_RETURN_IF_ERROR(endpoint_for(id, who).status());
+  endpoints_.erase(id);
   if (backend_->durable()) {
     Status st = backend_->erase_endpoint(id);
     if (!st.is_ok()) spdlog::warn("endpoint {} removal not persisted: {}", id, st.to_string());
@@ -390,27 +426,23 @@ Status ServiceState::deregister_endpoint(const std::string& id) {
   return Status::ok();
 }
 
-StatusOr<nlohmann::json> ServiceState::get_endpoint(const std::string& id) {
+StatusOr<nlohmann::json> ServiceState::get_endpoint(const std::string& id, const Principal& who) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = endpoints_.find(id);
-  if (it == endpoints_.end()) return not_found("endpoint '" + id + "' is not registered");
-  nlohmann::json v = endpoint_view(it->second);
-  v["queue_depth"] =
-      pending_by_name_.count(it->second.name) ? pending_by_name_[it->second.name] : 0;
+  FLIGHT_ASSIGN_OR_RETURN(EndpointRecord * e, endpoint_for(id, who));
+  nlohmann::json v = endpoint_view(*e);
+  v["queue_depth"] = pending_by_name_.count(e->name) ? pending_by_name_[e->name] : 0;
   return v;
 }
 
 StatusOr<std::optional<nlohmann::json>> ServiceState::lease_or_wait(const std::string& endpoint_id,
                                                                     size_t max,
-                                                                    const WaiterPtr& waiter) {
+                                                                    const WaiterPtr& waiter,
+                                                                    const Principal& who) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto eit = endpoints_.find(endpoint_id);
-  if (eit == endpoints_.end()) {
-    return not_found("endpoint '" + endpoint_id + "' is not registered (register again)");
-  }
+  FLIGHT_ASSIGN_OR_RETURN(EndpointRecord * ep, endpoint_for(endpoint_id, who));
   const double now = wall_seconds();
-  eit->second.last_seen = now;
-  const std::string& name = eit->second.name;
+  ep->last_seen = now;
+  const std::string& name = ep->name;
   nlohmann::json leased = nlohmann::json::array();
   auto qit = queues_.find(name);
   if (qit != queues_.end()) {
@@ -439,8 +471,20 @@ StatusOr<std::optional<nlohmann::json>> ServiceState::lease_or_wait(const std::s
   }
   if (!dirty_.empty()) {
     Status st = backend_->put_tasks(dirty_);
-    if (!st.is_ok()) spdlog::warn("leases not persisted: {}", st.to_string());
     dirty_.clear();
+    if (!st.is_ok()) {
+      // A lease the journal does not hold would be handed out again by a
+      // successor replica: put them back and lease nothing.
+      spdlog::warn("leases not persisted, handing them back: {}", st.to_string());
+      Wakes ignored;
+      for (auto it = leased.rbegin(); it != leased.rend(); ++it) {
+        TaskRecord& t = tasks_.at((*it)["id"].get<std::string>());
+        --t.attempts;
+        requeue_front(t, ignored);
+      }
+      dirty_.clear();
+      return st;
+    }
   }
   if (leased.empty() && waiter) {
     unregister_locked(waiter);
@@ -451,10 +495,12 @@ StatusOr<std::optional<nlohmann::json>> ServiceState::lease_or_wait(const std::s
 }
 
 StatusOr<std::optional<nlohmann::json>> ServiceState::task_or_wait(const std::string& id,
-                                                                   const WaiterPtr& waiter) {
+                                                                   const WaiterPtr& waiter,
+                                                                   const Principal& who) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = tasks_.find(id);
   if (it == tasks_.end()) return not_found("task '" + id + "' is unknown (or expired)");
+  FLIGHT_RETURN_IF_ERROR(may_read(who, it->second));
   if (!is_terminal(it->second.state) && waiter) {
     unregister_locked(waiter);
     add_waiter(waiter, "task:" + id);
@@ -464,14 +510,14 @@ StatusOr<std::optional<nlohmann::json>> ServiceState::task_or_wait(const std::st
 }
 
 std::optional<nlohmann::json> ServiceState::wait_tasks_or_wait(const std::vector<std::string>& ids,
-                                                               size_t max,
-                                                               const WaiterPtr& waiter) {
+                                                               size_t max, const WaiterPtr& waiter,
+                                                               const Principal& who) {
   std::lock_guard<std::mutex> lock(mu_);
   nlohmann::json done = nlohmann::json::array(), pending = nlohmann::json::array(),
                  unknown = nlohmann::json::array();
   for (const auto& id : ids) {
     auto it = tasks_.find(id);
-    if (it == tasks_.end()) {
+    if (it == tasks_.end() || !may_read(who, it->second).is_ok()) {
       unknown.push_back(id);
     } else if (is_terminal(it->second.state) && done.size() < max) {
       done.push_back(view(it->second, false));
@@ -521,7 +567,9 @@ void ServiceState::clear_waiters() {
   waiters_.clear();
 }
 
-std::vector<std::string> ServiceState::post_results(std::vector<ResultIn> results) {
+StatusOr<std::vector<std::string>> ServiceState::post_results(std::vector<ResultIn> results,
+                                                              const Principal& who) {
+  Status persisted;
   Wakes wakes;
   std::vector<std::string> outcome;
   outcome.reserve(results.size());
@@ -534,6 +582,10 @@ std::vector<std::string> ServiceState::post_results(std::vector<ResultIn> result
         continue;
       }
       TaskRecord& t = it->second;
+      if (Status st = may_read(who, t); !st.is_ok() || who.role == Role::kClient) {
+        outcome.push_back(st.is_ok() ? "forbidden: clients may not post results" : st.message());
+        continue;
+      }
       if (is_terminal(t.state)) {
         outcome.push_back(std::string("ignored: task already ") + task_state_name(t.state));
         continue;
@@ -543,12 +595,13 @@ std::vector<std::string> ServiceState::post_results(std::vector<ResultIn> result
       outcome.push_back("accepted");
     }
     if (!dirty_.empty()) {
-      Status st = backend_->put_tasks(dirty_);
-      if (!st.is_ok()) spdlog::error("results not persisted: {}", st.to_string());
+      persisted = backend_->put_tasks(dirty_);
+      if (!persisted.is_ok()) spdlog::error("results not persisted: {}", persisted.to_string());
       dirty_.clear();
     }
   }
   fire(wakes);
+  if (!persisted.is_ok()) return persisted;
   return outcome;
 }
 
@@ -558,18 +611,17 @@ bool ServiceState::task_exists(const std::string& id) {
 }
 
 StatusOr<nlohmann::json> ServiceState::heartbeat(const std::string& endpoint_id,
-                                                 const std::vector<std::string>& task_ids) {
+                                                 const std::vector<std::string>& task_ids,
+                                                 const Principal& who) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto eit = endpoints_.find(endpoint_id);
-  if (eit == endpoints_.end()) {
-    return not_found("endpoint '" + endpoint_id + "' is not registered (register again)");
-  }
+  FLIGHT_ASSIGN_OR_RETURN(EndpointRecord * ep, endpoint_for(endpoint_id, who));
   const double now = wall_seconds();
-  eit->second.last_seen = now;
+  ep->last_seen = now;
   nlohmann::json cancelled_ids = nlohmann::json::array();
   for (const auto& id : task_ids) {
     auto it = tasks_.find(id);
-    if (it == tasks_.end() || is_terminal(it->second.state)) {
+    // A task of another endpoint name is never renewed (nor re-leased) here.
+    if (it == tasks_.end() || is_terminal(it->second.state) || it->second.endpoint != ep->name) {
       cancelled_ids.push_back(id);
       continue;
     }
@@ -587,16 +639,21 @@ StatusOr<nlohmann::json> ServiceState::heartbeat(const std::string& endpoint_id,
 }
 
 StatusOr<nlohmann::json> ServiceState::release(const std::string& endpoint_id,
-                                               const std::vector<std::string>& task_ids) {
+                                               const std::vector<std::string>& task_ids,
+                                               const Principal& who) {
   Wakes wakes;
   nlohmann::json released = nlohmann::json::array();
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = endpoints_.find(endpoint_id); it != endpoints_.end()) {
+      FLIGHT_RETURN_IF_ERROR(may_act_as(who, it->second));
+    }
     for (const auto& id : task_ids) {
       auto it = tasks_.find(id);
       if (it == tasks_.end()) continue;
       TaskRecord& t = it->second;
       if (t.state != TaskState::kRunning || t.lease_endpoint != endpoint_id) continue;
+      if (!may_read(who, t).is_ok()) continue;
       if (t.attempts > 0) --t.attempts;  // a clean hand-back is not a failed attempt
       requeue_front(t, wakes);
       released.push_back(id);
@@ -611,13 +668,15 @@ StatusOr<nlohmann::json> ServiceState::release(const std::string& endpoint_id,
   return nlohmann::json{{"released", std::move(released)}};
 }
 
-StatusOr<nlohmann::json> ServiceState::cancel(const std::string& task_id) {
+StatusOr<nlohmann::json> ServiceState::cancel(const std::string& task_id, const Principal& who) {
   Wakes wakes;
   nlohmann::json out;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = tasks_.find(task_id);
     if (it == tasks_.end()) return not_found("task '" + task_id + "' is unknown (or expired)");
+    if (who.role == Role::kEndpoint) return permission_denied("endpoints may not cancel tasks");
+    FLIGHT_RETURN_IF_ERROR(may_read(who, it->second));
     TaskRecord& t = it->second;
     bool changed = false;
     if (!is_terminal(t.state)) {

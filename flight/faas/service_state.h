@@ -13,6 +13,11 @@
 // waiter unregisters it and calls Waiter::wake() after the lock is released;
 // the caller then simply asks again.
 //
+// Access: methods that touch one caller's tasks or endpoints take the
+// Principal that asked (flight/faas/auth.h). A client sees only tasks whose
+// owner is its name; an endpoint only endpoints and tasks of its own name.
+// Violations are PermissionDenied (403). Admins see everything.
+//
 // Thread safety: all methods may be called concurrently (one mutex). The
 // backend is written through under that mutex.
 #pragma once
@@ -32,6 +37,7 @@
 #include <nlohmann/json.hpp>
 
 #include "flight/base/status.h"
+#include "flight/faas/auth.h"
 #include "flight/faas/invoker.h"
 #include "flight/faas/state_backend.h"
 
@@ -71,26 +77,34 @@ class ServiceState {
   };
   // Errors: AlreadyExists (id taken, or key reused with another body),
   // ResourceExhausted (an endpoint's queue is full), Unavailable (backend).
+  // `owner`: Principal::owner() of the submitter.
   StatusOr<SubmitOutcome> submit(std::vector<Submission> tasks, const std::string& idempotency_key,
-                                 const std::string& body_digest, const std::string& client);
+                                 const std::string& body_digest, const std::string& client,
+                                 const std::string& owner = "");
 
   // body: {"name", "functions": [...], "meta": {...}} (validated by the caller).
   nlohmann::json register_endpoint(const std::string& name,
                                    const std::vector<std::string>& functions,
                                    const nlohmann::json& meta);
-  Status deregister_endpoint(const std::string& id);
-  StatusOr<nlohmann::json> get_endpoint(const std::string& id);
+  Status deregister_endpoint(const std::string& id, const Principal& who = {});
+  StatusOr<nlohmann::json> get_endpoint(const std::string& id, const Principal& who = {});
 
   // {"tasks": [{"id","function","args","endpoint","deadline_at","attempt"}]}.
+  // Leases are written through before they are handed out; when the backend
+  // refuses, nothing is leased (Unavailable).
   StatusOr<std::optional<nlohmann::json>> lease_or_wait(const std::string& endpoint_id, size_t max,
-                                                        const WaiterPtr& waiter);
+                                                        const WaiterPtr& waiter,
+                                                        const Principal& who = {});
   // The task's view once it is terminal (or at once without a waiter).
   StatusOr<std::optional<nlohmann::json>> task_or_wait(const std::string& id,
-                                                       const WaiterPtr& waiter);
+                                                       const WaiterPtr& waiter,
+                                                       const Principal& who = {});
   // {"tasks": [terminal views], "pending": [ids], "unknown": [ids]} as soon as
-  // one id is terminal or unknown (or at once without a waiter).
+  // one id is terminal or unknown (or at once without a waiter). Tasks the
+  // caller may not see are reported unknown.
   std::optional<nlohmann::json> wait_tasks_or_wait(const std::vector<std::string>& ids, size_t max,
-                                                   const WaiterPtr& waiter);
+                                                   const WaiterPtr& waiter,
+                                                   const Principal& who = {});
   // Pops up to max finished tasks submitted by `client`: {"tasks": [views]}.
   std::optional<nlohmann::json> completions_or_wait(const std::string& client, size_t max,
                                                     const WaiterPtr& waiter);
@@ -105,19 +119,24 @@ class ServiceState {
     double started_at = 0;
     double finished_at = 0;
   };
-  // One outcome per result: "accepted", "ignored: task already <state>", or
-  // "unknown task".
-  std::vector<std::string> post_results(std::vector<ResultIn> results);
+  // One outcome per result: "accepted", "ignored: task already <state>",
+  // "unknown task", or "forbidden: ..." (an endpoint posting for another name).
+  // Unavailable when the backend did not take them: the poster must retry
+  // (first result wins, so a retry is harmless).
+  StatusOr<std::vector<std::string>> post_results(std::vector<ResultIn> results,
+                                                  const Principal& who = {});
   bool task_exists(const std::string& id);
 
   // Renews leases of `task_ids` held by (or re-leases them to) the endpoint;
   // returns {"cancelled": [ids no longer wanted]}. NotFound for unknown endpoints.
   StatusOr<nlohmann::json> heartbeat(const std::string& endpoint_id,
-                                     const std::vector<std::string>& task_ids);
+                                     const std::vector<std::string>& task_ids,
+                                     const Principal& who = {});
   // Puts leased tasks back at the front of their queue without counting the attempt.
   StatusOr<nlohmann::json> release(const std::string& endpoint_id,
-                                   const std::vector<std::string>& task_ids);
-  StatusOr<nlohmann::json> cancel(const std::string& task_id);
+                                   const std::vector<std::string>& task_ids,
+                                   const Principal& who = {});
+  StatusOr<nlohmann::json> cancel(const std::string& task_id, const Principal& who = {});
 
   // Expires leases and deadlines, forgets old results and idle clients.
   void sweep(double now);
@@ -128,6 +147,7 @@ class ServiceState {
  private:
   struct TaskRecord {
     std::string id, endpoint, function, client;
+    std::string owner;  // submitting client's name ("" for admin submissions)
     nlohmann::json args;
     double deadline_s = 0;
     TaskState state = TaskState::kPending;
@@ -158,6 +178,11 @@ class ServiceState {
   using Wakes = std::vector<WaiterPtr>;
 
   nlohmann::json view(const TaskRecord& t, bool with_args) const;
+  // PermissionDenied unless `who` may see / post for `t`, or use endpoint `e`.
+  static Status may_read(const Principal& who, const TaskRecord& t);
+  static Status may_act_as(const Principal& who, const EndpointRecord& e);
+  // The endpoint record of `id` that `who` may use (NotFound / PermissionDenied).
+  StatusOr<EndpointRecord*> endpoint_for(const std::string& id, const Principal& who);
   std::string persist_doc(const TaskRecord& t) const;
   nlohmann::json endpoint_view(const EndpointRecord& e) const;
   void persist(const TaskRecord& t);

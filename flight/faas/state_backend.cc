@@ -2,6 +2,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include <atomic>
+
 #include "flight/base/logging.h"
 #include "flight/base/redis_url.h"
 #include "flight/base/registry.h"
@@ -26,16 +28,22 @@ class MemoryBackend final : public StateBackend {
   StatusOr<Snapshot> load() override { return Snapshot{}; }
   std::string describe() const override { return "memory"; }
   bool durable() const override { return false; }
+  StatusOr<bool> hold_leadership(const std::string&, double) override { return true; }
+  Status drop_leadership(const std::string&) override { return Status::ok(); }
+  void fence(const std::string&) override {}
+  bool fenced_out() const override { return false; }
 };
 
 // Synchronous hiredis; reconnects once per call when the connection broke.
 class RedisBackend final : public StateBackend {
  public:
-  RedisBackend(std::string spec, std::string host, int port, int db, std::string prefix)
+  RedisBackend(std::string spec, std::string host, int port, int db, std::string password,
+               std::string prefix)
       : spec_(std::move(spec)),
         host_(std::move(host)),
         port_(port),
         db_(db),
+        password_(std::move(password)),
         prefix_(std::move(prefix)) {}
   ~RedisBackend() override {
     if (ctx_) redisFree(ctx_);
@@ -55,6 +63,10 @@ class RedisBackend final : public StateBackend {
       return unavailable("state backend " + spec_ + ": cannot connect: " + why);
     }
     redisSetTimeout(ctx_, tv);
+    if (!password_.empty()) {
+      std::vector<std::string> cmd = {"AUTH", password_};
+      FLIGHT_RETURN_IF_ERROR(run_once({cmd}).status());
+    }
     if (db_ != 0) {
       std::vector<std::string> cmd = {"SELECT", std::to_string(db_)};
       FLIGHT_RETURN_IF_ERROR(run_once({cmd}).status());
@@ -100,8 +112,69 @@ class RedisBackend final : public StateBackend {
   std::string describe() const override { return spec_; }
   bool durable() const override { return true; }
 
+  StatusOr<bool> hold_leadership(const std::string& holder, double ttl_s) override {
+    // Renew if ours, take it if free; atomic in Redis.
+    static const char* kScript =
+        "local v = redis.call('GET', KEYS[1]) "
+        "if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end "
+        "if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end "
+        "return 0";
+    const std::string ms = std::to_string(std::max<int64_t>(1, static_cast<int64_t>(ttl_s * 1000)));
+    FLIGHT_ASSIGN_OR_RETURN(auto replies,
+                            run_with_retry({{"EVAL", kScript, "1", leader_key(), holder, ms}}));
+    const redisReply* r = replies.front().get();
+    return r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+  }
+
+  Status drop_leadership(const std::string& holder) override {
+    static const char* kScript =
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
+        "return 0";
+    return run_with_retry({{"EVAL", kScript, "1", leader_key(), holder}}).status();
+  }
+
+  void fence(const std::string& holder) override { fence_holder_ = holder; }
+  bool fenced_out() const override { return fenced_out_.load(); }
+
  private:
   using Command = std::vector<std::string>;
+
+  std::string leader_key() const { return prefix_ + "leader"; }
+
+  // All `cmds` as one script that first checks the leader key: atomic, and
+  // refused ("FENCED") when another replica leads. Commands are flattened as
+  // (argc, argv...) after the holder.
+  Command fenced(const std::vector<Command>& cmds) const {
+    static const char* kScript =
+        "if redis.call('GET', KEYS[1]) ~= ARGV[1] then "
+        "  return redis.error_reply('FENCED another service replica leads') end "
+        "local i = 2 "
+        "while i <= #ARGV do "
+        "  local n = tonumber(ARGV[i]) "
+        "  redis.call(unpack(ARGV, i + 1, i + n)) "
+        "  i = i + n + 1 "
+        "end "
+        "return 1";
+    Command out = {"EVAL", kScript, "1", leader_key(), fence_holder_};
+    for (const auto& c : cmds) {
+      out.push_back(std::to_string(c.size()));
+      out.insert(out.end(), c.begin(), c.end());
+    }
+    return out;
+  }
+
+  // Splits HSET/HDEL with many fields: Lua's unpack() has a stack limit.
+  static std::vector<Command> chunked(const Command& cmd, size_t per) {
+    const size_t head = 2;  // command, key
+    if (cmd.size() <= head + per) return {cmd};
+    std::vector<Command> out;
+    for (size_t i = head; i < cmd.size(); i += per) {
+      Command c(cmd.begin(), cmd.begin() + head);
+      c.insert(c.end(), cmd.begin() + i, cmd.begin() + std::min(cmd.size(), i + per));
+      out.push_back(std::move(c));
+    }
+    return out;
+  }
 
   Status erase_fields(const std::string& key, const std::vector<std::string>& fields) {
     if (fields.empty()) return Status::ok();
@@ -128,11 +201,22 @@ class RedisBackend final : public StateBackend {
   };
   using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
 
-  Status run(const std::vector<Command>& cmds) { return run_with_retry(cmds).status(); }
+  // Writes: fenced once fence() was called.
+  Status run(const std::vector<Command>& cmds) {
+    if (fence_holder_.empty()) return run_with_retry(cmds).status();
+    std::vector<Command> parts;
+    for (const auto& c : cmds) {
+      // HSET fields come in pairs; HDEL's singly: 2000 arguments either way.
+      for (auto& p : chunked(c, 2000)) parts.push_back(std::move(p));
+    }
+    return run_with_retry({fenced(parts)}).status();
+  }
 
   StatusOr<std::vector<Reply>> run_with_retry(const std::vector<Command>& cmds) {
     auto first = run_once(cmds);
-    if (first.is_ok() || first.status().code() != StatusCode::kUnavailable) return first;
+    if (first.is_ok() || first.status().code() != StatusCode::kUnavailable || fenced_out_) {
+      return first;
+    }
     FLIGHT_RETURN_IF_ERROR(connect());
     return run_once(cmds);
   }
@@ -163,6 +247,11 @@ class RedisBackend final : public StateBackend {
       }
       Reply r(static_cast<redisReply*>(raw));
       if (r->type == REDIS_REPLY_ERROR) {
+        std::string e(r->str, r->len);
+        if (e.find("FENCED") != std::string::npos) {
+          fenced_out_ = true;
+          return unavailable("state backend " + spec_ + ": this replica no longer leads: " + e);
+        }
         return internal_error("state backend " + spec_ + ": " + cmds[i][0] + ": " +
                               std::string(r->str, r->len));
       }
@@ -173,7 +262,10 @@ class RedisBackend final : public StateBackend {
 
   std::string spec_, host_;
   int port_, db_;
+  std::string password_;
   std::string prefix_;
+  std::string fence_holder_;
+  std::atomic<bool> fenced_out_{false};
   redisContext* ctx_ = nullptr;
 };
 
@@ -190,11 +282,8 @@ BackendRegistry& backends() {
              [](const std::string& spec,
                 const std::string& prefix) -> StatusOr<std::unique_ptr<StateBackend>> {
                FLIGHT_ASSIGN_OR_RETURN(RedisUrl url, parse_redis_url(spec));
-               if (!url.password.empty()) {
-                 return invalid_argument("state '" + spec +
-                                         "': passwords are not supported for the state backend");
-               }
-               auto b = std::make_unique<RedisBackend>(spec, url.host, url.port, url.db, prefix);
+               auto b = std::make_unique<RedisBackend>(redact_redis_url(spec), url.host, url.port,
+                                                       url.db, url.password, prefix);
                FLIGHT_RETURN_IF_ERROR(b->connect());
                return std::unique_ptr<StateBackend>(std::move(b));
              });
@@ -204,6 +293,8 @@ BackendRegistry& backends() {
 }
 
 }  // namespace
+
+std::vector<std::string> state_backend_names() { return backends().names(); }
 
 StatusOr<std::unique_ptr<StateBackend>> make_state_backend(const std::string& spec,
                                                            const std::string& key_prefix) {

@@ -22,9 +22,10 @@ Subprocess::Subprocess(const std::vector<std::string>& argv, const Options& opti
   process_ = std::move(*p);
 }
 
-RedisServer::RedisServer(bool persistent) {
+RedisServer::RedisServer(bool persistent, const std::string& password) {
   RedisServerOptions o;
   o.persistent = persistent;
+  if (!password.empty()) o.extra_args = {"--requirepass", password};
   auto s = flight::RedisServer::start(o);
   if (!s.is_ok()) throw std::runtime_error(s.status().to_string());
   server_ = std::move(*s);

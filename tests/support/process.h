@@ -59,10 +59,11 @@ class Subprocess {
 };
 
 // A real redis-server on a free loopback port, its data in a temp dir.
-// With `persistent`, it uses an append-only file so start() after stop() keeps the data.
+// With `persistent`, it uses an append-only file so start() after stop() keeps the data;
+// with a `password`, clients must AUTH (requirepass).
 class RedisServer {
  public:
-  explicit RedisServer(bool persistent = false);
+  explicit RedisServer(bool persistent = false, const std::string& password = "");
   int port() const { return server_->port(); }
   std::string host() const { return server_->host(); }
   std::string url() const { return server_->url(); }
