@@ -1,0 +1,84 @@
+// libFuzzer target: the REST service's request handling, in process. Each
+// input is the raw bytes a client sends on one connection (requests may be
+// pipelined); a real Service on a loopback port reads them and must answer
+// or close, never crash, hang or leak. Long polls are clamped to 0 s, and the
+// service is renewed every few thousand inputs to bound its task tables.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "flight/base/check.h"
+#include "flight/base/logging.h"
+#include "flight/faas/service.h"
+
+using namespace flight::faas;
+
+namespace {
+
+// Seeds send this token (and an endpoint / client token of the role file
+// would need a file; the admin role reaches every route).
+constexpr const char* kToken = "fuzz-token-0123456789abcdef";
+
+std::unique_ptr<Service> g_service;
+size_t g_runs = 0;
+
+Service& service() {
+  if (!g_service || ++g_runs % 5000 == 0) {
+    g_service.reset();
+    ServiceOptions o;
+    o.token = kToken;
+    o.threads = 1;
+    o.max_body_bytes = 64 * 1024;
+    o.max_batch = 50;
+    o.max_queue = 500;
+    o.max_wait_s = 0;
+    o.read_timeout_s = 2;
+    g_service = std::make_unique<Service>(o);
+    flight::Status st = g_service->start();
+    FLIGHT_CHECK(st.is_ok(), "service did not start: " + st.to_string());
+  }
+  return *g_service;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  spdlog::set_level(spdlog::level::off);
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const int port = service().port();
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  FLIGHT_CHECK(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0,
+               "cannot connect to the service");
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  size_t off = 0;
+  while (off < size) {
+    ssize_t n = send(fd, data + off, size - off, MSG_NOSIGNAL);
+    if (n <= 0) break;  // the service may close early (e.g. a 413)
+    off += static_cast<size_t>(n);
+  }
+  shutdown(fd, SHUT_WR);
+  char buf[65536];
+  while (true) {
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n == 0) break;
+    // A service that neither answers nor closes within 10 s is a hang.
+    FLIGHT_CHECK(n > 0 || errno == ECONNRESET, "the service neither answered nor closed");
+    if (n < 0) break;
+  }
+  close(fd);
+  return 0;
+}
