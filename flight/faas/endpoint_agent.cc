@@ -3,9 +3,9 @@
 #include <unistd.h>
 
 #include "flight/base/logging.h"
+#include "flight/base/options.h"
 #include "flight/base/time.h"
 #include "flight/faas/http_client.h"
-#include "flight/base/options.h"
 #include "flight/faas/token_file.h"
 
 namespace flight::faas {

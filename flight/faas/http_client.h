@@ -16,8 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "flight/base/status.h"
 #include "flight/base/json.h"
+#include "flight/base/status.h"
 
 namespace flight::faas {
 

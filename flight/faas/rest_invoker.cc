@@ -8,12 +8,12 @@
 #include <unordered_set>
 
 #include "flight/base/ids.h"
+#include "flight/base/json.h"
 #include "flight/base/logging.h"
+#include "flight/base/options.h"
 #include "flight/base/time.h"
 #include "flight/faas/deadline_timer.h"
 #include "flight/faas/http_client.h"
-#include "flight/base/json.h"
-#include "flight/base/options.h"
 #include "flight/faas/token_file.h"
 
 namespace flight::faas {

@@ -18,14 +18,14 @@
 #include <boost/beast/ssl.hpp>
 
 #include "flight/base/ids.h"
+#include "flight/base/json.h"
 #include "flight/base/logging.h"
+#include "flight/base/options.h"
 #include "flight/base/strings.h"
 #include "flight/base/time.h"
-#include "flight/base/json.h"
-#include "flight/base/options.h"
 #include "flight/faas/auth.h"
-#include "flight/faas/token_file.h"
 #include "flight/faas/service_state.h"
+#include "flight/faas/token_file.h"
 
 namespace flight::faas {
 
@@ -973,14 +973,17 @@ void Session::route_clients(const Target& t) {
   });
 }
 
-class PlainSession final : public Session {
+// How bytes move for a session over `Stream`: a tcp_stream, or an ssl_stream
+// over one (its lowest layer carries the timeouts).
+template <class Stream>
+class StreamSession : public Session {
  public:
-  PlainSession(tcp::socket&& socket, ServiceCore& svc)
-      : Session(socket.get_executor(), svc), stream_(std::move(socket)) {}
+  template <class... Extra>
+  StreamSession(tcp::socket&& socket, ServiceCore& svc, Extra&... extra)
+      : Session(socket.get_executor(), svc), stream_(std::move(socket), extra...) {}
 
  protected:
-  beast::tcp_stream& tcp() override { return stream_; }
-  void start() override { do_read(); }
+  beast::tcp_stream& tcp() override { return beast::get_lowest_layer(stream_); }
   void async_read_request(Handler h) override {
     http::async_read(stream_, buffer_, *parser_, std::move(h));
   }
@@ -989,19 +992,24 @@ class PlainSession final : public Session {
     stream_.async_read_some(b, std::move(h));
   }
 
- private:
-  beast::tcp_stream stream_;
+  Stream stream_;
+};
+
+class PlainSession final : public StreamSession<beast::tcp_stream> {
+ public:
+  using StreamSession::StreamSession;
+
+ protected:
+  void start() override { do_read(); }
 };
 
 // HTTPS only: a client that does not complete a TLS handshake (e.g. one
 // speaking plain HTTP) is disconnected without a response.
-class TlsSession final : public Session {
+class TlsSession final : public StreamSession<beast::ssl_stream<beast::tcp_stream>> {
  public:
-  TlsSession(tcp::socket&& socket, ServiceCore& svc, net::ssl::context& ctx)
-      : Session(socket.get_executor(), svc), stream_(std::move(socket), ctx) {}
+  using StreamSession::StreamSession;
 
  protected:
-  beast::tcp_stream& tcp() override { return beast::get_lowest_layer(stream_); }
   void start() override {
     tcp().expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
         std::chrono::duration<double>(svc_.options().read_timeout_s)));
@@ -1014,16 +1022,6 @@ class TlsSession final : public Session {
                               do_read();
                             });
   }
-  void async_read_request(Handler h) override {
-    http::async_read(stream_, buffer_, *parser_, std::move(h));
-  }
-  void async_write_response(Handler h) override { http::async_write(stream_, *res_, std::move(h)); }
-  void async_read_some(net::mutable_buffer b, Handler h) override {
-    stream_.async_read_some(b, std::move(h));
-  }
-
- private:
-  beast::ssl_stream<beast::tcp_stream> stream_;
 };
 
 }  // namespace
@@ -1055,16 +1053,6 @@ Status ServiceCore::start() {
       return invalid_argument("service: TLS key '" + options_.tls_key + "': " + ec.message());
     }
   }
-  FLIGHT_ASSIGN_OR_RETURN(auto backend, make_state_backend(options_.state, options_.state_prefix));
-  if (backend->durable()) {
-    // Replicas may share this state: serve only while leading.
-    election_ = std::move(backend);
-    holder_ = random_hex(16);
-    elect();
-  } else {
-    FLIGHT_RETURN_IF_ERROR(promote());
-  }
-
   ioc_ = std::make_unique<net::io_context>(static_cast<int>(options_.threads));
   beast::error_code ec;
   auto address = net::ip::make_address(options_.host, ec);
@@ -1080,6 +1068,16 @@ Status ServiceCore::start() {
                        std::to_string(options_.port) + ": " + ec.message());
   }
   port_ = acceptor_->local_endpoint().port();
+  // Bound before electing: a replica that cannot listen never takes the lead.
+  FLIGHT_ASSIGN_OR_RETURN(auto backend, make_state_backend(options_.state, options_.state_prefix));
+  if (backend->durable()) {
+    // Replicas may share this state: serve only while leading.
+    election_ = std::move(backend);
+    holder_ = random_hex(16);
+    elect();
+  } else {
+    FLIGHT_RETURN_IF_ERROR(promote());
+  }
   do_accept();
   sweep_timer_ = std::make_unique<net::steady_timer>(net::make_strand(*ioc_));
   schedule_sweep();

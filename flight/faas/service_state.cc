@@ -4,9 +4,9 @@
 #include <sstream>
 
 #include "flight/base/ids.h"
+#include "flight/base/json.h"
 #include "flight/base/logging.h"
 #include "flight/base/time.h"
-#include "flight/base/json.h"
 
 namespace flight::faas {
 

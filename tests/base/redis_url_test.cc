@@ -54,5 +54,15 @@ TEST(RedisUrl, RejectsBadUrlsNamingThePart) {
   }
 }
 
+TEST(RedisUrl, MessagesNeverCarryThePassword) {
+  EXPECT_EQ(redact_redis_url("redis://:s3cret@h:1/2"), "redis://***@h:1/2");
+  EXPECT_EQ(redact_redis_url("redis://user:s3cret@h:1"), "redis://***@h:1");
+  EXPECT_EQ(redact_redis_url("redis://h:1"), "redis://h:1");
+  auto u = parse_redis_url("redis://:s3cret@h:1x");
+  ASSERT_FALSE(u.is_ok());
+  EXPECT_EQ(u.status().message().find("s3cret"), std::string::npos) << u.status();
+  EXPECT_NE(u.status().message().find("'redis://***@h:1x'"), std::string::npos) << u.status();
+}
+
 }  // namespace
 }  // namespace flight
