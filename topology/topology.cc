@@ -561,6 +561,42 @@ class Builder {
 
 namespace {
 
+// Offset of the first byte that is not part of well-formed UTF-8 (no
+// overlong forms, surrogates or code points above U+10FFFF); npos if none.
+size_t utf8_error_offset(std::string_view text) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned char c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xBF;  // range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return i;
+    }
+    if (i + len > n || p[i + 1] < lo || p[i + 1] > hi) return i;
+    for (size_t k = 2; k < len; ++k) {
+      if (p[i + k] < 0x80 || p[i + k] > 0xBF) return i;
+    }
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
 Status check_text(std::string_view text, const std::string& source) {
   size_t nul = text.find('\0');
   if (nul != std::string_view::npos) {
@@ -568,6 +604,15 @@ Status check_text(std::string_view text, const std::string& source) {
     return invalid_argument(source + ":" + std::to_string(line) +
                             ": binary data (NUL byte at offset " + std::to_string(nul) +
                             "); a topology is YAML or JSON text");
+  }
+  // YAML and JSON text is UTF-8; anything else would reach ids and attributes
+  // that are written back out as JSON strings (found by fuzz_topology_yaml).
+  size_t bad = utf8_error_offset(text);
+  if (bad != std::string_view::npos) {
+    int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + bad, '\n'));
+    return invalid_argument(source + ":" + std::to_string(line) +
+                            ": not UTF-8 text (invalid byte at offset " + std::to_string(bad) +
+                            ")");
   }
   return Status::ok();
 }
