@@ -6,6 +6,7 @@
 #include "flight/base/ids.h"
 #include "flight/base/json.h"
 #include "flight/base/logging.h"
+#include "flight/base/options.h"
 #include "flight/base/time.h"
 
 namespace flight::faas {
@@ -287,9 +288,17 @@ Status ServiceState::load() {
     nlohmann::json j = nlohmann::json::parse(doc, nullptr, false);
     if (j.is_discarded() || !j.is_object()) continue;
     IdempotencyRecord r;
-    r.digest = j.value("digest", "");
-    r.ids = j.value("ids", std::vector<std::string>{});
-    r.created = j.value("created", now);
+    r.created = now;
+    // Journal documents are input like any other (found by fuzz_state_loader).
+    OptionReader reader(j, "idempotency record");
+    reader.ignore_unknown()
+        .optional("digest", &r.digest)
+        .optional("ids", &r.ids)
+        .optional("created", &r.created);
+    if (Status st = reader.finish(); !st.is_ok()) {
+      spdlog::warn("state backend: skipping {}", st.to_string());
+      continue;
+    }
     idempotency_order_.emplace_back(r.created, key);
     idempotency_[key] = std::move(r);
   }
