@@ -106,10 +106,20 @@ StatusOr<std::shared_ptr<Connector>> Store::resolve(const nlohmann::json& config
 }
 
 StatusOr<Ref> Store::put(const ParamSet& params, const PutOptions& options) {
-  FLIGHT_ASSIGN_OR_RETURN(uint64_t size, encoded_size(params));
-  FLIGHT_ASSIGN_OR_RETURN(std::shared_ptr<Buffer> buf, Buffer::allocate(size));
-  FLIGHT_ASSIGN_OR_RETURN(uint32_t checksum, encode_into(params, buf->data(), buf->size()));
-  Bytes bytes(std::move(buf));
+  Bytes bytes;
+  uint64_t size = 0;
+  uint32_t checksum = 0;
+  if (options.encoding.encoding != Encoding::kRaw) {
+    FLIGHT_ASSIGN_OR_RETURN(bytes, encode(params, options.encoding));
+    size = bytes->size();
+    FLIGHT_ASSIGN_OR_RETURN(CodecHeader h, peek_header(ByteView(*bytes)));
+    checksum = h.checksum;
+  } else {
+    FLIGHT_ASSIGN_OR_RETURN(size, encoded_size(params));
+    FLIGHT_ASSIGN_OR_RETURN(std::shared_ptr<Buffer> buf, Buffer::allocate(size));
+    FLIGHT_ASSIGN_OR_RETURN(checksum, encode_into(params, buf->data(), buf->size()));
+    bytes = Bytes(std::move(buf));
+  }
   PutHints hints;
   hints.tags = options.tags;
   hints.ttl_s = options.ttl_s;
@@ -120,7 +130,10 @@ StatusOr<Ref> Store::put(const ParamSet& params, const PutOptions& options) {
   ref.size = size;
   ref.checksum = checksum;
   std::optional<ParamSet> view;
-  if (options_.cache_puts && size <= options_.cache_bytes) {
+  // Compressed puts are not cached: their decoded view is float32, four times
+  // what the byte budget would count.
+  if (options_.cache_puts && size <= options_.cache_bytes &&
+      options.encoding.encoding == Encoding::kRaw) {
     // Views of the buffer just encoded: no copy and no checksum pass.
     auto decoded = decode_trusted(bytes);
     if (decoded.is_ok()) view = std::move(*decoded);

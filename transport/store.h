@@ -43,6 +43,7 @@
 #include "flight/params/param_set.h"
 #include "transport/connector.h"
 #include "transport/ref.h"
+#include "transport/update_encoding.h"
 
 namespace flight::transport {
 
@@ -50,6 +51,7 @@ struct PutOptions {
   std::vector<std::string> tags;  // routing hints (multi connector)
   std::string scope;              // e.g. "round-3": evict_scope() removes the scope's objects
   std::optional<double> ttl_s;    // lease, where the connector supports it
+  EncodeOptions encoding;         // compressed update encoding (default: raw float32)
 };
 
 struct StoreOptions {

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "flight/base/strings.h"
+#include "flight/engine/job.h"
 #include "flight/engine/yaml_json.h"
 
 namespace flight::engine {
@@ -96,6 +97,7 @@ Status parse(const YamlDocument& doc, const std::string& base_dir, ExperimentCon
       r.fail("debug", mode.status().message());
     }
   }
+  OptionReader compression = r.child("compression");
   FLIGHT_RETURN_IF_ERROR(r.finish());
   // deploy: carried unparsed; flight/deploy owns its schema.
   if (j.contains("deploy") && !j["deploy"].is_null()) c->deploy = j["deploy"];
@@ -187,6 +189,7 @@ Status parse(const YamlDocument& doc, const std::string& base_dir, ExperimentCon
   heterogeneity.optional("speed_sigma", &c->heterogeneity.speed_sigma)
       .optional("dropout", &c->heterogeneity.dropout);
   FLIGHT_RETURN_IF_ERROR(heterogeneity.finish());
+  FLIGHT_RETURN_IF_ERROR(read_compression(compression, &c->compression));
 
   Status v = c->validate();
   if (!v.is_ok()) return invalid_argument(doc.source + ": " + v.message());
@@ -331,7 +334,8 @@ nlohmann::json ExperimentConfig::to_json() const {
               {"fold", fold.to_json()},
               {"threads", threads},
               {"debug", debug_mode_to_json(debug)},
-              {"deploy", deploy}};
+              {"deploy", deploy},
+              {"compression", compression_to_json(compression)}};
 }
 
 StatusOr<ExperimentConfig> ExperimentConfig::load(const std::string& path,

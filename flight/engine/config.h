@@ -51,6 +51,8 @@
 //                                   #   no data (workers hand back the global model's Ref)
 //   deploy: {...}                   # host processes and launchers: parsed by flight/deploy
 //                                   # (deploy::DeployOptions); the engine only carries it
+//   compression: {encoding: int8}   # workers' updates and partial sums on the wire: raw |
+//                                   #   fp16 | bf16 | int8 (+ block_size: 256, stochastic_rounding)
 #pragma once
 
 #include <cstdint>
@@ -65,6 +67,7 @@
 #include "flight/learning/dataset.h"
 #include "flight/learning/model.h"
 #include "flight/learning/trainer.h"
+#include "transport/update_encoding.h"
 
 namespace flight::engine {
 
@@ -201,6 +204,7 @@ struct ExperimentConfig {
   // that a layer parsing its own section (deploy) names the field's file:line.
   // No lines when the config was built from JSON in memory.
   SourceLines lines;
+  transport::EncodeOptions compression;  // raw: updates travel as float32
 
   // Loads `path`, applies `overrides` ("train.lr=0.1", "rounds=5": dotted keys,
   // YAML scalar values) and validates. Errors name file, line and key.

@@ -6,29 +6,66 @@ namespace flight::engine {
 
 using nlohmann::json;
 
+json compression_to_json(const transport::EncodeOptions& o) {
+  return json{{"encoding", transport::encoding_name(o.encoding)},
+              {"block_size", o.block_size},
+              {"topk_fraction", o.topk_fraction},
+              {"stochastic_rounding", o.stochastic_rounding}};
+}
+
+Status read_compression(OptionReader& r, transport::EncodeOptions* o) {
+  using transport::Encoding;
+  r.choice("encoding", &o->encoding,
+           {{"raw", Encoding::kRaw},
+            {"fp16", Encoding::kFp16},
+            {"bf16", Encoding::kBf16},
+            {"int8", Encoding::kInt8},
+            {"topk", Encoding::kTopK}})
+      .in_range("block_size", &o->block_size, int64_t{8}, int64_t{1} << 20)
+      .optional("topk_fraction", &o->topk_fraction)
+      .optional("stochastic_rounding", &o->stochastic_rounding);
+  if (o->encoding == Encoding::kTopK) {
+    // Workers send their trained models; top-k of a model (not of a delta)
+    // would zero 99 % of the weights.
+    r.fail("encoding",
+           "topk needs worker deltas with error feedback, which the engine does not send yet "
+           "(use fp16, bf16 or int8)");
+  }
+  FLIGHT_RETURN_IF_ERROR(r.finish());
+  Status v = o->validate();
+  if (!v.is_ok()) return r.error(v.message());
+  return Status::ok();
+}
+
 json Job::to_json() const {
   return json{
       {"model", model.to_json()},          {"data", data.to_json()}, {"train", train.to_json()},
       {"strategy", strategy.to_json()},    {"seed", seed},           {"n_workers", n_workers},
-      {"debug", debug_mode_to_json(debug)}};
+      {"debug", debug_mode_to_json(debug)},
+      {"compression", compression_to_json(compression)}};
 }
 
 StatusOr<Job> Job::from_json(const json& j) {
   Job job;
-  try {
-    FLIGHT_ASSIGN_OR_RETURN(job.model, learning::ModelSpec::from_json(j.at("model")));
-    FLIGHT_ASSIGN_OR_RETURN(job.data, learning::DataSpec::from_json(j.at("data")));
-    FLIGHT_ASSIGN_OR_RETURN(job.train, learning::TrainOptions::from_json(j.at("train")));
-    FLIGHT_ASSIGN_OR_RETURN(job.strategy,
-                            aggregators::StrategyOptions::from_json(j.at("strategy")));
-    job.seed = j.at("seed").get<uint64_t>();
-    job.n_workers = j.at("n_workers").get<int64_t>();
-    if (j.contains("debug")) {
-      FLIGHT_ASSIGN_OR_RETURN(job.debug, debug_mode_from_json(j.at("debug")));
-    }
-  } catch (const json::exception& e) {
-    return invalid_argument(std::string("malformed job: ") + e.what());
+  json model, data, train, strategy, debug;
+  OptionReader r(j, "job");
+  r.required("model", &model)
+      .required("data", &data)
+      .required("train", &train)
+      .required("strategy", &strategy)
+      .required("seed", &job.seed)
+      .required("n_workers", &job.n_workers)
+      .optional("debug", &debug);
+  OptionReader compression = r.child("compression");
+  FLIGHT_RETURN_IF_ERROR(r.finish());
+  FLIGHT_ASSIGN_OR_RETURN(job.model, learning::ModelSpec::from_json(model));
+  FLIGHT_ASSIGN_OR_RETURN(job.data, learning::DataSpec::from_json(data));
+  FLIGHT_ASSIGN_OR_RETURN(job.train, learning::TrainOptions::from_json(train));
+  FLIGHT_ASSIGN_OR_RETURN(job.strategy, aggregators::StrategyOptions::from_json(strategy));
+  if (!debug.is_null()) {
+    FLIGHT_ASSIGN_OR_RETURN(job.debug, debug_mode_from_json(debug));
   }
+  FLIGHT_RETURN_IF_ERROR(read_compression(compression, &job.compression));
   if (job.n_workers < 1) return invalid_argument("job.n_workers must be >= 1");
   return job;
 }

@@ -11,11 +11,13 @@
 #include <nlohmann/json.hpp>
 
 #include "aggregators/strategy.h"
+#include "flight/base/options.h"
 #include "flight/base/status.h"
 #include "flight/engine/config.h"
 #include "flight/learning/dataset.h"
 #include "flight/learning/model.h"
 #include "flight/learning/trainer.h"
+#include "transport/update_encoding.h"
 
 namespace flight::engine {
 
@@ -27,10 +29,17 @@ struct Job {
   uint64_t seed = 0;
   int64_t n_workers = 0;              // partitions are computed for this many workers
   DebugMode debug = DebugMode::kOff;  // no-training modes (config.h)
+  // Encoding of the workers' updates on the data plane (codec.h); raw by default.
+  transport::EncodeOptions compression;
 
   nlohmann::json to_json() const;
   static StatusOr<Job> from_json(const nlohmann::json& j);
 };
+
+// compression: {encoding: raw|fp16|bf16|int8, block_size: 256, topk_fraction: 0.01,
+// stochastic_rounding: true}; `where` names the key in errors.
+nlohmann::json compression_to_json(const transport::EncodeOptions& o);
+Status read_compression(OptionReader& r, transport::EncodeOptions* o);
 
 // A short id of `job` ("job-" + 16 hex): a hash of its canonical JSON, the
 // same in every process.

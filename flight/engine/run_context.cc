@@ -161,6 +161,7 @@ Status build_run_context(const ExperimentConfig& config, const RunOptions& optio
   job.seed = config.seed;
   job.n_workers = static_cast<int64_t>(ctx->workers.size());
   job.debug = config.debug;
+  job.compression = config.compression;
   ctx->job = job.to_json();
   // Embedded: the functions run in this process, so the job is registered once
   // here and tasks carry only its id (no per-task copy, dump or parse).

@@ -146,7 +146,10 @@ StatusOr<TrainResult> train(const TrainArgs& args, const faas::TaskContext& ctx)
       auto res,
       learning::train(*model, global, *rt->data.train, indices, rt->job.train,
                       task_seed(rt->job.seed, args.worker_index, args.round), hook.get()));
-  FLIGHT_ASSIGN_OR_RETURN(out.update, store->put(res.state, put_options(args.put)));
+  transport::PutOptions po = put_options(args.put);
+  po.encoding = rt->job.compression;
+  po.encoding.seed = task_seed(rt->job.seed, args.worker_index, args.round);  // rounding stream
+  FLIGHT_ASSIGN_OR_RETURN(out.update, store->put(res.state, po));
   out.owned = true;
   out.loss = res.loss;
   out.accuracy = res.accuracy;

@@ -35,6 +35,27 @@ TEST(Config, DefaultsAreFilledIn) {
   EXPECT_EQ(c->strategy.name, "fedavg");
 }
 
+TEST(Config, CompressionReadsEncodingsAndRefusesTopK) {
+  testing::TempDir dir;
+  auto c = ExperimentConfig::load(write(
+      dir, "c.yaml", std::string(kMinimal) + "compression: {encoding: int8, block_size: 64}\n"));
+  ASSERT_TRUE(c.is_ok()) << c.status();
+  EXPECT_EQ(c->compression.encoding, transport::Encoding::kInt8);
+  EXPECT_EQ(c->compression.block_size, 64);
+  auto back = ExperimentConfig::from_json(c->to_json());
+  ASSERT_TRUE(back.is_ok()) << back.status();
+  EXPECT_EQ(back->compression.encoding, transport::Encoding::kInt8);
+  auto topk = ExperimentConfig::load(
+      write(dir, "t.yaml", std::string(kMinimal) + "compression: {encoding: topk}\n"));
+  ASSERT_FALSE(topk.is_ok());
+  EXPECT_NE(topk.status().message().find(":4:"), std::string::npos) << topk.status();
+  EXPECT_NE(topk.status().message().find("deltas"), std::string::npos) << topk.status();
+  auto bad = ExperimentConfig::load(
+      write(dir, "b.yaml", std::string(kMinimal) + "compression: {encoding: int4}\n"));
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("int8"), std::string::npos) << bad.status();
+}
+
 TEST(Config, UnknownKeyNamesKeyLineAndSuggestion) {
   testing::TempDir dir;
   auto path = write(dir, "c.yaml", "name: t\ntopology: x.yaml\nrouns: 3\n");
