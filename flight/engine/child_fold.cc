@@ -115,17 +115,11 @@ class Sessions {
   std::unordered_map<std::string, std::shared_ptr<Session>> table_;
 };
 
-transport::PutOptions put_options(const PutTarget& put) {
-  transport::PutOptions o;
-  o.scope = put.scope;
-  return o;
-}
-
 }  // namespace
 
 StatusOr<AggregateResult> fold_stream(const AggregateArgs& args,
                                       const aggregators::Strategy& strategy,
-                                      transport::Store& store) {
+                                      transport::Store& store, const transport::PutOptions& put) {
   FLIGHT_CHECK(args.stream.has_value(), "fold_stream without a stream");
   const FoldStream& st = *args.stream;
   const std::string key =
@@ -162,7 +156,7 @@ StatusOr<AggregateResult> fold_stream(const AggregateArgs& args,
   }
   auto result = fold.finalize();
   if (!result.is_ok()) return fail(result.status());
-  auto ref = store.put(result->params, put_options(args.put));
+  auto ref = store.put(result->params, put);
   if (!ref.is_ok()) return fail(ref.status());
   out.update = std::move(ref).value();
   out.owned = true;

@@ -69,11 +69,11 @@ class ChildFold {
 // One task of a streaming aggregate: adds args.children and args.stream's
 // skips to the aggregator's session (created by the first task of a session
 // id, replacing an older session of the same job and node), and, when the
-// last position has been folded, puts the partial aggregate through args.put
-// and answers done: true. Otherwise answers done: false with the positions
-// folded so far. A failed task drops its session.
+// last position has been folded, puts the partial aggregate with `put` (args.put's scope, the run's
+// encoding) and answers done: true. Otherwise answers done: false with the positions folded so far.
+// A failed task drops its session.
 StatusOr<AggregateResult> fold_stream(const AggregateArgs& args,
                                       const aggregators::Strategy& strategy,
-                                      transport::Store& store);
+                                      transport::Store& store, const transport::PutOptions& put);
 
 }  // namespace flight::engine

@@ -38,11 +38,14 @@ Status read_compression(OptionReader& r, transport::EncodeOptions* o) {
 }
 
 json Job::to_json() const {
-  return json{
-      {"model", model.to_json()},          {"data", data.to_json()}, {"train", train.to_json()},
-      {"strategy", strategy.to_json()},    {"seed", seed},           {"n_workers", n_workers},
-      {"debug", debug_mode_to_json(debug)},
-      {"compression", compression_to_json(compression)}};
+  return json{{"model", model.to_json()},
+              {"data", data.to_json()},
+              {"train", train.to_json()},
+              {"strategy", strategy.to_json()},
+              {"seed", seed},
+              {"n_workers", n_workers},
+              {"debug", debug_mode_to_json(debug)},
+              {"compression", compression_to_json(compression)}};
 }
 
 StatusOr<Job> Job::from_json(const json& j) {

@@ -26,6 +26,25 @@ transport::PutOptions put_options(const PutTarget& put) {
   return o;
 }
 
+// An update (a worker's model or an aggregator's partial sum) travels in the
+// run's encoding; `stream` seeds its stochastic rounding, so reruns put the
+// same bytes.
+transport::PutOptions update_put_options(const JobRuntime& rt, const PutTarget& put, int64_t stream,
+                                         int64_t round) {
+  transport::PutOptions o = put_options(put);
+  o.encoding = rt.job.compression;
+  o.encoding.seed = task_seed(rt.job.seed, stream, round);
+  return o;
+}
+
+// An aggregator's rounding stream: FNV-1a of its node id (stable across
+// builds, unlike std::hash), negative so it never meets a worker's index.
+int64_t node_stream(const std::string& node) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : node) h = (h ^ c) * 0x100000001b3ull;
+  return -static_cast<int64_t>(h >> 2) - 1;
+}
+
 // debug: true — `global` + (worker_index + 1) x 2^-20 on every floating
 // element, other tensors copied: one read and one write pass, like a copy,
 // into this thread's scratch model (reused while the layout matches, so a
@@ -146,10 +165,9 @@ StatusOr<TrainResult> train(const TrainArgs& args, const faas::TaskContext& ctx)
       auto res,
       learning::train(*model, global, *rt->data.train, indices, rt->job.train,
                       task_seed(rt->job.seed, args.worker_index, args.round), hook.get()));
-  transport::PutOptions po = put_options(args.put);
-  po.encoding = rt->job.compression;
-  po.encoding.seed = task_seed(rt->job.seed, args.worker_index, args.round);  // rounding stream
-  FLIGHT_ASSIGN_OR_RETURN(out.update, store->put(res.state, po));
+  FLIGHT_ASSIGN_OR_RETURN(
+      out.update,
+      store->put(res.state, update_put_options(*rt, args.put, args.worker_index, args.round)));
   out.owned = true;
   out.loss = res.loss;
   out.accuracy = res.accuracy;
@@ -162,7 +180,9 @@ StatusOr<AggregateResult> aggregate(const AggregateArgs& args, const faas::TaskC
   (void)ctx;
   FLIGHT_ASSIGN_OR_RETURN(auto rt, job_runtime(args.job));
   FLIGHT_ASSIGN_OR_RETURN(transport::Store * store, store_for(args.put.connector));
-  if (args.stream) return fold_stream(args, *rt->strategy, *store);
+  const transport::PutOptions partial_put =
+      update_put_options(*rt, args.put, node_stream(args.node), args.round);
+  if (args.stream) return fold_stream(args, *rt->strategy, *store, partial_put);
   if (args.children.empty()) {
     return invalid_argument("aggregator " + args.node + ": no child updates to aggregate");
   }
@@ -181,7 +201,7 @@ StatusOr<AggregateResult> aggregate(const AggregateArgs& args, const faas::TaskC
   FLIGHT_RETURN_IF_ERROR(fold.add(std::move(children)).with_context("aggregator " + args.node));
   out.count = fold.count();
   FLIGHT_ASSIGN_OR_RETURN(auto result, fold.finalize());
-  FLIGHT_ASSIGN_OR_RETURN(out.update, store->put(result.params, put_options(args.put)));
+  FLIGHT_ASSIGN_OR_RETURN(out.update, store->put(result.params, partial_put));
   out.owned = true;
   out.weight = result.weight;
   out.bytes_put = out.update.size;
