@@ -16,7 +16,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TARGETS=(topology_yaml topology_json task_message state_loader rest_request codec config engine_message)
-CI_TARGETS=(topology_yaml topology_json task_message state_loader rest_request)
+# rest_request stays out of CI until its open hang is understood: twice the in-process
+# service neither answered nor closed within the harness's 10 s after 7.7k-13k inputs
+# (neither input reproduces alone). `scripts/fuzz.sh rest_request 600` runs it by hand.
+CI_TARGETS=(topology_yaml topology_json task_message state_loader)
 BUILD_DIR="${FLIGHT_FUZZ_BUILD_DIR:-build-fuzz}"
 OUT="${FLIGHT_FUZZ_OUT:-$BUILD_DIR/out}"
 
