@@ -40,13 +40,12 @@ StatusOr<RestInvokerOptions> RestInvokerOptions::from_json(const nlohmann::json&
   const std::string w = "rest invoker options";
   OptionReader reader(j, w);
   RestInvokerOptions o;
-  int64_t retries = o.max_retries;
   reader.required("url", &o.url);
   reader.optional("token", &o.token);
   reader.optional("token_file", &o.token_file);
   reader.optional("ca_file", &o.ca_file);
   reader.optional("request_timeout_s", &o.request_timeout_s);
-  reader.optional("max_retries", &retries);
+  reader.optional("max_retries", &o.max_retries);
   reader.optional("retry_timeout_s", &o.retry_timeout_s);
   reader.optional("retry_backoff_s", &o.retry_backoff_s);
   reader.optional("queue_full_timeout_s", &o.queue_full_timeout_s);
@@ -54,7 +53,6 @@ StatusOr<RestInvokerOptions> RestInvokerOptions::from_json(const nlohmann::json&
   reader.optional("max_batch", &o.max_batch);
   reader.optional("close_timeout_s", &o.close_timeout_s);
   FLIGHT_RETURN_IF_ERROR(reader.finish());
-  o.max_retries = static_cast<int>(retries);
   FLIGHT_RETURN_IF_ERROR(o.validate());
   return o;
 }

@@ -64,10 +64,8 @@ StatusOr<ServiceOptions> ServiceOptions::from_json(const nlohmann::json& j) {
   const std::string w = "service options";
   OptionReader reader(j, w);
   ServiceOptions o;
-  int64_t port = o.port, attempts = o.max_attempts;
-  size_t body = o.max_body_bytes;
   reader.optional("host", &o.host);
-  reader.optional("port", &port);
+  reader.optional("port", &o.port);
   reader.optional("token", &o.token);
   reader.optional("token_file", &o.token_file);
   reader.optional("tls_cert", &o.tls_cert);
@@ -75,10 +73,10 @@ StatusOr<ServiceOptions> ServiceOptions::from_json(const nlohmann::json& j) {
   reader.optional("state", &o.state);
   reader.optional("state_prefix", &o.state_prefix);
   reader.optional("threads", &o.threads);
-  reader.optional("max_body_bytes", &body);
+  reader.optional("max_body_bytes", &o.max_body_bytes);
   reader.optional("max_batch", &o.max_batch);
   reader.optional("lease_s", &o.lease_s);
-  reader.optional("max_attempts", &attempts);
+  reader.optional("max_attempts", &o.max_attempts);
   reader.optional("max_queue", &o.max_queue);
   reader.optional("leader_ttl_s", &o.leader_ttl_s);
   reader.optional("read_timeout_s", &o.read_timeout_s);
@@ -86,9 +84,6 @@ StatusOr<ServiceOptions> ServiceOptions::from_json(const nlohmann::json& j) {
   reader.optional("result_ttl_s", &o.result_ttl_s);
   reader.optional("sweep_interval_s", &o.sweep_interval_s);
   FLIGHT_RETURN_IF_ERROR(reader.finish());
-  o.port = static_cast<int>(port);
-  o.max_attempts = static_cast<int>(attempts);
-  o.max_body_bytes = body;
   FLIGHT_RETURN_IF_ERROR(o.validate());
   return o;
 }
