@@ -32,16 +32,17 @@ namespace {
 using testing::RedisServer;
 using testing::TempDir;
 
-// One redis-server for the whole test program, started on first use.
+// One redis-server for the whole test program, started on first use and
+// stopped at exit (a leaked pointer here left the server running after ctest).
 RedisServer& shared_redis() {
-  static RedisServer* server = new RedisServer();
-  return *server;
+  static RedisServer server;
+  return server;
 }
 
-// A process-lifetime temp dir for file connectors.
+// A temp dir for file connectors, removed at exit.
 TempDir& shared_dir() {
-  static TempDir* dir = new TempDir();
-  return *dir;
+  static TempDir dir;
+  return dir;
 }
 
 std::string pattern(size_t n, uint32_t seed) {
