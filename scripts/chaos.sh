@@ -16,7 +16,8 @@
 # before its first checkpoint), an endpoint with the same --name, a replica on
 # the same port. A trial survives when the
 # coordinator exits 0 within the timeout and no other process died on its own;
-# it is identical when model.pt has the undisturbed run's sha256.
+# it is identical when model.pt has the undisturbed run's sha256 and rounds.csv
+# the same rounds with the same accuracy, losses and counts.
 #
 # Randomness: trial t draws its kind, victim and moment from bash's RANDOM seeded
 # with S+t-1, printed on its line; `scripts/chaos.sh 1 --seed S+t-1 --kinds K`
@@ -270,6 +271,14 @@ rounds_done() {
 # round_reached K: true once K rounds are written or the coordinator has exited.
 round_reached() { [ "$(rounds_done)" -ge "$1" ] || exited "$COORD_PID"; }
 
+# rounds_rows: rounds.csv's learning columns (what a resumed run must write
+# again exactly; times and byte counts legitimately differ).
+rounds_rows() {
+  awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+           { print $col["round"], $col["test_accuracy"], $col["test_loss"], $col["train_loss"],
+                   $col["selected"], $col["returned"] }' "$OUT/rounds.csv" 2>/dev/null
+}
+
 model_sha() { sha256sum "$OUT/model.pt" 2>/dev/null | awk '{print $1}'; }
 
 # --- the reference: the undisturbed run ---------------------------------------
@@ -299,6 +308,7 @@ wait_coordinator 1
 REF_MS=$(( $(now_ms) - t0 ))
 SEG_MS[$(( ROUNDS + 1 ))]=$(( $(now_ms) - last ))
 REF_SHA=$(model_sha)
+REF_ROWS=$(rounds_rows)
 rc=$RC
 teardown_trial
 if [ "$rc" != 0 ] || [ -z "$REF_SHA" ] || [ -n "$PROBLEMS" ]; then
@@ -407,15 +417,28 @@ for (( t = 1; t <= N; t++ )); do
   rc=$RC
   elapsed=$(( $(now_ms) - t0 ))
   sha=$(model_sha)
+  rows=$(rounds_rows)
   teardown_trial
   ok=1
   [ "$rc" = 0 ] && [ -z "$PROBLEMS" ] || ok=0
   same=0
   [ "$ok" = 1 ] && survived=$(( survived + 1 ))
-  if [ -n "$sha" ] && [ "$sha" = "$REF_SHA" ]; then same=1; identical=$(( identical + 1 )); fi
+  if [ -z "$sha" ]; then
+    verdict="MISSING (no model.pt)"
+  elif [ "$sha" != "$REF_SHA" ]; then
+    verdict="DIFFERENT (sha256 ${sha:0:16})"
+  elif [ "$rows" = "$REF_ROWS" ]; then
+    verdict=identical
+    same=1
+    identical=$(( identical + 1 ))
+  else
+    verdict="identical, but rounds.csv DIFFERENT"
+    PROBLEMS+="${PROBLEMS:+$'\n'}  rounds.csv differs from the undisturbed run's:"$'\n'"$(
+      diff <(echo "$REF_ROWS") <(echo "$rows") | sed 's/^/    /')"
+  fi
   printf 'trial %d/%d seed %d: kill %s %s%s; run exit %s in %d ms; model %s\n' \
     "$t" "$N" "$trial_seed" "$what" "$moment" "$note" "$rc" "$elapsed" \
-    "$( [ "$same" = 1 ] && echo identical || echo "DIFFERENT (${sha:-none})")"
+    "$verdict"
   [ -z "$PROBLEMS" ] || echo "$PROBLEMS"
   if [ "$ok" = 1 ] && [ "$same" = 1 ]; then
     rm -rf "$T"
