@@ -29,10 +29,10 @@
 # CHAOS_HOSTS (3 endpoints), CHAOS_TIMEOUT_S (per trial, default 10x the
 # undisturbed run + 60), TMPDIR. Exit 0 only if every trial survived with an
 # identical model. Waits are for files, ports and log lines, each with a timeout.
-set -euo pipefail
+set -Eeuo pipefail
 
 usage() {
-  sed -n '2,/^set -euo/p' "$0" | sed -n 's/^# \{0,1\}//p' >&2
+  sed -n '2,/^set -Eeuo/p' "$0" | sed -n 's/^# \{0,1\}//p' >&2
   exit 2
 }
 
@@ -71,12 +71,14 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/flight-chaos.XXXXXX")"
 declare -A PIDS=()
 EP_NAMES=()
 cleanup() {
-  local pid
+  local rc=$? pid
+  [ "$rc" = 0 ] || KEEP=1
   for pid in "${!PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [ "$KEEP" = 1 ]; then echo "chaos: kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
+trap 'echo "chaos: line $LINENO: \"$BASH_COMMAND\" failed" >&2' ERR
 trap 'exit 130' INT TERM
 
 now_ms() { local t=${EPOCHREALTIME/./}; echo $(( t / 1000 )); }
@@ -276,10 +278,10 @@ round_reached() { [ "$(rounds_done)" -ge "$1" ] || exited "$COORD_PID"; }
 rounds_rows() {
   awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
            { print $col["round"], $col["test_accuracy"], $col["test_loss"], $col["train_loss"],
-                   $col["selected"], $col["returned"] }' "$OUT/rounds.csv" 2>/dev/null
+                   $col["selected"], $col["returned"] }' "$OUT/rounds.csv" 2>/dev/null || true
 }
 
-model_sha() { sha256sum "$OUT/model.pt" 2>/dev/null | awk '{print $1}'; }
+model_sha() { sha256sum "$OUT/model.pt" 2>/dev/null | awk '{print $1}' || true; }
 
 # --- the reference: the undisturbed run ---------------------------------------
 echo "chaos: seed $SEED, $N trial(s), flight $FLIGHT, work dir $WORK"
@@ -403,7 +405,7 @@ for (( t = 1; t <= N; t++ )); do
         ;;
       replica)
         role=$(curl -s -m 2 "http://127.0.0.1:${SERVE_PORTS[$victim]}/v1/healthz" |
-          sed -n 's/.*"role": *"\([a-z]*\)".*/\1/p')
+          sed -n 's/.*"role": *"\([a-z]*\)".*/\1/p') || true
         what+=" (${role:-unknown})"
         kill -KILL "${SERVE_PIDS[$victim]}"
         wait_for 10 "the killed replica" exited "${SERVE_PIDS[$victim]}"
@@ -434,7 +436,7 @@ for (( t = 1; t <= N; t++ )); do
   else
     verdict="identical, but rounds.csv DIFFERENT"
     PROBLEMS+="${PROBLEMS:+$'\n'}  rounds.csv differs from the undisturbed run's:"$'\n'"$(
-      diff <(echo "$REF_ROWS") <(echo "$rows") | sed 's/^/    /')"
+      diff <(echo "$REF_ROWS") <(echo "$rows") | sed 's/^/    /' || true)"
   fi
   printf 'trial %d/%d seed %d: kill %s %s%s; run exit %s in %d ms; model %s\n' \
     "$t" "$N" "$trial_seed" "$what" "$moment" "$note" "$rc" "$elapsed" \

@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -79,7 +80,12 @@ struct SyncDriver::RoundState {
   bool closed = false;  // deadline passed: late worker results are dropped
   int64_t stragglers = 0, failed = 0;
   std::vector<std::string> failures;  // every failed task, e.g. worker w3: why
-  double train_loss_sum = 0, train_weight_sum = 0, train_seconds_max = 0, busy = 0;
+  double train_seconds_max = 0, busy = 0;
+  // Per worker: (loss × samples, samples), summed in node order when the row
+  // is filled so that the mean train loss does not depend on arrival order
+  // (summed as results arrived it differed between identical runs in the last
+  // digit; scripts/chaos.sh compares rounds.csv).
+  std::map<std::string, std::pair<double, double>> train_losses;
   uint64_t bytes_put = 0, bytes_fetched = 0;
   std::vector<uint64_t> bytes_up_by_tier;
   std::vector<TaskRow> rows;
@@ -237,7 +243,12 @@ void SyncDriver::fill_row(const RoundState& rs, size_t selected, RoundRow* row) 
   row->bytes_up_by_tier = rs.bytes_up_by_tier;
   row->train_seconds_max = rs.train_seconds_max;
   row->busy_seconds = rs.busy;
-  row->train_loss = rs.train_weight_sum > 0 ? rs.train_loss_sum / rs.train_weight_sum : 0;
+  double loss_sum = 0, weight_sum = 0;
+  for (const auto& [node, loss] : rs.train_losses) {
+    loss_sum += loss.first;
+    weight_sum += loss.second;
+  }
+  row->train_loss = weight_sum > 0 ? loss_sum / weight_sum : 0;
 }
 
 std::string SyncDriver::insufficient(int64_t round, const RoundState& rs, size_t selected,
@@ -750,8 +761,8 @@ std::optional<ChildUpdate> SyncDriver::take_update(RoundState& rs, const std::st
     row->train_loss = r.loss;
     row->train_accuracy = r.accuracy;
     row->train_seconds = r.train_seconds;
-    rs.train_loss_sum += row->train_loss * static_cast<double>(row->samples);
-    rs.train_weight_sum += static_cast<double>(row->samples);
+    const auto samples = static_cast<double>(row->samples);
+    rs.train_losses[node] = {row->train_loss * samples, samples};
     rs.train_seconds_max = std::max(rs.train_seconds_max, row->train_seconds);
   } else {
     const AggregateResult& r = *result.aggregate;
