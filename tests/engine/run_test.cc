@@ -165,6 +165,8 @@ TEST_F(RunTest, SameSeedGivesBitIdenticalRounds) {
   for (size_t i = 0; i < ra.size(); ++i) {
     EXPECT_EQ(ra[i].test_accuracy, rb[i].test_accuracy) << "round " << i + 1;
     EXPECT_EQ(ra[i].test_loss, rb[i].test_loss) << "round " << i + 1;
+    // Summed in worker order: results arrive in any order.
+    EXPECT_EQ(ra[i].train_loss, rb[i].train_loss) << "round " << i + 1;
   }
   EXPECT_TRUE(a->final_model.equal(b->final_model));
 }
