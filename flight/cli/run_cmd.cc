@@ -1,5 +1,9 @@
-// flight run CONFIG [--output DIR] [--resume DIR] [--set key=value ...] [--quiet]
+// flight run CONFIG [--output DIR] [--set key=value ...] [--quiet]
 //                   [--launcher L] [--hosts N] [--placement P] [--list-endpoints] [--dry-run]
+// flight run --resume DIR [CONFIG] [--set key=value ...] [--allow-changes] [...]
+//   --resume DIR alone continues the run with DIR/config.yaml; a CONFIG or
+//   --set that changes any setting is refused (naming each) unless
+//   --allow-changes.
 #include <iostream>
 #include <memory>
 
@@ -17,6 +21,8 @@ struct RunArgs {
   std::string output;
   std::string resume;
   std::vector<std::string> overrides;
+  bool allow_changes = false;
+  int64_t crash_after_checkpoints = 0;
   bool quiet = false;
   bool list_endpoints = false;
   bool dry_run = false;
@@ -24,7 +30,13 @@ struct RunArgs {
 };
 
 int run(const RunArgs& a) {
-  auto config = engine::ExperimentConfig::load(a.config, a.overrides);
+  if (a.config.empty() && a.resume.empty()) {
+    return usage_error("a CONFIG is required (or --resume DIR to continue a run)");
+  }
+  if (a.allow_changes && a.resume.empty()) return usage_error("--allow-changes needs --resume DIR");
+  // --resume DIR alone: the run's own config (its config.yaml).
+  auto config = a.config.empty() ? engine::load_run_config(a.resume, a.overrides)
+                                 : engine::ExperimentConfig::load(a.config, a.overrides);
   if (!config.is_ok()) return usage_error(config.status().message());
   auto deployment = deploy::resolve_options(*config, a.deploy);
   if (!deployment.is_ok()) return usage_error(deployment.status().message());
@@ -43,6 +55,8 @@ int run(const RunArgs& a) {
   engine::RunOptions options;
   options.output_dir = !a.resume.empty() ? a.resume : a.output;
   options.resume = !a.resume.empty();
+  options.allow_changes = a.allow_changes;
+  options.crash_after_checkpoints = a.crash_after_checkpoints;
   options.quiet = a.quiet;
   auto summary = deploy::run_deployed(*config, options, *deployment);
   if (!summary.is_ok()) return fail(summary.status().message());
@@ -64,14 +78,23 @@ int run(const RunArgs& a) {
 FLIGHT_COMMAND(run, {"", "run", "Run a federated learning experiment from a YAML config",
                      [](CLI::App* app) {
                        auto a = std::make_shared<RunArgs>();
-                       app->add_option("config", a->config, "experiment config (YAML)")
-                           ->required()
+                       app->add_option("config", a->config,
+                                       "experiment config (YAML); with --resume optional (the "
+                                       "run directory's config.yaml is used)")
                            ->check(CLI::ExistingFile);
                        app->add_option("-o,--output", a->output,
                                        "output directory (default: output.dir of the config)");
                        app->add_option("--resume", a->resume,
                                        "continue the run in this output directory from its last "
-                                       "checkpoint");
+                                       "checkpoint, with its own settings (DIR/config.yaml)");
+                       app->add_flag("--allow-changes", a->allow_changes,
+                                     "with --resume: continue even though CONFIG or --set "
+                                     "change settings of the run (refused otherwise, naming "
+                                     "each changed key)");
+                       app->add_option("--crash-after-checkpoint", a->crash_after_checkpoints,
+                                       "fault injection for tests: SIGKILL this process right "
+                                       "after its N-th checkpoint")
+                           ->group("Testing");
                        app->add_option(
                               "--set", a->overrides,
                               "override a config key, e.g. --set rounds=5 --set train.lr=0.1")

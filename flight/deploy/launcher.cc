@@ -76,6 +76,9 @@ StatusOr<engine::RunSummary> run_deployed(const engine::ExperimentConfig& config
   r.deploy = options;
   FLIGHT_ASSIGN_OR_RETURN(r.placement, plan(config, options));
   r.run = std::move(run);
+  // Launchers point the control and data planes at what they start; the run
+  // directory records (and --resume compares) the config as given.
+  if (!r.run.config_as_given) r.run.config_as_given = config;
   r.run.placement = r.placement.assigned;
   r.output_dir = r.run.output_dir.empty() ? config.output.dir : r.run.output_dir;
   r.flight_binary = self_executable();

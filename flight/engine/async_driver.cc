@@ -9,6 +9,7 @@
 
 #include "flight/base/logging.h"
 #include "flight/base/time.h"
+#include "flight/engine/checkpoint.h"
 #include "flight/engine/devices.h"
 #include "flight/engine/output.h"
 #include "flight/engine/run_context.h"
@@ -34,6 +35,24 @@ Status VersionBook::advance(const ParamSet& global) {
 int64_t VersionBook::use() {
   users_[version_]++;
   return version_;
+}
+
+std::vector<int64_t> VersionBook::live() const {
+  std::vector<int64_t> out;
+  for (const auto& [v, ref] : refs_) out.push_back(v);
+  return out;
+}
+
+Status VersionBook::restore(int64_t current, const std::map<int64_t, ParamSet>& models) {
+  if (models.count(current) == 0) {
+    return data_loss("checkpoint has no tensors for the current model version " +
+                     std::to_string(current));
+  }
+  for (const auto& [v, model] : models) {
+    FLIGHT_ASSIGN_OR_RETURN(refs_[v], store_.put(model, {{}, scope_, {}}));
+  }
+  version_ = current;
+  return Status::ok();
 }
 
 void VersionBook::release(int64_t v) {
@@ -88,22 +107,39 @@ StatusOr<RunSummary> AsyncDriver::run() {
         "not '" +
         ctx_.strategy->name() + "'");
   }
-  // Participation is decided once: the selected workers train continuously.
-  for (size_t i : ctx_.strategy->select(ctx_.workers.size(), 1, ctx_.rng)) {
-    active_.push_back(ctx_.workers[i]);
+  const Checkpoint* resumed = output_.resumed();
+  if (resumed) {
+    FLIGHT_RETURN_IF_ERROR(restore(*resumed));
+  } else {
+    // Participation is decided once: the selected workers train continuously.
+    for (size_t i : ctx_.strategy->select(ctx_.workers.size(), 1, ctx_.rng)) {
+      active_.push_back(ctx_.workers[i]);
+    }
+    for (const auto& w : active_) workers_[w].planned = devices_.planned(w);
+    next_eval_ = ctx_.config.async.eval_every;
+    FLIGHT_RETURN_IF_ERROR(versions_.publish(ctx_.global));
   }
-  for (const auto& w : active_) workers_[w].planned = devices_.planned(w);
-  next_eval_ = ctx_.config.async.eval_every;
-  FLIGHT_RETURN_IF_ERROR(versions_.publish(ctx_.global));
-  FLIGHT_RETURN_IF_ERROR(output_.open_updates());
+  FLIGHT_RETURN_IF_ERROR(output_.open_updates(update_no_));
 
-  for (const auto& w : active_) start_task(w);
-  spdlog::info("async: {} workers training continuously ({} clock)", active_.size(),
-               to_string(ctx_.config.clock));
+  for (const auto& w : active_) resumed ? submit_task(w) : start_task(w);
+  spdlog::info("async: {} workers training continuously ({} clock){}", active_.size(),
+               to_string(ctx_.config.clock), resumed ? ", resumed" : "");
   Status loop_status = loop();
   stop_workers();
   FLIGHT_RETURN_IF_ERROR(ctx_.invoker->close());
   FLIGHT_RETURN_IF_ERROR(loop_status);
+  if (killed_) {
+    // As if killed: no final outputs; --resume continues from the checkpoint.
+    RunSummary summary;
+    summary.stopped = true;
+    summary.rounds_completed = eval_index_;
+    summary.updates_merged = merged_;
+    summary.model_versions = versions_.current();
+    summary.output_dir = ctx_.out_dir;
+    summary.final_model = ctx_.global;
+    summary.seconds = ctx_.now();
+    return summary;
+  }
   return finish();
 }
 
@@ -113,11 +149,24 @@ Status AsyncDriver::loop() {
     if (ac.max_seconds > 0 && time_now() >= ac.max_seconds) break;
     if (ctx_.options.should_stop && ctx_.options.should_stop()) {
       stopped_ = true;
+      // Resumable from here, as a sync run stopped between rounds.
+      FLIGHT_RETURN_IF_ERROR(checkpoint());
       break;
     }
     faas::TaskResult r;
     const std::string w = next_completion(&r);
     FLIGHT_RETURN_IF_ERROR(on_result(w, r));
+    // Between two completions every decision so far is taken and every
+    // running task is known: a consistent cut.
+    const int64_t every = ctx_.config.output.checkpoint_every;
+    if (every > 0 && eval_index_ / every > last_checkpoint_ / every && merged_ < ac.max_updates) {
+      FLIGHT_RETURN_IF_ERROR(checkpoint());
+      if (ctx_.options.stop_after_rounds > 0 &&
+          eval_index_ - first_eval_ >= ctx_.options.stop_after_rounds) {
+        killed_ = true;
+        break;
+      }
+    }
   }
   return Status::ok();
 }
@@ -128,6 +177,11 @@ void AsyncDriver::start_task(const std::string& w) {
   s.task++;
   s.vstart = vnow_;
   s.vfinish = vnow_ + s.planned;
+  submit_task(w);
+}
+
+void AsyncDriver::submit_task(const std::string& w) {
+  auto& s = workers_.at(w);
   s.real_start = ctx_.now();
   TrainArgs a;
   a.job = ctx_.job_ref();
@@ -357,6 +411,157 @@ void AsyncDriver::stop_workers() {
                                         : std::max(0.0, ctx_.now() - s.real_start));
   }
   for (const auto& w : active_) ctx_.invoker->cancel(workers_.at(w).task_id);
+}
+
+// A buffered update as checkpoint JSON; its tensors (and its base's, unless
+// the base is a global version) go into `params` under `name`.
+StatusOr<nlohmann::json> AsyncDriver::pending_to_json(const Pending& p, const std::string& name,
+                                                      std::map<std::string, ParamSet>* params) {
+  const ChildUpdate& c = p.child;
+  FLIGHT_ASSIGN_OR_RETURN((*params)[name], ctx_.store->get(c.update));
+  nlohmann::json j = {{"node", c.node},         {"weight", c.weight},
+                      {"count", c.count},       {"base_version", p.base_version},
+                      {"versions", p.versions}, {"update", name}};
+  if (c.base_owned) {
+    FLIGHT_ASSIGN_OR_RETURN((*params)[name + ".base"], ctx_.store->get(*c.base));
+    j["base"] = name + ".base";
+  } else {
+    // A worker's update: its base is the global version it trained from.
+    j["base_from_version"] = p.versions.at(0);
+  }
+  return j;
+}
+
+StatusOr<AsyncDriver::Pending> AsyncDriver::pending_from_json(
+    const nlohmann::json& j, const std::map<std::string, ParamSet>& params) {
+  auto tensors = [&](const std::string& name) -> StatusOr<const ParamSet*> {
+    auto it = params.find(name);
+    if (it == params.end()) return data_loss("checkpoint has no tensors '" + name + "'");
+    return &it->second;
+  };
+  Pending p;
+  ChildUpdate& c = p.child;
+  c.node = j.at("node").get<std::string>();
+  c.weight = j.at("weight").get<double>();
+  c.count = j.at("count").get<int64_t>();
+  p.base_version = j.at("base_version").get<double>();
+  p.versions = j.at("versions").get<std::vector<int64_t>>();
+  FLIGHT_ASSIGN_OR_RETURN(const ParamSet* update, tensors(j.at("update").get<std::string>()));
+  FLIGHT_ASSIGN_OR_RETURN(c.update, ctx_.store->put(*update, {{}, kScope, {}}));
+  c.owned = true;
+  if (j.contains("base")) {
+    FLIGHT_ASSIGN_OR_RETURN(const ParamSet* base, tensors(j.at("base").get<std::string>()));
+    FLIGHT_ASSIGN_OR_RETURN(c.base, ctx_.store->put(*base, {{}, kScope, {}}));
+    c.base_owned = true;
+  } else {
+    c.base = versions_.ref(j.at("base_from_version").get<int64_t>());
+    c.base_owned = false;
+  }
+  return p;
+}
+
+Status AsyncDriver::checkpoint() {
+  using nlohmann::json;
+  std::map<std::string, ParamSet> params;
+  json versions = json::array();
+  for (int64_t v : versions_.live()) {
+    FLIGHT_ASSIGN_OR_RETURN(params["version-" + std::to_string(v)],
+                            ctx_.store->get(versions_.ref(v)));
+    versions.push_back(v);
+  }
+  json workers = json::object();
+  for (const auto& w : active_) {
+    const auto& s = workers_.at(w);
+    // The task in flight: issued again as it was on --resume.
+    workers[w] = {
+        {"version", s.version}, {"task", s.task}, {"vstart", s.vstart}, {"vfinish", s.vfinish}};
+  }
+  json buffers = json::object();
+  size_t n = 0;  // tensor names by count: node ids may hold any character
+  for (const auto& [node, buf] : buffers_) {
+    if (buf.empty()) continue;
+    json list = json::array();
+    for (const auto& p : buf) {
+      FLIGHT_ASSIGN_OR_RETURN(json pj,
+                              pending_to_json(p, "buffered-" + std::to_string(n++), &params));
+      list.push_back(std::move(pj));
+    }
+    buffers[node] = std::move(list);
+  }
+  json state = {{"active", active_},
+                {"version", versions_.current()},
+                {"versions", versions},
+                {"workers", workers},
+                {"buffers", buffers},
+                {"vnow", vnow_},
+                {"merged", merged_},
+                {"next_eval", next_eval_},
+                {"eval_index", eval_index_},
+                {"failed", failed_},
+                {"dropped", dropped_},
+                {"update_no", update_no_},
+                {"last_eval_time", last_eval_time_},
+                {"bytes_put", bytes_put_},
+                {"bytes_fetched", bytes_fetched_},
+                {"ingress", ingress_},
+                {"devices", devices_.stats_json()}};
+  last_checkpoint_ = eval_index_;
+  return output_.checkpoint(eval_index_, json{{"async", std::move(state)}}, std::move(params));
+}
+
+Status AsyncDriver::restore(const Checkpoint& c) {
+  const std::string where = "--resume: async checkpoint of evaluation " + std::to_string(c.round);
+  try {
+    const nlohmann::json& a = c.extra.at("async");
+    active_ = a.at("active").get<std::vector<std::string>>();
+    for (const auto& w : active_) {
+      if (ctx_.worker_index.count(w) == 0) {
+        return failed_precondition(where + ": worker '" + w + "' is not in the topology");
+      }
+      auto& s = workers_[w];
+      const auto& j = a.at("workers").at(w);
+      s.planned = devices_.planned(w);
+      s.version = j.at("version").get<int64_t>();
+      s.task = j.at("task").get<int64_t>();
+      s.vstart = j.at("vstart").get<double>();
+      s.vfinish = j.at("vfinish").get<double>();
+    }
+    std::map<int64_t, ParamSet> models;
+    for (const auto& v : a.at("versions")) {
+      const std::string name = "version-" + std::to_string(v.get<int64_t>());
+      auto it = c.params.find(name);
+      if (it == c.params.end()) return data_loss(where + ": no tensors '" + name + "'");
+      models[v.get<int64_t>()] = it->second;
+    }
+    FLIGHT_RETURN_IF_ERROR(versions_.restore(a.at("version").get<int64_t>(), models));
+    for (const auto& w : active_) versions_.retain(workers_.at(w).version);
+    for (const auto& [node, list] : a.at("buffers").items()) {
+      if (!ctx_.topology->contains(node)) {
+        return failed_precondition(where + ": aggregator '" + node + "' is not in the topology");
+      }
+      for (const auto& pj : list) {
+        FLIGHT_ASSIGN_OR_RETURN(Pending p, pending_from_json(pj, c.params));
+        for (int64_t v : p.versions) versions_.retain(v);
+        buffers_[node].push_back(std::move(p));
+      }
+    }
+    vnow_ = a.at("vnow").get<double>();
+    merged_ = a.at("merged").get<int64_t>();
+    next_eval_ = a.at("next_eval").get<int64_t>();
+    eval_index_ = a.at("eval_index").get<int64_t>();
+    failed_ = a.at("failed").get<int64_t>();
+    dropped_ = a.at("dropped").get<int64_t>();
+    update_no_ = a.at("update_no").get<int64_t>();
+    last_eval_time_ = a.at("last_eval_time").get<double>();
+    bytes_put_ = a.at("bytes_put").get<uint64_t>();
+    bytes_fetched_ = a.at("bytes_fetched").get<uint64_t>();
+    ingress_ = a.at("ingress").get<uint64_t>();
+    FLIGHT_RETURN_IF_ERROR(devices_.restore_stats(a.at("devices")));
+  } catch (const std::exception& e) {
+    return data_loss(where + " is malformed: " + e.what());
+  }
+  last_checkpoint_ = first_eval_ = eval_index_;
+  return Status::ok();
 }
 
 StatusOr<RunSummary> AsyncDriver::finish() {

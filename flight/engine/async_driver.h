@@ -12,6 +12,18 @@
 // simulated finish time (planned from the worker's sample count and speed),
 // so the order of events — and so the result — does not depend on machine
 // load; with `clock: real` completions are taken as they arrive.
+//
+// Checkpoints (every `output.checkpoint_every` evaluations, between two
+// completions): the global model and every version still in use, the
+// strategy's state, the aggregators' buffers (their updates' tensors), the
+// in-flight tasks (worker, version trained from, task number, virtual start
+// and finish), the virtual clock and the counters. --resume puts the versions
+// and buffered updates back into the store and re-issues every in-flight task
+// as it was issued (same version, same task number, so the same training
+// seed and the same virtual finish time): under `clock: virtual` the resumed
+// run takes the same completions in the same order as an uninterrupted one
+// and ends with the same model, bit for bit. Under `clock: real` it continues
+// correctly but, as any real-clock async run, not reproducibly.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +32,8 @@
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "flight/base/status.h"
 #include "flight/engine/federation.h"
@@ -32,6 +46,7 @@ namespace flight::engine {
 struct RunContext;
 class SimulatedDevices;
 class RunOutput;
+struct Checkpoint;
 
 // The global model's versions in the store, each kept while the current one
 // or while a task or a pending update still uses it.
@@ -48,7 +63,14 @@ class VersionBook {
   Status advance(const ParamSet& global);
   // The current version, with one more user.
   int64_t use();
+  // One more user of version v (restoring a checkpoint's tasks and buffers).
+  void retain(int64_t v) { users_[v]++; }
   void release(int64_t v);
+  // The versions kept in the store (the current one and those in use).
+  std::vector<int64_t> live() const;
+  // --resume: puts `models` (version -> model) back with `current` as the
+  // current version; users are added with retain().
+  Status restore(int64_t current, const std::map<int64_t, ParamSet>& models);
 
  private:
   void maybe_drop(int64_t v);
@@ -85,7 +107,16 @@ class AsyncDriver {
   };
 
   Status loop();
+  // A new task for the worker from the current version...
   void start_task(const std::string& worker);
+  // ...or, on --resume, the task it had in flight, issued again.
+  void submit_task(const std::string& worker);
+  Status checkpoint();
+  Status restore(const Checkpoint& checkpoint);
+  StatusOr<nlohmann::json> pending_to_json(const Pending& p, const std::string& name,
+                                           std::map<std::string, ParamSet>* params);
+  StatusOr<Pending> pending_from_json(const nlohmann::json& j,
+                                      const std::map<std::string, ParamSet>& params);
   std::string next_completion(faas::TaskResult* out);
   Status on_result(const std::string& worker, const faas::TaskResult& result);
   Status deliver(const std::string& parent, Pending update);
@@ -109,6 +140,8 @@ class AsyncDriver {
   double vnow_ = 0;
   int64_t merged_ = 0, next_eval_ = 0, eval_index_ = 0, failed_ = 0, dropped_ = 0;
   bool stopped_ = false;  // ended by RunOptions::should_stop
+  bool killed_ = false;   // ended by RunOptions::stop_after_rounds: as if killed
+  int64_t last_checkpoint_ = 0, first_eval_ = 0;  // evaluation numbers
   int64_t update_no_ = 0;
   double last_eval_time_ = 0;
   uint64_t bytes_put_ = 0, bytes_fetched_ = 0, ingress_ = 0;

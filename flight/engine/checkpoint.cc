@@ -1,6 +1,7 @@
 #include "flight/engine/checkpoint.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -36,6 +37,10 @@ StatusOr<std::string> read_text(const std::string& path) {
   return os.str();
 }
 
+std::string params_file(const fs::path& dir, const std::string& name) {
+  return (dir / ("params-" + name + ".params")).string();
+}
+
 std::string round_dir_name(int64_t round) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "round-%06lld", static_cast<long long>(round));
@@ -64,7 +69,12 @@ StatusOr<ParamSet> read_params_file(const std::string& path) {
 
 Status save_checkpoint(const std::string& output_dir, const Checkpoint& c) {
   const fs::path root = fs::path(output_dir) / "checkpoints";
-  const std::string name = round_dir_name(c.round);
+  // A second checkpoint of the same round (a stop right after one) gets a new
+  // name: replacing the directory LATEST points at would leave a moment with
+  // no complete checkpoint.
+  std::string name = round_dir_name(c.round);
+  for (int n = 1; fs::exists(root / name); ++n)
+    name = round_dir_name(c.round) + "." + std::to_string(n);
   const fs::path tmp = root / (name + ".tmp");
   const fs::path final_dir = root / name;
   std::error_code ec;
@@ -73,19 +83,27 @@ Status save_checkpoint(const std::string& output_dir, const Checkpoint& c) {
   if (ec) return unavailable("cannot create '" + tmp.string() + "': " + ec.message());
 
   FLIGHT_RETURN_IF_ERROR(write_params_file((tmp / "global.params").string(), c.global));
-  FLIGHT_RETURN_IF_ERROR(
-      write_params_file((tmp / "strategy.params").string(), c.strategy_tensors));
-  nlohmann::json meta = {{"round", c.round},
-                         {"strategy_state", c.strategy_state},
-                         {"rng_state", c.rng_state},
-                         {"elapsed_s", c.elapsed_s},
-                         {"extra", c.extra}};
+  FLIGHT_RETURN_IF_ERROR(write_params_file((tmp / "strategy.params").string(), c.strategy_tensors));
+  nlohmann::json names = nlohmann::json::array();
+  for (const auto& [name, params] : c.params) {
+    const bool safe = !name.empty() && std::all_of(name.begin(), name.end(), [](char ch) {
+      return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '.' || ch == '-';
+    });
+    if (!safe) return invalid_argument("checkpoint tensors '" + name + "': bad name");
+    FLIGHT_RETURN_IF_ERROR(write_params_file(params_file(tmp, name), params));
+    names.push_back(name);
+  }
+  nlohmann::json meta = {
+      {"round", c.round},         {"params", names},          {"strategy_state", c.strategy_state},
+      {"rng_state", c.rng_state}, {"elapsed_s", c.elapsed_s}, {"extra", c.extra}};
   const std::string text = meta.dump(2);
-  FLIGHT_RETURN_IF_ERROR(write_file_atomic((tmp / "state.json").string(), text.data(), text.size()));
+  FLIGHT_RETURN_IF_ERROR(
+      write_file_atomic((tmp / "state.json").string(), text.data(), text.size()));
 
   fs::remove_all(final_dir, ec);
   fs::rename(tmp, final_dir, ec);
-  if (ec) return unavailable("cannot publish checkpoint '" + final_dir.string() + "': " + ec.message());
+  if (ec)
+    return unavailable("cannot publish checkpoint '" + final_dir.string() + "': " + ec.message());
   FLIGHT_RETURN_IF_ERROR(write_file_atomic((root / "LATEST").string(), name.data(), name.size()));
 
   // Older checkpoints are only removed once LATEST points past them.
@@ -112,11 +130,17 @@ StatusOr<std::optional<Checkpoint>> load_latest_checkpoint(const std::string& ou
     c.rng_state = meta.at("rng_state").get<std::string>();
     c.elapsed_s = meta.value("elapsed_s", 0.0);
     c.extra = meta.value("extra", nlohmann::json::object());
+    for (const auto& name : meta.value("params", nlohmann::json::array())) {
+      c.params[name.get<std::string>()] = ParamSet();
+    }
   } catch (const nlohmann::json::exception& e) {
     return data_loss("checkpoint '" + (dir / "state.json").string() + "' is corrupt: " + e.what());
   }
   FLIGHT_ASSIGN_OR_RETURN(c.global, read_params_file((dir / "global.params").string()));
   FLIGHT_ASSIGN_OR_RETURN(c.strategy_tensors, read_params_file((dir / "strategy.params").string()));
+  for (auto& [name, params] : c.params) {
+    FLIGHT_ASSIGN_OR_RETURN(params, read_params_file(params_file(dir, name)));
+  }
   return std::optional<Checkpoint>(std::move(c));
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -25,6 +26,9 @@ struct Checkpoint {
   std::string rng_state;  // std::mt19937_64 text form
   double elapsed_s = 0;   // run time up to this checkpoint
   nlohmann::json extra = nlohmann::json::object();
+  // Further tensors by name (async: the model versions and buffered updates
+  // still in use), one checksummed file each. Names: [A-Za-z0-9_.-]+.
+  std::map<std::string, ParamSet> params;
 };
 
 // Writes OUTPUT/checkpoints/round-NNNNNN/ and points OUTPUT/checkpoints/LATEST

@@ -13,9 +13,34 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+// Absolute: the resolved config (a run directory's config.yaml) must load
+// back from wherever it is written, not only from the original config's
+// directory.
 std::string resolve(const std::string& base_dir, const std::string& path) {
   fs::path p = path;
-  return p.is_absolute() ? p.string() : (fs::path(base_dir) / p).lexically_normal().string();
+  if (p.is_absolute()) return p.lexically_normal().string();
+  return fs::absolute(fs::path(base_dir) / p).lexically_normal().string();
+}
+
+// Appends "key: OLD -> NEW" for every leaf where `was` and `now` differ.
+void diff_json(const json& was, const json& now, const std::string& key,
+               std::vector<std::string>* out) {
+  if (was.is_object() && now.is_object()) {
+    std::vector<std::string> keys;
+    for (const auto& [k, v] : was.items()) keys.push_back(k);
+    for (const auto& [k, v] : now.items()) {
+      if (!was.contains(k)) keys.push_back(k);
+    }
+    std::sort(keys.begin(), keys.end());
+    for (const auto& k : keys) {
+      const std::string sub = key.empty() ? k : key + "." + k;
+      diff_json(was.contains(k) ? was[k] : json(), now.contains(k) ? now[k] : json(), sub, out);
+    }
+    return;
+  }
+  if (was == now) return;
+  auto show = [](const json& v) { return v.is_null() ? std::string("(unset)") : v.dump(); };
+  out->push_back(key + ": " + show(was) + " -> " + show(now));
 }
 
 // Runs a layer's from_json on the section at `key` (absent: {}) and prefixes
@@ -346,6 +371,27 @@ StatusOr<ExperimentConfig> ExperimentConfig::load(const std::string& path,
   std::string base = fs::path(path).parent_path().string();
   FLIGHT_RETURN_IF_ERROR(parse(doc, base.empty() ? "." : base, &c));
   return c;
+}
+
+StatusOr<ExperimentConfig> load_run_config(const std::string& run_dir,
+                                           const std::vector<std::string>& overrides) {
+  const std::string path = (fs::path(run_dir) / "config.yaml").string();
+  if (!fs::exists(path)) {
+    return not_found("--resume: '" + run_dir +
+                     "' has no config.yaml (not a run directory of `flight run`?)");
+  }
+  return ExperimentConfig::load(path, overrides);
+}
+
+std::vector<std::string> config_differences(const ExperimentConfig& was,
+                                            const ExperimentConfig& now) {
+  json a = was.to_json(), b = now.to_json();
+  // Where the outputs go is the run directory itself, named by --resume.
+  a["output"].erase("dir");
+  b["output"].erase("dir");
+  std::vector<std::string> out;
+  diff_json(a, b, "", &out);
+  return out;
 }
 
 StatusOr<ExperimentConfig> ExperimentConfig::from_json(const nlohmann::json& j,

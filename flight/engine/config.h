@@ -6,7 +6,8 @@
 //
 //   name: fmnist-3tier              # run name; default output dir runs/<name>
 //   seed: 1                         # selection, partitioning, per-(worker,round) training seeds
-//   topology: topologies/3tier.yaml # file (relative to this config) or a generator:
+//   topology: topologies/3tier.yaml # file (relative to this config; resolved to an absolute
+//                                   #   path) or a generator:
 //                                   #   {generate: flat, workers: 8}
 //                                   #   {generate: balanced, branching: 4, height: 2}
 //                                   #   {generate: by_leaves, leaves: 256, height: 4}
@@ -216,8 +217,20 @@ struct ExperimentConfig {
                                               const std::string& base_dir = ".");
 
   Status validate() const;
-  // The resolved config: every field, defaults filled in; loads back to the same config.
+  // The resolved config: every field, defaults filled in, file paths
+  // absolute; loads back to the same config from any directory.
   nlohmann::json to_json() const;
 };
+
+// The config a run directory records (RUN_DIR/config.yaml, written by every
+// run) with `overrides` applied: what `flight run --resume RUN_DIR` continues.
+StatusOr<ExperimentConfig> load_run_config(const std::string& run_dir,
+                                           const std::vector<std::string>& overrides = {});
+
+// Every setting in which `now` differs from `was`, one "key: OLD -> NEW" per
+// differing leaf (dotted keys, sorted, values as JSON), ignoring output.dir.
+// Empty when a resume with `now` continues the run `was` describes.
+std::vector<std::string> config_differences(const ExperimentConfig& was,
+                                            const ExperimentConfig& now);
 
 }  // namespace flight::engine

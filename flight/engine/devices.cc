@@ -22,9 +22,9 @@ StatusOr<std::unique_ptr<SimulatedDevices>> SimulatedDevices::create(const RunCo
     d->speed_[n.id] = s;
     d->max_speed_ = std::max(d->max_speed_, s);
   }
-  FLIGHT_ASSIGN_OR_RETURN(auto parts,
-                          learning::worker_partitions(ctx.data, ctx.workers.size(),
-                                                      config.data.partition, config.seed));
+  FLIGHT_ASSIGN_OR_RETURN(
+      auto parts, learning::worker_partitions(ctx.data, ctx.workers.size(), config.data.partition,
+                                              config.seed));
   for (size_t i = 0; i < ctx.workers.size(); ++i) {
     double samples = static_cast<double>(parts[i].size() * config.train.epochs);
     if (config.train.max_steps > 0) {
@@ -66,6 +66,31 @@ void SimulatedDevices::count_task(const std::string& worker, double busy_s, bool
 void SimulatedDevices::add_busy(const std::string& worker, double busy_s) {
   std::lock_guard<std::mutex> lock(stats_mu_);
   stats_[worker].busy_s += busy_s;
+}
+
+nlohmann::json SimulatedDevices::stats_json() const {
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [id, w] : stats_) {
+    j[id] = {
+        {"tasks", w.tasks}, {"dropped", w.dropped}, {"failed", w.failed}, {"busy_s", w.busy_s}};
+  }
+  return j;
+}
+
+Status SimulatedDevices::restore_stats(const nlohmann::json& j) {
+  std::map<std::string, WorkerStats> stats;
+  try {
+    for (const auto& [id, w] : j.items()) {
+      stats[id] = {w.at("tasks").get<int64_t>(), w.at("dropped").get<int64_t>(),
+                   w.at("failed").get<int64_t>(), w.at("busy_s").get<double>()};
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return data_loss(std::string("worker statistics: ") + e.what());
+  }
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  stats_ = std::move(stats);
+  return Status::ok();
 }
 
 Status SimulatedDevices::write_csv(const std::string& path, double makespan_s) const {

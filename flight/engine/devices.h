@@ -17,6 +17,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "flight/base/status.h"
 #include "flight/engine/config.h"
 #include "flight/engine/delay_queue.h"
@@ -49,6 +51,9 @@ class SimulatedDevices {
 
   void count_task(const std::string& worker, double busy_s, bool dropped, bool failed);
   void add_busy(const std::string& worker, double busy_s);
+  // The per-worker statistics as JSON (checkpoints) and back (--resume).
+  nlohmann::json stats_json() const;
+  Status restore_stats(const nlohmann::json& j);
   // Runs `fn` on the delay thread after `seconds`.
   void delay(double seconds, std::function<void()> fn) { delays_->post(seconds, std::move(fn)); }
   // Drops pending delayed deliveries and joins the delay thread; called before

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,10 +35,22 @@ namespace flight::engine {
 struct RunOptions {
   std::string output_dir;  // overrides config.output.dir when not empty
   bool resume = false;     // continue from output_dir's last checkpoint
-  bool quiet = false;      // no progress line
+  // --resume with a config that differs from the run's config.yaml (see
+  // config_differences): false = an error naming every differing key; true =
+  // continue the run with the new settings (config.yaml then records them).
+  bool allow_changes = false;
+  // The config as the user gave it, before a deployment pointed its control
+  // and data planes at the processes it started (flight/deploy sets this):
+  // what config.yaml records and --resume compares. Null = the config
+  // run_experiment got.
+  std::optional<ExperimentConfig> config_as_given;
+  bool quiet = false;  // no progress line
   // Return after this many rounds of this invocation, as if killed (tests of
   // --resume). 0 = run to the end.
   int64_t stop_after_rounds = 0;
+  // Fault injection (tests, chaos trials): SIGKILL this process right after
+  // it wrote its N-th checkpoint (counted in this invocation). 0 = never.
+  int64_t crash_after_checkpoints = 0;
   // Functions for the embedded invoker; nullptr = faas::default_functions()
   // with the engine's train/aggregate/evaluate registered.
   faas::FunctionRegistry* functions = nullptr;

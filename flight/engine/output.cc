@@ -1,5 +1,8 @@
 #include "flight/engine/output.h"
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -29,9 +32,13 @@ Status RunOutput::open() {
     fs::remove_all(fs::path(ctx_.out_dir) / "checkpoints", ec);
   }
   {
+    const ExperimentConfig& given =
+        ctx_.options.config_as_given ? *ctx_.options.config_as_given : ctx_.config;
     std::ofstream cfg(ctx_.out_dir + "/config.yaml", std::ios::trunc);
-    cfg << "# Resolved configuration of this run (every default filled in).\n"
-        << json_to_yaml(ctx_.config.to_json());
+    cfg << "# Resolved configuration of this run (every default filled in); `flight run\n"
+        << "# --resume " << ctx_.out_dir << "` continues with it.\n"
+        << json_to_yaml(given.to_json());
+    if (!cfg) return unavailable("cannot write '" + ctx_.out_dir + "/config.yaml'");
   }
   FLIGHT_RETURN_IF_ERROR(rounds_csv_.open(ctx_.out_dir + "/rounds.csv", round_header(ctx_.tiers)));
   return tasks_csv_.open(ctx_.out_dir + "/tasks.csv", task_header());
@@ -42,6 +49,13 @@ Status RunOutput::resume() {
   FLIGHT_ASSIGN_OR_RETURN(auto ckpt, load_latest_checkpoint(dir));
   if (!ckpt)
     return not_found("--resume: no checkpoint in '" + dir + "/checkpoints' to resume from");
+  FLIGHT_RETURN_IF_ERROR(check_resume_config());
+  const bool async_checkpoint = ckpt->extra.contains("async");
+  if (async_checkpoint != (ctx_.config.mode == Mode::kAsync)) {
+    return failed_precondition("--resume: the checkpoint in '" + dir + "' was written by a " +
+                               (async_checkpoint ? "mode: async" : "mode: sync") +
+                               " run; this config has mode: " + to_string(ctx_.config.mode));
+  }
   FLIGHT_RETURN_IF_ERROR(ctx_.global.check_compatible(ckpt->global)
                              .with_context("--resume: checkpoint model does not match config"));
   ctx_.global = std::move(ckpt->global);
@@ -56,14 +70,44 @@ Status RunOutput::resume() {
   FLIGHT_RETURN_IF_ERROR(truncate_csv_rounds(dir + "/tasks.csv", ckpt->round));
   auto rows = read_rounds_csv(dir + "/rounds.csv");
   if (rows.is_ok()) rows_ = std::move(rows).value();
-  spdlog::info("resuming {} after round {}", dir, ckpt->round);
+  spdlog::info("resuming {} after {} {}", dir, async_checkpoint ? "evaluation" : "round",
+               ckpt->round);
+  resumed_ = std::move(ckpt);
   return Status::ok();
 }
 
-Status RunOutput::open_updates() {
+// The run directory's config.yaml is the run being continued: a config that
+// differs would silently continue a different experiment (e.g. 20 rounds
+// instead of the 6 it was started with).
+Status RunOutput::check_resume_config() const {
+  const std::string& dir = ctx_.out_dir;
+  FLIGHT_ASSIGN_OR_RETURN(ExperimentConfig saved, load_run_config(dir));
+  const ExperimentConfig& given =
+      ctx_.options.config_as_given ? *ctx_.options.config_as_given : ctx_.config;
+  const auto differences = config_differences(saved, given);
+  if (differences.empty()) return Status::ok();
+  if (ctx_.options.allow_changes) {
+    for (const auto& d : differences) spdlog::warn("--resume {}: changed {}", dir, d);
+    return Status::ok();
+  }
+  std::string m = "--resume " + dir + ": the config differs from the run's (" + dir +
+                  "/config.yaml) in " + std::to_string(differences.size()) + " setting" +
+                  (differences.size() == 1 ? "" : "s") + ":";
+  for (const auto& d : differences) m += "\n  " + d;
+  m += "\nresume with the run's own settings (`flight run --resume " + dir +
+       "`, no CONFIG or --set), or pass --allow-changes to continue with the new ones";
+  return failed_precondition(m);
+}
+
+Status RunOutput::open_updates(int64_t resumed_updates) {
   const std::string path = ctx_.out_dir + "/updates.csv";
   std::error_code ec;
-  fs::remove(path, ec);
+  if (resumed_updates > 0) {
+    // Rows after the checkpoint belong to updates that will be merged again.
+    FLIGHT_RETURN_IF_ERROR(truncate_csv_rounds(path, resumed_updates));
+  } else {
+    fs::remove(path, ec);
+  }
   return updates_csv_.open(path, {"update", "time_s", "from", "count", "weight", "base_version",
                                   "merged_into", "staleness", "applied", "merge_s"});
 }
@@ -85,9 +129,12 @@ void RunOutput::add_update(const UpdateRow& u) {
                       u.applied ? "1" : "0", csv_number(u.merge_s)});
 }
 
-Status RunOutput::checkpoint(int64_t round) {
+Status RunOutput::checkpoint(int64_t round, nlohmann::json extra,
+                             std::map<std::string, ParamSet> params) {
   Checkpoint c;
   c.round = round;
+  c.extra = std::move(extra);
+  c.params = std::move(params);
   c.global = ctx_.global;
   c.strategy_state = ctx_.strategy->state_json();
   c.strategy_tensors = ctx_.strategy->state_tensors();
@@ -95,7 +142,14 @@ Status RunOutput::checkpoint(int64_t round) {
   rng << ctx_.rng;
   c.rng_state = rng.str();
   c.elapsed_s = ctx_.now();
-  return save_checkpoint(ctx_.out_dir, c);
+  FLIGHT_RETURN_IF_ERROR(save_checkpoint(ctx_.out_dir, c));
+  if (ctx_.options.crash_after_checkpoints > 0 &&
+      ++checkpoints_written_ == ctx_.options.crash_after_checkpoints) {
+    spdlog::warn("crash_after_checkpoints: killing this process after checkpoint {}", round);
+    spdlog::default_logger()->flush();
+    ::kill(::getpid(), SIGKILL);
+  }
+  return Status::ok();
 }
 
 Status RunOutput::finish(RunSummary* summary, const SimulatedDevices& devices, double makespan_s) {

@@ -6,10 +6,15 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "flight/base/status.h"
+#include "flight/engine/checkpoint.h"
 #include "flight/engine/federation.h"
 #include "flight/engine/metrics.h"
 
@@ -34,13 +39,16 @@ class RunOutput {
  public:
   explicit RunOutput(RunContext& ctx) : ctx_(ctx) {}
 
-  // Fresh run: removes earlier outputs. --resume: restores the global model,
-  // strategy state, RNG, first round and elapsed time from the last checkpoint
-  // into the context and drops the rows written after it. Then writes
-  // config.yaml and opens rounds.csv and tasks.csv.
+  // Fresh run: removes earlier outputs. --resume: refuses a config that
+  // differs from the run's config.yaml (unless RunOptions::allow_changes),
+  // restores the global model, strategy state, RNG, first round and elapsed
+  // time from the last checkpoint into the context and drops the rows written
+  // after it. Then writes config.yaml (RunOptions::config_as_given, or the
+  // context's config) and opens rounds.csv and tasks.csv.
   Status open();
-  // Async runs: starts updates.csv.
-  Status open_updates();
+  // Async runs: starts updates.csv, or on --resume keeps its first
+  // `resumed_updates` rows.
+  Status open_updates(int64_t resumed_updates = 0);
 
   void add_round(const RoundRow& row);
   // One flush per batch, not per row: at 10,000 tasks a round, a write
@@ -49,15 +57,25 @@ class RunOutput {
   void add_update(const UpdateRow& row);
   const std::vector<RoundRow>& rounds() const { return rows_; }
 
-  Status checkpoint(int64_t round);
+  // Writes the checkpoint of `round` (async: of evaluation `round`) with the
+  // context's model, strategy and RNG, plus a driver's own state (`extra`,
+  // `params`). RunOptions::crash_after_checkpoints kills the process here.
+  Status checkpoint(int64_t round, nlohmann::json extra = nlohmann::json::object(),
+                    std::map<std::string, ParamSet> params = {});
+  // The checkpoint open() resumed from (its extra and params for the
+  // driver), or nullptr on a fresh run.
+  const Checkpoint* resumed() const { return resumed_ ? &*resumed_ : nullptr; }
   // The final model, accuracy.svg, summary.json (fills summary's output_dir,
   // final_model and model_path) and workers.csv.
   Status finish(RunSummary* summary, const SimulatedDevices& devices, double makespan_s);
 
  private:
   Status resume();
+  Status check_resume_config() const;
 
   RunContext& ctx_;
+  std::optional<Checkpoint> resumed_;
+  int64_t checkpoints_written_ = 0;
   std::vector<RoundRow> rows_;
   CsvLog rounds_csv_, tasks_csv_, updates_csv_;
 };

@@ -3,13 +3,14 @@
 // Fashion-MNIST, and virtual-clock reproducibility.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
-
 
 #include "flight/base/strings.h"
 #include "flight/engine/config.h"
 #include "flight/engine/federation.h"
+#include "flight/engine/metrics.h"
 #include "tests/engine/params_diff.h"
 #include "tests/support/process.h"
 
@@ -67,7 +68,8 @@ TEST_F(AsyncTest, StalenessFollowsTheHandComputedSchedule) {
   auto c = config(R"(c: {kind: coordinator, children: [w1, w2]}
 w1: {kind: worker}
 w2: {kind: worker, speed: 0.5}
-)", "schedule", R"(strategy: {name: fedasync, params: {alpha: 0.5}}
+)",
+                  "schedule", R"(strategy: {name: fedasync, params: {alpha: 0.5}}
 mode: async
 async: {max_updates: 6, eval_every: 6, }
 clock: virtual
@@ -119,12 +121,13 @@ b3: {kind: worker, speed: 0.25}
 )";
 
 TEST_F(AsyncTest, HierarchicalAsyncConvergesOnFashionMnist) {
-  auto s = run_experiment(config(kTwoSites, "hier", R"(strategy: {name: fedbuff, params: {buffer_size: 2}}
+  auto s = run_experiment(
+      config(kTwoSites, "hier", R"(strategy: {name: fedbuff, params: {buffer_size: 2}}
 mode: async
 async: {max_updates: 60, eval_every: 20, aggregator_buffer: 2, }
 clock: virtual
 )"),
-                          quiet());
+      quiet());
   ASSERT_TRUE(s.is_ok()) << s.status();
   EXPECT_GT(s->final_accuracy, 0.6);
   EXPECT_GE(s->updates_merged, 60);
@@ -138,7 +141,8 @@ clock: virtual
 }
 
 TEST_F(AsyncTest, VirtualClockRunsAreReproducible) {
-  const std::string extra = R"(strategy: {name: fedasync, params: {alpha: 0.5, staleness: polynomial}}
+  const std::string extra =
+      R"(strategy: {name: fedasync, params: {alpha: 0.5, staleness: polynomial}}
 mode: async
 async: {max_updates: 24, eval_every: 12, aggregator_buffer: 2, }
 clock: virtual
@@ -153,9 +157,59 @@ heterogeneity: {speed_sigma: 0.5}
   EXPECT_EQ(a->final_accuracy, b->final_accuracy);
 }
 
+// Stopped after two checkpoints (as if killed) and resumed: the same merges,
+// evaluations, worker statistics and final model as the uninterrupted run.
+// FedBuff's server buffer, the aggregators' buffers, stale versions still in
+// use, dropped results and in-flight tasks all cross the checkpoint.
+TEST_F(AsyncTest, ResumedVirtualClockRunEndsWithTheUninterruptedModel) {
+  const std::string extra = R"(strategy: {name: fedbuff, params: {buffer_size: 3}}
+mode: async
+async: {max_updates: 30, eval_every: 4, aggregator_buffer: 2}
+clock: virtual
+heterogeneity: {speed_sigma: 0.5, dropout: 0.1}
+)";
+  auto full = run_experiment(config(kTwoSites, "whole", extra), quiet());
+  ASSERT_TRUE(full.is_ok()) << full.status();
+
+  const ExperimentConfig c = config(kTwoSites, "killed", extra);
+  RunOptions first = quiet();
+  first.stop_after_rounds = 2;
+  auto part = run_experiment(c, first);
+  ASSERT_TRUE(part.is_ok()) << part.status();
+  EXPECT_TRUE(part->stopped);
+  EXPECT_LT(part->updates_merged, 30);
+  EXPECT_FALSE(std::filesystem::exists(part->output_dir + "/model.pt"));
+  // The cut is interesting: older versions still trained from, buffered updates.
+  const std::string latest = testing::read_file(part->output_dir + "/checkpoints/LATEST");
+  auto state = nlohmann::json::parse(
+      testing::read_file(part->output_dir + "/checkpoints/" + latest + "/state.json"));
+  const auto& a = state.at("extra").at("async");
+  EXPECT_GT(a.at("versions").size(), 1u) << a.dump();
+  EXPECT_FALSE(a.at("buffers").empty()) << a.dump();
+
+  RunOptions again = quiet();
+  again.resume = true;
+  again.output_dir = part->output_dir;
+  auto resumed = run_experiment(c, again);
+  ASSERT_TRUE(resumed.is_ok()) << resumed.status();
+  EXPECT_TRUE(resumed->final_model.equal(full->final_model));
+  EXPECT_EQ(updates(*resumed), updates(*full));
+  EXPECT_EQ(resumed->model_versions, full->model_versions);
+  EXPECT_EQ(resumed->final_accuracy, full->final_accuracy);
+  EXPECT_EQ(testing::read_file(resumed->output_dir + "/workers.csv"),
+            testing::read_file(full->output_dir + "/workers.csv"));
+  auto rows = [](const RunSummary& s) {
+    std::vector<std::pair<int64_t, double>> out;
+    for (const auto& r : *read_rounds_csv(s.output_dir + "/rounds.csv"))
+      out.emplace_back(r.returned, r.test_accuracy);
+    return out;
+  };
+  EXPECT_EQ(rows(*resumed), rows(*full));
+}
+
 TEST_F(AsyncTest, SyncStrategyInAsyncModeIsAClearError) {
-  auto s = run_experiment(config(kTwoSites, "bad", "strategy: {name: fedavg}\nmode: async\n"),
-                          quiet());
+  auto s =
+      run_experiment(config(kTwoSites, "bad", "strategy: {name: fedavg}\nmode: async\n"), quiet());
   ASSERT_FALSE(s.is_ok());
   EXPECT_NE(s.status().message().find("fedasync or fedbuff"), std::string::npos) << s.status();
 }

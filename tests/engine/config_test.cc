@@ -1,6 +1,7 @@
 // ExperimentConfig: defaults, overrides, and errors that name file, line and key.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "flight/engine/config.h"
@@ -138,6 +139,47 @@ faults: {round_deadline_s: 5, min_fraction: 0.5, on_insufficient: retry}
   EXPECT_EQ(j["control"], "local");
   EXPECT_EQ(j["faults"]["on_insufficient"], "retry");
   EXPECT_EQ(c->faults.on_insufficient, OnInsufficient::kRetry);
+}
+
+// A run directory's config.yaml is written elsewhere than the config it
+// resolves: its file paths must not depend on the original config's directory.
+TEST(Config, ResolvedConfigLoadsBackFromAnotherDirectory) {
+  testing::TempDir dir;
+  std::filesystem::create_directories(dir.file("cfg/sub"));
+  std::filesystem::create_directories(dir.file("runs/x"));
+  write(dir, "cfg/sub/topo.yaml", "c: {kind: coordinator, children: [w]}\nw: {kind: worker}\n");
+  auto c = ExperimentConfig::load(write(dir, "cfg/c.yaml", R"(name: t
+topology: sub/topo.yaml
+control: {rest: {url: "http://127.0.0.1:1", token_file: ../token}}
+)"));
+  ASSERT_TRUE(c.is_ok()) << c.status();
+  EXPECT_EQ(c->topology.file, dir.file("cfg/sub/topo.yaml"));
+  EXPECT_EQ(c->control.token_file, dir.file("token"));
+  write(dir, "runs/x/config.yaml", json_to_yaml(c->to_json()));
+  auto back = load_run_config(dir.file("runs/x"));
+  ASSERT_TRUE(back.is_ok()) << back.status();
+  EXPECT_EQ(back->to_json(), c->to_json());
+  EXPECT_TRUE(config_differences(*c, *back).empty());
+  auto missing = load_run_config(dir.file("runs"));
+  ASSERT_FALSE(missing.is_ok());
+  EXPECT_NE(missing.status().message().find("no config.yaml"), std::string::npos);
+}
+
+TEST(Config, DifferencesNameEveryChangedKeyButNotTheOutputDirectory) {
+  testing::TempDir dir;
+  const std::string path = write(dir, "c.yaml", kMinimal);
+  auto was = ExperimentConfig::load(path);
+  auto now = ExperimentConfig::load(
+      path, {"rounds=6", "train.lr=0.5", "eval.every=2", "output.dir=/elsewhere"});
+  ASSERT_TRUE(was.is_ok()) << was.status();
+  ASSERT_TRUE(now.is_ok()) << now.status();
+  const auto d = config_differences(*was, *now);
+  ASSERT_EQ(d.size(), 3u) << ::testing::PrintToString(d);
+  EXPECT_EQ(d[0], "eval.every: 1 -> 2");
+  EXPECT_EQ(d[1], "rounds: 3 -> 6");
+  EXPECT_EQ(d[2].rfind("train.lr: ", 0), 0u) << d[2];
+  EXPECT_NE(d[2].find("-> 0.5"), std::string::npos) << d[2];
+  EXPECT_TRUE(config_differences(*was, *was).empty());
 }
 
 TEST(Config, EnumeratedSettingsReadTheirNames) {

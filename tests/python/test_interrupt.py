@@ -42,7 +42,8 @@ def test_sigint_leaves_a_checkpoint_that_resume_continues(tmp_path):
 
     # The CLI continues it from the checkpoint, to stopped + 2 rounds ...
     resumed = subprocess.run([os.environ["FLIGHT_BINARY"], "run", str(out / "config.yaml"),
-                              "--resume", str(out), "--set", f"rounds={stopped + 2}", "-q"],
+                              "--resume", str(out), "--set", f"rounds={stopped + 2}",
+                              "--allow-changes", "-q"],
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     # ... and ends with the model of an uninterrupted run of as many rounds.
