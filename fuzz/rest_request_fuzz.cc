@@ -5,13 +5,17 @@
 // service is renewed every few thousand inputs to bound its task tables.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
+#include <string>
 
 #include "flight/base/check.h"
 #include "flight/base/logging.h"
@@ -46,6 +50,22 @@ Service& service() {
   return *g_service;
 }
 
+// libFuzzer's -timeout watchdog is a periodic SIGALRM, which interrupts a
+// blocking socket call with EINTR (calls on a socket with SO_RCVTIMEO are never
+// restarted). That is not the service's doing: every call here retries on
+// EINTR, and a hang is measured with poll() against a deadline instead.
+void connect_or_die(int fd, const sockaddr_in& addr) {
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0) return;
+  FLIGHT_CHECK(errno == EINTR, std::string("cannot connect to the service: ") + strerror(errno));
+  // An interrupted connect goes on in the background: wait for it to finish.
+  pollfd p{fd, POLLOUT, 0};
+  while (poll(&p, 1, 10000) < 0) FLIGHT_CHECK(errno == EINTR, "poll failed");
+  int err = 0;
+  socklen_t len = sizeof(err);
+  getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+  FLIGHT_CHECK(err == 0, std::string("cannot connect to the service: ") + strerror(err));
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -56,28 +76,38 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const int port = service().port();
   int fd = socket(AF_INET, SOCK_STREAM, 0);
+  FLIGHT_CHECK(fd >= 0, "socket failed");
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = htons(static_cast<uint16_t>(port));
-  FLIGHT_CHECK(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0,
-               "cannot connect to the service");
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  connect_or_die(fd, addr);
   size_t off = 0;
   while (off < size) {
     ssize_t n = send(fd, data + off, size - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;  // the service may close early (e.g. a 413)
     off += static_cast<size_t>(n);
   }
   shutdown(fd, SHUT_WR);
+  // A service that neither answers nor closes within 10 s is a hang.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   char buf[65536];
   while (true) {
-    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now())
+                          .count();
+    FLIGHT_CHECK(left > 0, "the service neither answered nor closed within 10 s");
+    pollfd p{fd, POLLIN, 0};
+    const int r = poll(&p, 1, static_cast<int>(left));
+    if (r < 0) FLIGHT_CHECK(errno == EINTR, std::string("poll failed: ") + strerror(errno));
+    if (r <= 0) continue;
+    const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n > 0) continue;
     if (n == 0) break;
-    // A service that neither answers nor closes within 10 s is a hang.
-    FLIGHT_CHECK(n > 0 || errno == ECONNRESET, "the service neither answered nor closed");
-    if (n < 0) break;
+    if (errno == EINTR) continue;
+    FLIGHT_CHECK(errno == ECONNRESET, std::string("recv failed: ") + strerror(errno));
+    break;
   }
   close(fd);
   return 0;
