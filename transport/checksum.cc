@@ -303,14 +303,17 @@ FLIGHT_CLMUL_TARGET inline __m128i fold128(__m128i acc, __m128i k, __m128i data)
   return _mm_xor_si128(_mm_xor_si128(a, b), data);
 }
 
+// Loads src[off, off + 32) and, for kCopy, stores it at dst + off. The offset
+// is applied here so that the CRC-only variant (dst == nullptr) never does
+// arithmetic on a null pointer (undefined; UBSan flagged it).
 template <bool kCopy, bool kStream>
-FLIGHT_CLMUL_TARGET inline __m256i load_copy256(const uint8_t* src, uint8_t* dst) {
-  __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
+FLIGHT_CLMUL_TARGET inline __m256i load_copy256(const uint8_t* src, uint8_t* dst, size_t off) {
+  __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + off));
   if constexpr (kCopy) {
     if constexpr (kStream) {
-      _mm256_stream_si256(reinterpret_cast<__m256i*>(dst), v);
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(dst + off), v);
     } else {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), v);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + off), v);
     }
   }
   return v;
@@ -326,20 +329,20 @@ FLIGHT_CLMUL_TARGET uint32_t crc32c_clmul(uint32_t crc0, uint8_t* dst, const uin
   const __m256i k1024 =
       _mm256_set_epi64x(static_cast<long long>(t.by1024.lo), static_cast<long long>(t.by1024.hi),
                         static_cast<long long>(t.by1024.lo), static_cast<long long>(t.by1024.hi));
-  __m256i x0 = load_copy256<kCopy, kStream>(src, dst);
-  __m256i x1 = load_copy256<kCopy, kStream>(src + 32, dst + 32);
-  __m256i x2 = load_copy256<kCopy, kStream>(src + 64, dst + 64);
-  __m256i x3 = load_copy256<kCopy, kStream>(src + 96, dst + 96);
+  __m256i x0 = load_copy256<kCopy, kStream>(src, dst, 0);
+  __m256i x1 = load_copy256<kCopy, kStream>(src, dst, 32);
+  __m256i x2 = load_copy256<kCopy, kStream>(src, dst, 64);
+  __m256i x3 = load_copy256<kCopy, kStream>(src, dst, 96);
   // The running CRC enters as a XOR into the first 32 bits of the message.
   x0 = _mm256_xor_si256(x0, _mm256_set_epi32(0, 0, 0, 0, 0, 0, 0, static_cast<int>(crc0)));
   src += 128;
   if constexpr (kCopy) dst += 128;
   len -= 128;
   while (len >= 128) {
-    x0 = fold256(x0, k1024, load_copy256<kCopy, kStream>(src, dst));
-    x1 = fold256(x1, k1024, load_copy256<kCopy, kStream>(src + 32, dst + 32));
-    x2 = fold256(x2, k1024, load_copy256<kCopy, kStream>(src + 64, dst + 64));
-    x3 = fold256(x3, k1024, load_copy256<kCopy, kStream>(src + 96, dst + 96));
+    x0 = fold256(x0, k1024, load_copy256<kCopy, kStream>(src, dst, 0));
+    x1 = fold256(x1, k1024, load_copy256<kCopy, kStream>(src, dst, 32));
+    x2 = fold256(x2, k1024, load_copy256<kCopy, kStream>(src, dst, 64));
+    x3 = fold256(x3, k1024, load_copy256<kCopy, kStream>(src, dst, 96));
     src += 128;
     if constexpr (kCopy) dst += 128;
     len -= 128;
