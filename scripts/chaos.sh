@@ -148,7 +148,7 @@ start_replica() {
   local i=$1 log="$T/serve-$1.${2:-0}"
   "$FLIGHT" --log-level info serve --host 127.0.0.1 --port "${SERVE_PORTS[$i]}" \
     --token-file "$T/token" --state "redis://127.0.0.1:$REDIS_PORT" --state-prefix chaos: \
-    --leader-ttl-s 1 --lease-s 3 >"$log.out" 2>"$log.err" &
+    --lease-s 3 >"$log.out" 2>"$log.err" &
   SERVE_PIDS[$i]=$!
   PIDS[$!]=replica
 }
