@@ -1,5 +1,7 @@
 #include "flight/engine/child_fold.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <functional>
 #include <mutex>
@@ -31,6 +33,15 @@ ChildFold::~ChildFold() {
   for (auto& c : children_) {
     if (c && c->owned) evict_consumed(store_, c->update);
   }
+  // glibc raises its mmap threshold to the largest tensor freed (up to 32 MiB),
+  // so a fold's decoded children end up as free chunks in the arenas of the
+  // threads that fetched them, and a 3-tier round's RSS grew by ~30 MB per
+  // aggregator. Handing them back at the end of each fold keeps it at the
+  // flat round's (128 x 10M MLP training round: 1684 -> 1275 MB). Small
+  // models skip it: their chunks stay below the threshold's floor and the
+  // trim's walk over the arenas would cost more than it frees.
+  constexpr uint64_t kTrimFrom = 4ull << 20;
+  if (largest_ >= kTrimFrom) malloc_trim(0);
 }
 
 // OrderedFold fails at its frontier, next(), whose update is still held.
@@ -69,6 +80,7 @@ Status ChildFold::add_one(ChildUpdate child) {
   }
   const double weight = child.weight;
   count_ += child.count;
+  largest_ = std::max(largest_, child.update.size);
   children_[k] = std::move(child);
   return named(fold_->arrive(k, weight));
 }

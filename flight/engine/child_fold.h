@@ -62,6 +62,7 @@ class ChildFold {
   transport::Store& store_;
   std::vector<std::optional<ChildUpdate>> children_;  // arrived, not yet folded
   int64_t count_ = 0;
+  uint64_t largest_ = 0;  // largest child update (encoded bytes)
   // Destroyed first (declared last): waits for fetches reading children_.
   std::unique_ptr<aggregators::OrderedFold> fold_;
 };
