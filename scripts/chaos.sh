@@ -92,11 +92,11 @@ exited() {
 
 # wait_for SECONDS WHAT COMMAND...: polls COMMAND until it succeeds.
 wait_for() {
-  local deadline=$(( $(now_ms) + $1 * 1000 )) what="$2"
+  local seconds=$1 what="$2" deadline=$(( $(now_ms) + $1 * 1000 ))
   shift 2
   until "$@"; do
     if [ "$(now_ms)" -ge "$deadline" ]; then
-      echo "chaos: timed out after ${1}s waiting for $what" >&2
+      echo "chaos: timed out after ${seconds}s waiting for $what" >&2
       return 1
     fi
     sleep 0.05
@@ -209,6 +209,11 @@ setup_trial() {
   EP_PIDS=()
   start_redis
   SERVE_PORTS=("$(free_port)" "$(free_port)")
+  # Nothing listens on them yet: draw again until the three ports differ.
+  while [ "${SERVE_PORTS[0]}" = "$REDIS_PORT" ]; do SERVE_PORTS[0]=$(free_port); done
+  while [ "${SERVE_PORTS[1]}" = "$REDIS_PORT" ] || [ "${SERVE_PORTS[1]}" = "${SERVE_PORTS[0]}" ]; do
+    SERVE_PORTS[1]=$(free_port)
+  done
   SERVICE_URLS="http://127.0.0.1:${SERVE_PORTS[0]},http://127.0.0.1:${SERVE_PORTS[1]}"
   CONFIG="$T/chaos.yaml"
   OUT="$T/out"
