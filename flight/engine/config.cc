@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "flight/base/strings.h"
+#include "flight/engine/dp_hooks.h"
 #include "flight/engine/job.h"
 #include "flight/engine/yaml_json.h"
 
@@ -58,6 +59,28 @@ Status section(OptionReader& r, const char* key, T* out) {
   const std::string& m = parsed.status().message();
   const std::string where = r.lines() ? r.lines()->where("/" + json_pointer_token(key)) : "";
   return invalid_argument(where + (starts_with(m, key) ? m : std::string(key) + ": " + m));
+}
+
+// Why privacy.dp cannot run with this config, or "".
+std::string dp_conflict(const ExperimentConfig& c) {
+  if (!c.dp) return "";
+  if (c.mode == Mode::kAsync) {
+    return "needs mode: sync (the accountant composes one sampled Gaussian step per round; "
+           "async merges have no rounds to compose and no fixed cohort to average over)";
+  }
+  auto strategy = aggregators::make_strategy(c.strategy);
+  if (strategy.is_ok() && ((*strategy)->needs_all_updates() || (*strategy)->is_async())) {
+    return "strategy " + c.strategy.name +
+           " is not a mean of the updates: DP noise is calibrated to the clipped updates' "
+           "average (sensitivity C / m); a median, trimmed mean or krum choice has another "
+           "sensitivity and would be neither private nor robust with this noise (use fedavg, "
+           "fedprox, fedsgd, fedavgm, fedadam, fedyogi or fedadagrad)";
+  }
+  if (c.dp->adaptive && c.dp->placement == privacy::NoisePlacement::kLocal) {
+    return "adaptive clipping with placement: local: each worker's clipped/unclipped bit "
+           "reaches the coordinator un-noised, which local DP does not trust";
+  }
+  return "";
 }
 
 Status apply_override(YamlDocument& doc, const std::string& assignment) {
@@ -123,6 +146,7 @@ Status parse(const YamlDocument& doc, const std::string& base_dir, ExperimentCon
     }
   }
   OptionReader compression = r.child("compression");
+  OptionReader privacy = r.child("privacy");
   FLIGHT_RETURN_IF_ERROR(r.finish());
   // deploy: carried unparsed; flight/deploy owns its schema.
   if (j.contains("deploy") && !j["deploy"].is_null()) c->deploy = j["deploy"];
@@ -215,6 +239,16 @@ Status parse(const YamlDocument& doc, const std::string& base_dir, ExperimentCon
       .optional("dropout", &c->heterogeneity.dropout);
   FLIGHT_RETURN_IF_ERROR(heterogeneity.finish());
   FLIGHT_RETURN_IF_ERROR(read_compression(compression, &c->compression));
+  json dp;
+  privacy.optional("dp", &dp);
+  FLIGHT_RETURN_IF_ERROR(privacy.finish());
+  if (!dp.is_null()) {
+    OptionReader dp_reader = privacy.child("dp");
+    c->dp.emplace();
+    FLIGHT_RETURN_IF_ERROR(read_dp_options(dp_reader, &*c->dp));
+    const std::string why = dp_conflict(*c);
+    if (!why.empty()) return invalid_argument(privacy.label("dp") + ": " + why);
+  }
 
   Status v = c->validate();
   if (!v.is_ok()) return invalid_argument(doc.source + ": " + v.message());
@@ -299,6 +333,11 @@ Status ExperimentConfig::validate() const {
     return invalid_argument("fold.window must be >= 0 (0 = auto), got " +
                             std::to_string(fold.window));
   }
+  if (dp) {
+    FLIGHT_RETURN_IF_ERROR(dp->validate().with_context("privacy"));
+    const std::string why = dp_conflict(*this);
+    if (!why.empty()) return invalid_argument("privacy.dp: " + why);
+  }
   return Status::ok();
 }
 
@@ -360,7 +399,8 @@ nlohmann::json ExperimentConfig::to_json() const {
               {"threads", threads},
               {"debug", debug_mode_to_json(debug)},
               {"deploy", deploy},
-              {"compression", compression_to_json(compression)}};
+              {"compression", compression_to_json(compression)},
+              {"privacy", {{"dp", dp ? dp_options_to_json(*dp) : json(nullptr)}}}};
 }
 
 StatusOr<ExperimentConfig> ExperimentConfig::load(const std::string& path,

@@ -54,9 +54,14 @@
 //                                   # (deploy::DeployOptions); the engine only carries it
 //   compression: {encoding: int8}   # workers' updates and partial sums on the wire: raw |
 //                                   #   fp16 | bf16 | int8 (+ block_size: 256, stochastic_rounding)
+//   privacy:
+//     dp: {clip_norm: 1.0, noise_multiplier: 1.0, placement: coordinator, adaptive: false,
+//          delta: 1.0e-5, epsilon_budget: 0}   # client-level DP (dp_hooks.h); absent = off.
+//                                   #   sync FedAvg-family strategies only
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -68,6 +73,7 @@
 #include "flight/learning/dataset.h"
 #include "flight/learning/model.h"
 #include "flight/learning/trainer.h"
+#include "flight/privacy/dp.h"
 #include "transport/update_encoding.h"
 
 namespace flight::engine {
@@ -206,6 +212,8 @@ struct ExperimentConfig {
   // No lines when the config was built from JSON in memory.
   SourceLines lines;
   transport::EncodeOptions compression;  // raw: updates travel as float32
+  // privacy.dp: client-level differential privacy (dp_hooks.h); nullopt = off.
+  std::optional<privacy::DpOptions> dp;
 
   // Loads `path`, applies `overrides` ("train.lr=0.1", "rounds=5": dotted keys,
   // YAML scalar values) and validates. Errors name file, line and key.

@@ -35,7 +35,8 @@ nlohmann::json RunSummary::to_json() const {
                         {"best_accuracy", best_accuracy},   {"seconds", seconds},
                         {"bytes_put", bytes_put},           {"bytes_fetched", bytes_fetched},
                         {"model_path", model_path},         {"makespan_s", makespan_s},
-                        {"updates_merged", updates_merged}, {"model_versions", model_versions}};
+                        {"updates_merged", updates_merged}, {"model_versions", model_versions},
+                        {"stop_reason", stop_reason},       {"privacy", privacy}};
 }
 
 StatusOr<RunSummary> run_experiment(const ExperimentConfig& config, const RunOptions& options) {

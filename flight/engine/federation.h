@@ -79,6 +79,10 @@ struct RunSummary {
   int64_t updates_merged = 0;  // async: worker updates merged
   int64_t model_versions = 0;  // async: global model versions produced
   bool stopped = false;        // ended early by should_stop or stop_after_rounds
+  // Why the run ended before `rounds` with its outputs written (e.g. the
+  // privacy budget); empty otherwise.
+  std::string stop_reason;
+  nlohmann::json privacy;  // privacy.dp: epsilon, delta, settings; null without DP
   ParamSet final_model;
   nlohmann::json to_json() const;
 };

@@ -70,12 +70,28 @@ StatusOr<PutTarget> PutTarget::from_json(const json& j) {
   return p;
 }
 
+json DpTask::to_json() const {
+  return json{{"clip_norm", clip_norm}, {"noise_stddev", noise_stddev}, {"seeded", seeded}};
+}
+
+StatusOr<DpTask> DpTask::from_json(const json& j) {
+  DpTask d;
+  OptionReader r(j, "train args.dp");
+  r.required("clip_norm", &d.clip_norm)
+      .at_least("noise_stddev", &d.noise_stddev, 0.0)
+      .optional("seeded", &d.seeded);
+  if (!(d.clip_norm > 0)) r.fail("clip_norm", "must be > 0");
+  FLIGHT_RETURN_IF_ERROR(r.finish());
+  return d;
+}
+
 json TrainArgs::to_json() const {
   json j{{"round", round},
          {"node", node},
          {"worker_index", worker_index},
          {"model", model.to_json()},
          {"put", put.to_json()}};
+  if (dp) j["dp"] = dp->to_json();
   job.to_json(&j);
   return j;
 }
@@ -87,20 +103,31 @@ StatusOr<TrainArgs> TrainArgs::from_json(const json& j) {
   r.required("round", &a.round).required("node", &a.node).required("worker_index", &a.worker_index);
   ref_field(r, "model", &a.model);
   put_field(r, &a.put);
+  json dp;
+  r.optional("dp", &dp);
+  if (!dp.is_null()) {
+    auto task = DpTask::from_json(dp);
+    if (task.is_ok())
+      a.dp = *task;
+    else
+      r.fail("dp", task.status().message());
+  }
   FLIGHT_RETURN_IF_ERROR(r.finish());
   return a;
 }
 
 json TrainResult::to_json() const {
-  return json{{"update", update.to_json()},
-              {"owned", owned},
-              {"n_samples", n_samples},
-              {"weight", weight},
-              {"loss", loss},
-              {"accuracy", accuracy},
-              {"train_seconds", train_seconds},
-              {"bytes_fetched", bytes_fetched},
-              {"bytes_put", bytes_put}};
+  json j{{"update", update.to_json()},
+         {"owned", owned},
+         {"n_samples", n_samples},
+         {"weight", weight},
+         {"loss", loss},
+         {"accuracy", accuracy},
+         {"train_seconds", train_seconds},
+         {"bytes_fetched", bytes_fetched},
+         {"bytes_put", bytes_put}};
+  if (dp_unclipped) j["dp_unclipped"] = *dp_unclipped;
+  return j;
 }
 
 StatusOr<TrainResult> TrainResult::from_json(const json& j) {
@@ -115,6 +142,11 @@ StatusOr<TrainResult> TrainResult::from_json(const json& j) {
       .optional("train_seconds", &t.train_seconds)
       .optional("bytes_fetched", &t.bytes_fetched)
       .optional("bytes_put", &t.bytes_put);
+  if (r.has("dp_unclipped")) {
+    bool unclipped = false;
+    r.optional("dp_unclipped", &unclipped);
+    t.dp_unclipped = unclipped;
+  }
   FLIGHT_RETURN_IF_ERROR(r.finish());
   return t;
 }

@@ -2,9 +2,10 @@
 // functions (tasks.h) and what those send back. Weights never travel in them,
 // only transport::Refs, so each message is a few hundred bytes.
 //
-//   train      TrainArgs      {job, round, node, worker_index, model: Ref, put}
+//   train      TrainArgs      {job, round, node, worker_index, model: Ref, put,
+//                              dp?: {clip_norm, noise_stddev, seeded}}
 //              TrainResult    {update: Ref, owned, n_samples, weight, loss, accuracy,
-//                              train_seconds, bytes_fetched, bytes_put}
+//                              train_seconds, bytes_fetched, bytes_put, dp_unclipped?}
 //   aggregate  AggregateArgs  {job, round, node, children: [ChildUpdate], put,
 //                              stream?: FoldStream}
 //              AggregateResult{done, folded, update: Ref, owned, weight, count,
@@ -60,6 +61,20 @@ struct PutTarget {
   static StatusOr<PutTarget> from_json(const nlohmann::json& j);
 };
 
+// Differential privacy of one train task (privacy.dp, dp_hooks.h): the worker
+// clips its update's delta (trained - global) to L2 norm clip_norm and adds
+// Gaussian noise of standard deviation noise_stddev to it (0 when the
+// coordinator adds the noise). Per task, not in the Job, because adaptive
+// clipping changes clip_norm every round.
+struct DpTask {
+  double clip_norm = 1.0;
+  double noise_stddev = 0;
+  bool seeded = true;  // noise drawn from the run seed (reproducible), else from the OS
+
+  nlohmann::json to_json() const;
+  static StatusOr<DpTask> from_json(const nlohmann::json& j);
+};
+
 struct TrainArgs {
   JobRef job;
   int64_t round = 0;  // the training seed's round (async: the worker's task number)
@@ -67,6 +82,7 @@ struct TrainArgs {
   int64_t worker_index = 0;  // the worker's data partition
   transport::Ref model;      // the global model to start from
   PutTarget put;
+  std::optional<DpTask> dp;  // privacy.dp: clip (and noise) the update
 
   nlohmann::json to_json() const;
   static StatusOr<TrainArgs> from_json(const nlohmann::json& j);
@@ -79,6 +95,9 @@ struct TrainResult {
   double weight = 0;  // the strategy's worker weight for n_samples
   double loss = 0, accuracy = 0, train_seconds = 0;
   uint64_t bytes_fetched = 0, bytes_put = 0;
+  // privacy.dp: whether the update's delta was within the clip norm (the bit
+  // adaptive clipping counts); absent without DP.
+  std::optional<bool> dp_unclipped;
 
   nlohmann::json to_json() const;
   static StatusOr<TrainResult> from_json(const nlohmann::json& j);

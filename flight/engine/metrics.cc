@@ -67,7 +67,8 @@ std::vector<std::string> round_header(size_t tiers) {
                                 "coordinator_ingress",
                                 "train_seconds_max",
                                 "busy_seconds",
-                                "eval_seconds"};
+                                "eval_seconds",
+                                "epsilon"};
   for (size_t t = 1; t < tiers; ++t) h.push_back("bytes_up_tier" + std::to_string(t));
   return h;
 }
@@ -90,7 +91,8 @@ std::vector<std::string> round_cells(const RoundRow& r, size_t tiers) {
                                 std::to_string(r.coordinator_ingress),
                                 csv_number(r.train_seconds_max),
                                 csv_number(r.busy_seconds),
-                                csv_number(r.eval_seconds)};
+                                csv_number(r.eval_seconds),
+                                r.epsilon < 0 ? "" : csv_number(r.epsilon)};
   for (size_t t = 1; t < tiers; ++t) {
     c.push_back(std::to_string(t < r.bytes_up_by_tier.size() ? r.bytes_up_by_tier[t] : 0));
   }
@@ -170,7 +172,7 @@ StatusOr<std::vector<RoundRow>> read_rounds_csv(const std::string& path) {
       r.end = std::stod(cells[2]);
       r.test_accuracy = cells[4].empty() ? -1 : std::stod(cells[4]);
       r.test_loss = cells[5].empty() ? -1 : std::stod(cells[5]);
-      if (cells.size() >= 18) {
+      if (cells.size() >= 19) {
         r.train_loss = std::stod(cells[6]);
         r.selected = std::stoll(cells[7]);
         r.returned = std::stoll(cells[8]);
@@ -183,7 +185,8 @@ StatusOr<std::vector<RoundRow>> read_rounds_csv(const std::string& path) {
         r.train_seconds_max = std::stod(cells[15]);
         r.busy_seconds = std::stod(cells[16]);
         r.eval_seconds = std::stod(cells[17]);
-        for (size_t t = 18; t < cells.size(); ++t) {
+        r.epsilon = cells[18].empty() ? -1 : std::stod(cells[18]);
+        for (size_t t = 19; t < cells.size(); ++t) {
           if (r.bytes_up_by_tier.empty()) r.bytes_up_by_tier.push_back(0);
           r.bytes_up_by_tier.push_back(std::stoull(cells[t]));
         }

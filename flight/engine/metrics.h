@@ -24,6 +24,7 @@ struct RoundRow {
   double train_seconds_max = 0;            // longest worker's training time
   double busy_seconds = 0;                 // sum of task run times (all tasks)
   double eval_seconds = 0;                 // evaluating the global model
+  double epsilon = -1;                     // privacy.dp: epsilon at delta so far; -1 without DP
 };
 
 struct TaskRow {

@@ -63,6 +63,10 @@ Status RunOutput::resume() {
   std::istringstream rng_in(ckpt->rng_state);
   rng_in >> ctx_.rng;
   if (!rng_in) return data_loss("--resume: checkpoint RNG state is unreadable");
+  if (ctx_.dp) {
+    FLIGHT_RETURN_IF_ERROR(
+        ctx_.dp->load_state(ckpt->extra.value("dp", json(nullptr))).with_context("--resume"));
+  }
   ctx_.first_round = ckpt->round + 1;
   ctx_.elapsed_offset = ckpt->elapsed_s;
   // Rows written after the checkpoint belong to rounds that will run again.
@@ -142,6 +146,7 @@ Status RunOutput::checkpoint(int64_t round, nlohmann::json extra,
   rng << ctx_.rng;
   c.rng_state = rng.str();
   c.elapsed_s = ctx_.now();
+  if (ctx_.dp) c.extra["dp"] = ctx_.dp->state();
   FLIGHT_RETURN_IF_ERROR(save_checkpoint(ctx_.out_dir, c));
   if (ctx_.options.crash_after_checkpoints > 0 &&
       ++checkpoints_written_ == ctx_.options.crash_after_checkpoints) {

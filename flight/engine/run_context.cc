@@ -172,6 +172,14 @@ Status build_run_context(const ExperimentConfig& config, const RunOptions& optio
   FLIGHT_ASSIGN_OR_RETURN(ctx->data, learning::load_dataset(config.data));
   ctx->global = ctx->model->state().clone();
   ctx->rng.seed(config.seed);
+  if (config.dp) {
+    // The cohort a round selects (the strategy's count for this many workers).
+    std::mt19937_64 probe(config.seed);
+    const auto n = static_cast<int64_t>(ctx->workers.size());
+    const auto cohort =
+        static_cast<int64_t>(ctx->strategy->select(ctx->workers.size(), 1, probe).size());
+    FLIGHT_ASSIGN_OR_RETURN(ctx->dp, DpServer::create(*config.dp, n, cohort, config.seed));
+  }
   FLIGHT_ASSIGN_OR_RETURN(ctx->store, store_for(ctx->node_connector(ctx->topology->root().id)));
   if (!ctx->is_local()) FLIGHT_RETURN_IF_ERROR(publish_job(ctx));
   return make_invoker(ctx);

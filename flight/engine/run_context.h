@@ -23,6 +23,7 @@
 #include "aggregators/strategy.h"
 #include "flight/base/time.h"
 #include "flight/engine/config.h"
+#include "flight/engine/dp_hooks.h"
 #include "flight/engine/federation.h"
 #include "flight/engine/messages.h"
 #include "flight/faas/invoker.h"
@@ -57,8 +58,10 @@ struct RunContext {
   std::unique_ptr<learning::Model> model;
   learning::DatasetPair data;
 
-  ParamSet global;          // the current global model
-  std::mt19937_64 rng;      // worker selection
+  ParamSet global;      // the current global model
+  std::mt19937_64 rng;  // worker selection
+  // privacy.dp: the coordinator's side (noise, clip norm, accountant); null = off.
+  std::unique_ptr<DpServer> dp;
   int64_t first_round = 1;  // > 1 after --resume
   Stopwatch clock;
   double elapsed_offset = 0;  // run time before --resume

@@ -89,8 +89,10 @@ struct SyncDriver::RoundState {
   uint64_t bytes_put = 0, bytes_fetched = 0;
   std::vector<uint64_t> bytes_up_by_tier;
   std::vector<TaskRow> rows;
-  transport::Ref model_ref;  // this round's global model
-  double virtual_span = 0;   // clock: virtual — the slowest returned worker's task
+  transport::Ref model_ref;                  // this round's global model
+  std::optional<DpTask> dp;                  // privacy.dp: what each train task is told
+  int64_t dp_reports = 0, dp_unclipped = 0;  // workers' clip bits (adaptive clipping)
+  double virtual_span = 0;  // clock: virtual — the slowest returned worker's task
   // The coordinator's fold: used by the driving thread only, outside `mu`.
   std::unique_ptr<ChildFold> root_fold;
   Status root_status;  // its first error
@@ -138,8 +140,25 @@ StatusOr<RunSummary> SyncDriver::run() {
   RunSummary summary;
   int64_t ran = 0;
   const ExperimentConfig& config = ctx_.config;
+  int64_t last = ctx_.first_round - 1;  // last completed round
   for (int64_t round = ctx_.first_round; round <= config.rounds; ++round) {
+    if (ctx_.dp) {
+      // The privacy budget is checked before the round that would spend it.
+      std::mt19937_64 probe = ctx_.rng;
+      const auto cohort =
+          static_cast<int64_t>(ctx_.strategy->select(ctx_.workers.size(), round, probe).size());
+      summary.stop_reason = ctx_.dp->over_budget(round, cohort);
+      if (!summary.stop_reason.empty()) {
+        spdlog::warn("{}", summary.stop_reason);
+        const int64_t every = config.output.checkpoint_every;
+        if (last >= ctx_.first_round && !(every > 0 && last % every == 0)) {
+          FLIGHT_RETURN_IF_ERROR(output_.checkpoint(last));
+        }
+        break;
+      }
+    }
     FLIGHT_ASSIGN_OR_RETURN(RoundRow row, run_round(round));
+    last = round;
     output_.add_round(row);
     progress(row);
     if (ctx_.options.on_round) ctx_.options.on_round(row);
@@ -166,7 +185,8 @@ StatusOr<RunSummary> SyncDriver::run() {
     }
   }
   FLIGHT_RETURN_IF_ERROR(ctx_.invoker->close());
-  summary.rounds_completed = config.rounds;
+  summary.rounds_completed = last;
+  if (ctx_.dp) summary.privacy = ctx_.dp->summary();
   summary.seconds = ctx_.now();
   const bool virtual_clock = config.clock == Clock::kVirtual;
   summary.makespan_s = virtual_clock ? virtual_time_ : summary.seconds;
@@ -216,6 +236,7 @@ StatusOr<RoundRow> SyncDriver::run_round(int64_t round) {
       return failed_precondition(why);
     }
     FLIGHT_RETURN_IF_ERROR(finish_root(round, *rs));
+    if (ctx_.dp) row.epsilon = ctx_.dp->epsilon();
     // A synchronous round lasts as long as its slowest returned worker.
     virtual_time_ += rs->virtual_span;
     break;
@@ -276,6 +297,14 @@ Status SyncDriver::finish_root(int64_t round, RoundState& rs) {
     (void)ctx_.store->evict_scope(round_scope(round));
     return aggregate.status().with_context("round " + std::to_string(round) + ": coordinator fold");
   }
+  if (ctx_.dp) {
+    Status st = ctx_.dp->finish_round(round, ctx_.global, static_cast<int64_t>(rs.order.size()),
+                                      rs.dp_reports, rs.dp_unclipped, &*aggregate);
+    if (!st.is_ok()) {
+      (void)ctx_.store->evict_scope(round_scope(round));
+      return st.with_context("round " + std::to_string(round) + ": privacy.dp");
+    }
+  }
   FLIGHT_ASSIGN_OR_RETURN(ctx_.global, ctx_.strategy->server_update(ctx_.global, *aggregate));
   (void)ctx_.store->evict_scope(round_scope(round));
   return Status::ok();
@@ -287,6 +316,7 @@ Status SyncDriver::run_attempt(int64_t round, const RoundPtr& rs,
   if (selected->empty()) return internal_error("strategy selected no workers");
   FLIGHT_ASSIGN_OR_RETURN(rs->model_ref,
                           ctx_.store->put(ctx_.global, {{}, round_scope(round), {}}));
+  if (ctx_.dp) rs->dp = ctx_.dp->task(static_cast<int64_t>(selected->size()));
   for (const auto& w : *selected) rs->waiting_workers.insert(w);
   rs->window = static_cast<size_t>(ctx_.config.fold.window_for(rs->model_ref.size));
   // Embedded: every update lives in this process until folded, so at most a
@@ -487,6 +517,7 @@ faas::TaskSpec SyncDriver::train_spec(const RoundPtr& rs, int64_t round,
   a.worker_index = ctx_.worker_index.at(worker);
   a.model = rs->model_ref;
   a.put = ctx_.put_target(worker, round_scope(round));
+  a.dp = rs->dp;
   return ctx_.task(worker, "train", std::move(a));
 }
 
@@ -764,6 +795,10 @@ std::optional<ChildUpdate> SyncDriver::take_update(RoundState& rs, const std::st
     const auto samples = static_cast<double>(row->samples);
     rs.train_losses[node] = {row->train_loss * samples, samples};
     rs.train_seconds_max = std::max(rs.train_seconds_max, row->train_seconds);
+    if (r.dp_unclipped) {
+      rs.dp_reports++;
+      rs.dp_unclipped += *r.dp_unclipped ? 1 : 0;
+    }
   } else {
     const AggregateResult& r = *result.aggregate;
     u.update = r.update;
@@ -856,7 +891,12 @@ void SyncDriver::progress(const RoundRow& row) const {
       static_cast<long long>(row.round), static_cast<long long>(ctx_.config.rounds),
       row.test_accuracy, row.test_loss, static_cast<long long>(row.returned),
       static_cast<long long>(row.selected), elapsed, eta);
-  std::cerr << buf << std::endl;
+  std::string line = buf;
+  if (row.epsilon >= 0) {
+    std::snprintf(buf, sizeof(buf), "  eps %.3g (delta %.0e)", row.epsilon, ctx_.config.dp->delta);
+    line += buf;
+  }
+  std::cerr << line << std::endl;
 }
 
 }  // namespace flight::engine

@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "flight/engine/child_fold.h"
+#include "flight/engine/dp_hooks.h"
 #include "flight/engine/job.h"
 #include "flight/engine/job_cache.h"
 #include "flight/engine/task_process.h"
@@ -165,6 +166,8 @@ StatusOr<TrainResult> train(const TrainArgs& args, const faas::TaskContext& ctx)
       auto res,
       learning::train(*model, global, *rt->data.train, indices, rt->job.train,
                       task_seed(rt->job.seed, args.worker_index, args.round), hook.get()));
+  if (args.dp)
+    FLIGHT_RETURN_IF_ERROR(apply_worker_dp(args, rt->job.seed, global, &res.state, &out));
   FLIGHT_ASSIGN_OR_RETURN(
       out.update,
       store->put(res.state, update_put_options(*rt, args.put, args.worker_index, args.round)));

@@ -42,6 +42,10 @@ struct DpOptions {
   double count_noise_fraction = 0.05;
   double delta = 1e-5;        // delta at which epsilon is reported, in (0, 1)
   double epsilon_budget = 0;  // stop the run once epsilon exceeds it; 0: no budget
+  // Noise drawn from ChaCha20 seeded by the run seed, worker and round, so a
+  // rerun gives the same model (simulations); anyone who knows the seed can
+  // subtract the noise. false: seeds from the OS CSPRNG (not reproducible).
+  bool seeded_noise = true;
 
   Status validate() const;
 };
@@ -64,6 +68,8 @@ class AdaptiveClipper {
   explicit AdaptiveClipper(const DpOptions& options);
 
   double clip_norm() const { return clip_norm_; }
+  // Restores a saved clip norm (checkpoints); > 0.
+  void set_clip_norm(double c) { clip_norm_ = c; }
   // The noise multiplier left for the update sum when the count uses part of
   // the privacy budget: (z^-2 - (2 sigma_b)^-2)^(-1/2) for count noise
   // multiplier sigma_b. FailedPrecondition when z is too small to afford the count.
