@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "flight/base/time.h"
 #include "flight/engine/child_fold.h"
 #include "flight/engine/dp_hooks.h"
 #include "flight/engine/job.h"
@@ -93,6 +94,16 @@ Status fold_bases(const AggregateArgs& args, const JobRuntime& rt, transport::St
   return Status::ok();
 }
 
+// Why a task stopped early: its deadline passed, or it was cancelled. The
+// invoker has already resolved the task so (first outcome wins); this status
+// says it where the function's own answer is read (logs, the endpoint's post).
+Status stopped_status(const faas::TaskContext& ctx, const std::string& what) {
+  if (ctx.deadline_at > 0 && wall_seconds() >= ctx.deadline_at) {
+    return deadline_exceeded(what + ": the task's deadline passed");
+  }
+  return cancelled(what + ": the task was cancelled");
+}
+
 // Wraps a typed function as a JSON one: the form that crosses processes.
 template <typename Args, typename Result>
 faas::Function json_function(StatusOr<Result> (*fn)(const Args&, const faas::TaskContext&)) {
@@ -129,7 +140,8 @@ void add(faas::FunctionRegistry& registry, const char* name,
 }  // namespace
 
 StatusOr<TrainResult> train(const TrainArgs& args, const faas::TaskContext& ctx) {
-  (void)ctx;
+  const std::string who = "worker " + args.node;
+  if (ctx.cancelled()) return stopped_status(ctx, who + ": train did not start");
   FLIGHT_ASSIGN_OR_RETURN(auto rt, job_runtime(args.job));
   if (args.worker_index < 0 || args.worker_index >= static_cast<int64_t>(rt->partitions.size())) {
     return invalid_argument("worker " + args.node + ": worker_index " +
@@ -163,9 +175,13 @@ StatusOr<TrainResult> train(const TrainArgs& args, const faas::TaskContext& ctx)
   FLIGHT_ASSIGN_OR_RETURN(learning::Model * model, thread_model(*rt));
   auto hook = rt->strategy->worker_hook();
   FLIGHT_ASSIGN_OR_RETURN(
-      auto res,
-      learning::train(*model, global, *rt->data.train, indices, rt->job.train,
-                      task_seed(rt->job.seed, args.worker_index, args.round), hook.get()));
+      auto res, learning::train(*model, global, *rt->data.train, indices, rt->job.train,
+                                task_seed(rt->job.seed, args.worker_index, args.round), hook.get(),
+                                ctx.cancelled));
+  if (res.stopped) {
+    return stopped_status(ctx, who + ": train stopped after " + std::to_string(res.steps) + " of " +
+                                   std::to_string(res.planned_steps) + " batches");
+  }
   if (args.dp)
     FLIGHT_RETURN_IF_ERROR(apply_worker_dp(args, rt->job.seed, global, &res.state, &out));
   FLIGHT_ASSIGN_OR_RETURN(

@@ -312,6 +312,7 @@ void EndpointAgent::work() {
       ctx.cancelled = [flag = l.cancelled, deadline = l.deadline_at] {
         return flag->load() || (deadline > 0 && wall_seconds() >= deadline);
       };
+      ctx.deadline_at = l.deadline_at;
       double started = wall_seconds();
       auto r = run_function(functions_, l.function, l.args, ctx);
       out = {{"task_id", l.id},

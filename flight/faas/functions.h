@@ -36,14 +36,18 @@ struct TaskContext {
   // True once the task was cancelled or its deadline passed; long functions
   // should poll it and return early (their result is discarded anyway).
   std::function<bool()> cancelled = [] { return false; };
+  // The task's deadline in wall seconds (Unix epoch); 0 = none. Tells a
+  // function that saw cancelled() whether its deadline passed or it was
+  // cancelled, so it can say which.
+  double deadline_at = 0;
 };
 
 using Function =
     std::function<StatusOr<nlohmann::json>(const nlohmann::json& args, const TaskContext&)>;
 // The typed, in-process form of a function (see faas::Message in invoker.h).
 class Message;
-using TypedFunction =
-    std::function<StatusOr<std::shared_ptr<const Message>>(const Message& args, const TaskContext&)>;
+using TypedFunction = std::function<StatusOr<std::shared_ptr<const Message>>(const Message& args,
+                                                                             const TaskContext&)>;
 
 // Thread safety: all methods may be called concurrently.
 class FunctionRegistry {

@@ -187,6 +187,7 @@ class LocalInvoker final : public Invoker {
     ctx.task_id = c->id();
     ctx.endpoint = job.spec.endpoint;
     ctx.cancelled = [raw = c.get()] { return raw->cancel_requested(); };
+    if (job.spec.deadline_s > 0) ctx.deadline_at = c->submitted_at() + job.spec.deadline_s;
     TaskResult r;
     r.started_at = wall_seconds();
     Status st;

@@ -7,6 +7,7 @@
 #include <torch/optim/adam.h>
 #include <torch/optim/sgd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -95,7 +96,7 @@ Status TrainOptions::validate() const {
 
 StatusOr<TrainResult> train(Model& model, const ParamSet& global, const Dataset& data,
                             const std::vector<int64_t>& indices, const TrainOptions& options,
-                            uint64_t seed, TrainHook* hook) {
+                            uint64_t seed, TrainHook* hook, const StopCheck& stop) {
   Stopwatch watch;
   FLIGHT_RETURN_IF_ERROR(options.validate());
   const int64_t n_data = data.size();
@@ -112,6 +113,10 @@ StatusOr<TrainResult> train(Model& model, const ParamSet& global, const Dataset&
 
   TrainResult result;
   result.n_samples = static_cast<int64_t>(indices.size());
+  const int64_t per_epoch = (result.n_samples + options.batch_size - 1) / options.batch_size;
+  result.planned_steps = per_epoch * options.epochs;
+  if (options.max_steps > 0)
+    result.planned_steps = std::min(result.planned_steps, options.max_steps);
   if (indices.empty()) {
     result.state = model.state().clone();
     result.seconds = watch.seconds();
@@ -128,8 +133,8 @@ StatusOr<TrainResult> train(Model& model, const ParamSet& global, const Dataset&
     std::vector<int64_t> order = indices;
     double loss_sum = 0;
     int64_t correct = 0, seen = 0, steps = 0;
-    bool capped = false;
-    for (int64_t epoch = 0; epoch < options.epochs && !capped; ++epoch) {
+    bool capped = false, stopped = false;
+    for (int64_t epoch = 0; epoch < options.epochs && !capped && !stopped; ++epoch) {
       // The shuffle depends on (seed, epoch) only: same seed, same batches.
       std::seed_seq seq{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32),
                         static_cast<uint32_t>(epoch), 0x7a11u};
@@ -140,6 +145,11 @@ StatusOr<TrainResult> train(Model& model, const ParamSet& global, const Dataset&
       for (size_t start = 0; start < order.size(); start += options.batch_size) {
         if (options.max_steps > 0 && steps >= options.max_steps) {
           capped = true;
+          break;
+        }
+        // Before the batch, so a stop costs at most the batch already running.
+        if (stop && stop()) {
+          stopped = true;
           break;
         }
         const int64_t b =
@@ -172,7 +182,8 @@ StatusOr<TrainResult> train(Model& model, const ParamSet& global, const Dataset&
     result.accuracy = seen > 0 ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
     result.steps = steps;
     result.samples_processed = seen;
-    result.state = model.state().clone();
+    result.stopped = stopped;
+    if (!stopped) result.state = model.state().clone();
   } catch (const std::exception& e) {
     return invalid_argument("train: " + model.describe() + " failed: " + torch_message(e));
   }

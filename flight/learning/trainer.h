@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -39,14 +40,24 @@ struct TrainOptions {
   [[nodiscard]] Status validate() const;
 };
 
+// Asks a running train() to stop early (a cancelled task, a passed deadline):
+// polled before every batch, so it must be cheap (an atomic load, a clock
+// read). Empty: never stops. Learning's own type, so the trainer depends on
+// no control plane: the engine wraps its task context in one.
+using StopCheck = std::function<bool()>;
+
 struct TrainResult {
-  ParamSet state;         // trained state (parameters + buffers), an independent copy
+  // Trained state (parameters + buffers), an independent copy; empty when
+  // `stopped` (a stopped task's model is discarded, so it is not copied).
+  ParamSet state;
   int64_t n_samples = 0;  // size of the worker's partition (the FedAvg weight)
   double loss = 0;        // mean training loss over processed samples (without the hook's penalty)
   double accuracy = 0;    // training accuracy over processed samples, in [0, 1]
   double seconds = 0;     // wall time of the task
   int64_t steps = 0;      // optimizer steps taken
   int64_t samples_processed = 0;  // samples seen over all epochs (<= epochs × n_samples)
+  bool stopped = false;           // the StopCheck said stop before the last batch
+  int64_t planned_steps = 0;      // steps the options called for (epochs × batches, capped)
 };
 
 // Loads `global` into `model` (an empty `global` keeps the model's current
@@ -59,10 +70,13 @@ struct TrainResult {
 // error: the result is the loaded state with n_samples = 0 and no steps.
 // Errors: invalid options, an index out of range (named), incompatible
 // `global` (tensor named), or a torch error from the model's forward.
+// `stop` is polled before every batch; once it returns true no further batch
+// runs and the result comes back with stopped = true, the steps taken so far
+// and no state (not an error: the caller says why it stopped).
 [[nodiscard]] StatusOr<TrainResult> train(Model& model, const ParamSet& global, const Dataset& data,
                                           const std::vector<int64_t>& indices,
                                           const TrainOptions& options, uint64_t seed,
-                                          TrainHook* hook);
+                                          TrainHook* hook, const StopCheck& stop = {});
 
 struct EvalResult {
   double loss = 0;      // mean cross-entropy

@@ -212,6 +212,47 @@ TEST(Trainer, EdgeCasesAndErrors) {
   EXPECT_FALSE(train(*model, global, *d.train, {0}, bad, 0, nullptr).is_ok());
 }
 
+// A stop request (a cancelled task, a passed deadline) is seen before the
+// next batch: with the check saying stop on its 6th call, exactly 5 of the
+// 10 epochs x 313 batches on real Fashion-MNIST run, and nothing more.
+TEST(Trainer, StopCheckEndsTrainingBeforeTheNextBatch) {
+  const DatasetPair& d = fashion();
+  auto model = builtin("mlp");
+  ParamSet global = model->state().clone();
+  TrainOptions opt;
+  opt.epochs = 10;
+  int64_t checks = 0;
+  StopCheck stop = [&checks] { return ++checks >= 6; };
+  auto r = train(*model, global, *d.train, range(0, 10000), opt, 3, nullptr, stop);
+  ASSERT_TRUE(r.is_ok()) << r.status();
+  EXPECT_TRUE(r->stopped);
+  EXPECT_EQ(r->steps, 5);
+  EXPECT_EQ(checks, 6);  // polled once per batch, never again after saying stop
+  EXPECT_EQ(r->planned_steps, 3130);
+  EXPECT_EQ(r->samples_processed, 5 * 32);
+  EXPECT_TRUE(r->state.empty());               // a stopped task's model is not copied
+  EXPECT_FALSE(model->state().equal(global));  // the 5 batches did train
+
+  // A check that never fires changes nothing: same steps, same model as none.
+  opt.epochs = 1;
+  opt.max_steps = 7;
+  StopCheck never = [] { return false; };
+  auto with = train(*model, global, *d.train, range(0, 1000), opt, 4, nullptr, never);
+  auto without = train(*model, global, *d.train, range(0, 1000), opt, 4, nullptr);
+  ASSERT_TRUE(with.is_ok() && without.is_ok());
+  EXPECT_FALSE(with->stopped);
+  EXPECT_EQ(with->steps, 7);
+  EXPECT_EQ(with->planned_steps, 7);
+  EXPECT_TRUE(with->state.equal(without->state));
+
+  // Stopped before the first batch: no step at all.
+  StopCheck at_once = [] { return true; };
+  auto none = train(*model, global, *d.train, range(0, 1000), opt, 4, nullptr, at_once);
+  ASSERT_TRUE(none.is_ok()) << none.status();
+  EXPECT_TRUE(none->stopped);
+  EXPECT_EQ(none->steps, 0);
+}
+
 TEST(Trainer, OptionsJson) {
   auto o = TrainOptions::from_json(
       {{"epochs", 2}, {"batch_size", 64}, {"optimizer", "sgd"}, {"lr", 0.1}, {"momentum", 0.9}});
