@@ -1,6 +1,7 @@
 // `flight endpoint`: the edge agent that runs tasks for `flight serve`.
 #include "flight/base/logging.h"
 #include "flight/cli/command.h"
+#include "flight/engine/job_cache.h"
 #include "flight/engine/task_process.h"
 #include "flight/faas/endpoint_agent.h"
 #include "flight/faas/stop_signals.h"
@@ -8,12 +9,15 @@
 namespace flight::cli {
 namespace {
 
-int endpoint(const faas::EndpointAgentOptions& options) {
+int endpoint(const faas::EndpointAgentOptions& options, const nlohmann::json& caches) {
   if (options.token_file.empty()) return usage_error("--token-file is required");
   Status valid = options.validate();
   if (!valid.is_ok()) return usage_error(valid.message());
+  auto cache_options = engine::CacheOptions::from_json(caches);
+  if (!cache_options.is_ok()) return usage_error(cache_options.status().message());
   // train / aggregate / evaluate, with one torch thread per task thread.
   engine::configure_task_process();
+  engine::configure_caches(*cache_options);
   faas::EndpointAgent agent(options);
   faas::StopSignals signals([&agent](int sig) {
     spdlog::info("flight endpoint: signal {}, stopping", sig);
@@ -53,7 +57,18 @@ FLIGHT_COMMAND(
            ->capture_default_str();
        app->add_option("--max-backoff-s", o->max_backoff_s, "Longest reconnect backoff")
            ->capture_default_str();
-       return [o] { return endpoint(*o); };
+       auto job_cache = std::make_shared<std::string>();
+       auto dataset_cache = std::make_shared<std::string>();
+       app->add_option("--job-cache", *job_cache,
+                       "Bytes of job runtimes kept once unused, LRU (e.g. 512MiB; default 1GiB)");
+       app->add_option("--dataset-cache", *dataset_cache,
+                       "Bytes of datasets kept once unused, LRU (e.g. 512MiB; default 1GiB)");
+       return [o, job_cache, dataset_cache] {
+         nlohmann::json caches = nlohmann::json::object();
+         if (!job_cache->empty()) caches["job_bytes"] = *job_cache;
+         if (!dataset_cache->empty()) caches["dataset_bytes"] = *dataset_cache;
+         return endpoint(*o, caches);
+       };
      }});
 
 }  // namespace flight::cli

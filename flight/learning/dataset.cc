@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 
+#include "flight/base/lru_cache.h"
 #include "flight/base/options.h"
 #include "flight/base/strings.h"
 #include "flight/params/param_set.h"
@@ -294,6 +295,55 @@ StatusOr<DatasetPair> read_dataset(const DataSpec& spec) {
   return pair;
 }
 
+namespace {
+
+// load_dataset's cache. One lock for all loads: loads are rare (once per spec
+// while cached) and holding it makes concurrent first calls wait for one
+// read, not race.
+struct DatasetCache {
+  std::mutex mu;
+  // A pair is in use while someone outside the cache holds its splits (a
+  // job's runtime, a running task).
+  ByteLru<DatasetPair> lru{kDefaultDatasetCacheBytes, [](const DatasetPair& p) {
+                             return p.train.use_count() > 1 || p.test.use_count() > 1;
+                           }};
+};
+
+DatasetCache& dataset_cache() {
+  static DatasetCache* cache = new DatasetCache();  // leaked: tasks may run during exit
+  return *cache;
+}
+
+uint64_t split_bytes(const std::shared_ptr<const Dataset>& d) {
+  if (!d) return 0;
+  uint64_t n = 0;
+  if (d->images.defined()) n += d->images.nbytes();
+  if (d->labels.defined()) n += d->labels.nbytes();
+  return n;
+}
+
+}  // namespace
+
+uint64_t dataset_bytes(const DatasetPair& data) {
+  uint64_t n = split_bytes(data.train) + split_bytes(data.test);
+  if (data.parts) {
+    for (const auto& p : *data.parts) n += p.size() * sizeof(int64_t);
+  }
+  return n;
+}
+
+void set_dataset_cache_bytes(uint64_t bytes) {
+  DatasetCache& c = dataset_cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  c.lru.set_capacity(bytes);
+}
+
+DatasetCacheStats dataset_cache_stats() {
+  DatasetCache& c = dataset_cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  return {c.lru.capacity(), c.lru.bytes(), c.lru.size(), c.lru.evictions()};
+}
+
 StatusOr<DatasetPair> load_dataset(const DataSpec& spec) {
   FLIGHT_RETURN_IF_ERROR(spec.validate());
   // In memory already: caching would only keep it alive after unregistering.
@@ -301,15 +351,12 @@ StatusOr<DatasetPair> load_dataset(const DataSpec& spec) {
   nlohmann::json key_json = spec.to_json();
   key_json.erase("partition");
   const std::string key = key_json.dump();
-  // One lock for all loads: loads are rare (once per spec per process) and
-  // holding it makes concurrent first calls wait for one read, not race.
-  static std::mutex mu;
-  static std::map<std::string, DatasetPair> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find(key);
-  if (it != cache.end()) return it->second;
+  DatasetCache& c = dataset_cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  if (auto hit = c.lru.get(key)) return *hit;
   FLIGHT_ASSIGN_OR_RETURN(DatasetPair pair, read_dataset(spec));
-  cache.emplace(key, pair);
+  // `pair` is held here, so the put cannot evict it.
+  c.lru.put(key, pair, dataset_bytes(pair));
   return pair;
 }
 

@@ -68,11 +68,32 @@ struct DatasetPair {
   std::shared_ptr<const std::vector<std::vector<int64_t>>> parts;
 };
 
-// The dataset for the spec, loaded on first use and cached for the life of the
-// process (keyed by everything but `partition`), shared read-only. Errors
-// (missing file → NotFound naming it; bad idx header or truncated file →
-// DataLoss naming it) are not cached, so a later call retries.
+// The dataset for the spec, loaded on first use and kept in the process's
+// dataset cache (keyed by everything but `partition`), shared read-only. The
+// cache is bounded by bytes (dataset_bytes of each entry; LRU, see
+// set_dataset_cache_bytes): an evicted dataset is read again by the next spec
+// that needs it, and one still held by a caller stays alive (and is never
+// evicted while held). Errors (missing file → NotFound naming it; bad idx
+// header or truncated file → DataLoss naming it) are not cached, so a later
+// call retries.
 [[nodiscard]] StatusOr<DatasetPair> load_dataset(const DataSpec& spec);
+
+// The bytes a pair holds: the tensors' nbytes (images and labels of both
+// splits) plus the index lists of `parts`.
+uint64_t dataset_bytes(const DatasetPair& data);
+
+// The dataset cache's budget in bytes (default kDefaultDatasetCacheBytes: the
+// Fashion-MNIST pair is ~220 MB, so a few of them). Shrinking evicts at once.
+inline constexpr uint64_t kDefaultDatasetCacheBytes = 1ull << 30;
+void set_dataset_cache_bytes(uint64_t bytes);
+
+struct DatasetCacheStats {
+  uint64_t capacity = 0;  // bytes
+  uint64_t bytes = 0;     // held by cached entries (pinned ones included)
+  size_t entries = 0;
+  uint64_t evictions = 0;  // since the process started
+};
+DatasetCacheStats dataset_cache_stats();
 
 // As load_dataset, bypassing the cache (always reads/generates anew).
 [[nodiscard]] StatusOr<DatasetPair> read_dataset(const DataSpec& spec);

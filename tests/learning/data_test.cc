@@ -60,6 +60,63 @@ TEST(Dataset, LoadedOncePerProcessAndShared) {
   EXPECT_EQ(c->train.get(), a->train.get());
 }
 
+DataSpec synthetic(uint64_t seed) {
+  DataSpec spec;
+  spec.dataset = "synthetic";
+  spec.synthetic_samples = 100;
+  spec.synthetic_test_samples = 20;
+  spec.synthetic_seed = seed;
+  return spec;
+}
+
+// The cache is bounded by bytes: datasets no one holds are dropped least
+// recently used first; a held one stays (and the holder's copy stays valid).
+TEST(Dataset, CacheIsBoundedByBytesAndKeepsDatasetsInUse) {
+  // What other tests of this process still hold stays (pinned); count from there.
+  set_dataset_cache_bytes(0);
+  const DatasetCacheStats base = dataset_cache_stats();
+  // 120 images of 1x28x28 floats + 120 int64 labels.
+  const uint64_t one = 120 * 28 * 28 * 4 + 120 * 8;
+  set_dataset_cache_bytes(base.bytes + 3 * one);
+  DatasetPair held;  // in use: never evicted
+  {
+    auto first = load_dataset(synthetic(1));
+    ASSERT_TRUE(first.is_ok()) << first.status();
+    EXPECT_EQ(dataset_bytes(*first), one);
+    held = *first;
+  }
+  const DatasetCacheStats start = dataset_cache_stats();
+  EXPECT_EQ(start.capacity, base.bytes + 3 * one);
+  EXPECT_EQ(start.bytes, base.bytes + one);
+  for (uint64_t seed = 2; seed <= 20; ++seed) {
+    ASSERT_TRUE(load_dataset(synthetic(seed)).is_ok());
+    DatasetCacheStats st = dataset_cache_stats();
+    EXPECT_LE(st.bytes, base.bytes + 3 * one) << "after seed " << seed;
+    EXPECT_LE(st.entries, base.entries + 3);
+  }
+  EXPECT_EQ(dataset_cache_stats().evictions - start.evictions, 17u);  // 20 loaded, 3 kept
+  // The held one is still the cached one (pinned); seed 2, unheld, was dropped
+  // and is read again (a new tensor).
+  {
+    auto again = load_dataset(synthetic(1));
+    ASSERT_TRUE(again.is_ok());
+    EXPECT_EQ(again->train.get(), held.train.get());
+    EXPECT_TRUE(held.train->images.defined());
+  }
+  const uint64_t evictions = dataset_cache_stats().evictions;
+  ASSERT_TRUE(load_dataset(synthetic(2)).is_ok());
+  EXPECT_EQ(dataset_cache_stats().evictions, evictions + 1);  // a miss: read again, one out
+
+  // Shrinking evicts at once, down to what is in use.
+  set_dataset_cache_bytes(0);
+  EXPECT_EQ(dataset_cache_stats().bytes, base.bytes + one);  // `held` (and the others')
+  EXPECT_EQ(dataset_cache_stats().entries, base.entries + 1);
+  held = DatasetPair{};
+  set_dataset_cache_bytes(0);
+  EXPECT_EQ(dataset_cache_stats().entries, base.entries);
+  set_dataset_cache_bytes(kDefaultDatasetCacheBytes);
+}
+
 // Writes an idx file: images [n, 2, 3] or labels [n]; gzipped when gz.
 void write_idx(const std::string& path, bool images, const std::vector<uint8_t>& data, bool gz,
                size_t truncate_by = 0) {
