@@ -51,12 +51,7 @@ class ByteLru {
   // one, when it is unpinned and alone exceeds the capacity) until the total
   // fits or only pinned entries remain.
   void put(const std::string& key, V value, uint64_t bytes) {
-    auto it = index_.find(key);
-    if (it != index_.end()) {
-      bytes_ -= it->second->bytes;
-      order_.erase(it->second);
-      index_.erase(it);
-    }
+    erase(key);
     order_.push_front(Entry{key, std::move(value), bytes});
     index_.emplace(key, order_.begin());
     bytes_ += bytes;
