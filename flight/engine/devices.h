@@ -39,17 +39,30 @@ class SimulatedDevices {
   // the partition sizes every process derives alike.
   static StatusOr<std::unique_ptr<SimulatedDevices>> create(const RunContext& ctx);
 
+  // Every per-worker query comes in two forms: by worker id, and by worker
+  // index (the worker's position in RunContext::workers, its partition) for
+  // the sync driver's per-task path, which keeps no string-keyed maps.
+
   // Extra time factor of a simulated slow device: max_speed / speed − 1.
-  double slowdown(const std::string& worker) const;
+  double slowdown(size_t worker) const;
+  double slowdown(const std::string& worker) const { return slowdown(index(worker)); }
   // Whether the worker's task number `task` loses its result.
-  bool drops(const std::string& worker, int64_t task) const;
+  bool drops(size_t worker, int64_t task) const;
+  bool drops(const std::string& worker, int64_t task) const { return drops(index(worker), task); }
   // Simulated duration of one train task: samples / (speed × rate).
-  double planned(const std::string& worker) const { return planned_.at(worker); }
+  double planned(size_t worker) const { return planned_.at(worker); }
+  double planned(const std::string& worker) const { return planned(index(worker)); }
   // Compute time a task that reported `train_seconds` cost the device: the
   // planned time on the virtual clock, the (slowed-down) real time otherwise.
-  double busy(const std::string& worker, double train_seconds) const;
+  double busy(size_t worker, double train_seconds) const;
+  double busy(const std::string& worker, double train_seconds) const {
+    return busy(index(worker), train_seconds);
+  }
 
-  void count_task(const std::string& worker, double busy_s, bool dropped, bool failed);
+  void count_task(size_t worker, double busy_s, bool dropped, bool failed);
+  void count_task(const std::string& worker, double busy_s, bool dropped, bool failed) {
+    count_task(index(worker), busy_s, dropped, failed);
+  }
   void add_busy(const std::string& worker, double busy_s);
   // The per-worker statistics as JSON (checkpoints) and back (--resume).
   nlohmann::json stats_json() const;
@@ -65,17 +78,32 @@ class SimulatedDevices {
   Status write_csv(const std::string& path, double makespan_s) const;
 
  private:
-  SimulatedDevices(const ExperimentConfig& config,
+  // Statistics of one worker; `seen` once it ran a task (or was restored):
+  // workers.csv and checkpoints list those only.
+  struct Slot {
+    WorkerStats stats;
+    bool seen = false;
+  };
+
+  SimulatedDevices(const ExperimentConfig& config, const std::vector<std::string>& workers,
                    const std::unordered_map<std::string, int64_t>& index)
-      : config_(config), worker_index_(index) {}
+      : config_(config), workers_(workers), worker_index_(index) {}
+
+  size_t index(const std::string& worker) const {
+    return static_cast<size_t>(worker_index_.at(worker));
+  }
+  // Worker indices of the seen slots, in id order (the order of the old
+  // id-keyed map, so workers.csv is unchanged). Called with stats_mu_ held.
+  std::vector<size_t> seen_by_id() const;
 
   const ExperimentConfig& config_;
+  const std::vector<std::string>& workers_;
   const std::unordered_map<std::string, int64_t>& worker_index_;
   double max_speed_ = 1.0;
-  std::unordered_map<std::string, double> speed_;    // effective speed per worker
-  std::unordered_map<std::string, double> planned_;  // virtual seconds per train task
+  std::vector<double> speed_;    // effective speed, by worker index
+  std::vector<double> planned_;  // virtual seconds per train task, by worker index
   mutable std::mutex stats_mu_;
-  std::map<std::string, WorkerStats> stats_;
+  std::vector<Slot> stats_;  // by worker index
   std::unique_ptr<DelayQueue> delays_ = std::make_unique<DelayQueue>();
 };
 

@@ -5,9 +5,6 @@
 #include <condition_variable>
 #include <cstdio>
 #include <iostream>
-#include <map>
-#include <unordered_map>
-#include <unordered_set>
 
 #include "flight/base/logging.h"
 #include "flight/base/time.h"
@@ -18,16 +15,14 @@
 
 namespace flight::engine {
 
-using topology::NodeKind;
-
 namespace {
 
 std::string round_scope(int64_t round) { return "round-" + std::to_string(round); }
 
 // Per-node bookkeeping of one round, for the coordinator and aggregators.
 struct NodeState {
-  size_t pending = 0;                 // children that have not reported
-  std::vector<std::string> children;  // the selected children in canonical (sorted) order
+  size_t pending = 0;                      // children that have not reported
+  std::vector<NodeTable::Index> children;  // the selected children in canonical (id) order
   // Per position: 1 while a worker's update has arrived and is not yet
   // folded; it holds one of the round's train-result credits.
   std::vector<uint8_t> holds_credit;
@@ -57,19 +52,30 @@ void merge_rows(NodeState* ns, TaskRow row) {
 
 }  // namespace
 
+// A node's part in one round, by node index (NodeTable). 16 bytes per node of
+// the topology, selected or not: a round allocates one flat vector instead
+// of a map node per selected worker.
+struct NodeRound {
+  static constexpr uint32_t kNone = NodeTable::kNone;
+  uint32_t position = kNone;  // in its parent's canonical order
+  uint32_t agg = kNone;       // coordinator / aggregator: its slot in RoundState::aggs
+  uint32_t order = kNone;     // worker: its place in RoundState::order
+  uint16_t attempts = 0;      // worker: train tasks submitted (0: not yet)
+  bool waiting = false;       // worker: selected and not yet reported
+};
+
 struct SyncDriver::RoundState {
   std::mutex mu;
-  std::condition_variable cv;                               // the driving thread waits on it
-  std::unordered_map<std::string, NodeState> nodes;         // aggregators and the root
-  std::unordered_map<std::string, size_t> position;         // child -> position in its parent
-  std::unordered_map<std::string, std::string> task_node;   // task id -> node
-  std::unordered_map<std::string, faas::TaskResult> early;  // results before their id was known
-  std::unordered_set<std::string> waiting_workers;          // train tasks not yet reported
-  std::unordered_map<std::string, int64_t> attempts;        // worker -> train attempts (submitted)
+  std::condition_variable cv;   // the driving thread waits on it
+  std::vector<NodeRound> node;  // by node index
+  std::vector<NodeState> aggs;  // the aggregating nodes taking part (root first)
   // Flow control: the selected workers depth-first in canonical order (the
   // submission order, so each node's children come in its fold order), how
   // many were submitted, and the credits (train results outstanding).
-  std::vector<std::string> order;
+  std::vector<NodeTable::Index> order;
+  // Per place in `order`: the id of the worker's latest train task (for
+  // cancelling stragglers at the deadline).
+  std::vector<std::string> task_ids;
   size_t next_submit = 0;
   size_t outstanding = 0;
   size_t budget = 0;  // max outstanding
@@ -78,18 +84,24 @@ struct SyncDriver::RoundState {
   bool driver_waiting = false;
   std::string session;  // streaming aggregate session of this attempt
   bool closed = false;  // deadline passed: late worker results are dropped
+  int64_t waiting = 0;  // workers with node[w].waiting
   int64_t stragglers = 0, failed = 0;
   std::vector<std::string> failures;  // every failed task, e.g. worker w3: why
   double train_seconds_max = 0, busy = 0;
-  // Per worker: (loss × samples, samples), summed in node order when the row
-  // is filled so that the mean train loss does not depend on arrival order
-  // (summed as results arrived it differed between identical runs in the last
-  // digit; scripts/chaos.sh compares rounds.csv).
-  std::map<std::string, std::pair<double, double>> train_losses;
+  // Per worker: (id rank, loss × samples, samples), summed in id order when
+  // the row is filled so that the mean train loss does not depend on arrival
+  // order (summed as results arrived it differed between identical runs in
+  // the last digit; scripts/chaos.sh compares rounds.csv).
+  struct Loss {
+    uint32_t rank;
+    double weighted, samples;
+  };
+  std::vector<Loss> train_losses;
   uint64_t bytes_put = 0, bytes_fetched = 0;
   std::vector<uint64_t> bytes_up_by_tier;
   std::vector<TaskRow> rows;
   transport::Ref model_ref;                  // this round's global model
+  std::string scope;                         // the round's store scope
   std::optional<DpTask> dp;                  // privacy.dp: what each train task is told
   int64_t dp_reports = 0, dp_unclipped = 0;  // workers' clip bits (adaptive clipping)
   double virtual_span = 0;  // clock: virtual — the slowest returned worker's task
@@ -97,6 +109,11 @@ struct SyncDriver::RoundState {
   std::unique_ptr<ChildFold> root_fold;
   Status root_status;  // its first error
   uint64_t coordinator_ingress = 0;
+
+  NodeState& agg(NodeTable::Index i) { return aggs[node[i].agg]; }
+  const NodeState& agg(NodeTable::Index i) const { return aggs[node[i].agg]; }
+  NodeState& root() { return aggs.front(); }
+  const NodeState& root() const { return aggs.front(); }
 };
 
 // A finished task's result read into its typed message. A result from another
@@ -134,6 +151,24 @@ SyncDriver::Parsed SyncDriver::parse(const faas::TaskResult& raw, bool is_worker
     p.raw.error = "malformed result: " + st.message();
   }
   return p;
+}
+
+SyncDriver::SyncDriver(RunContext& ctx, SimulatedDevices& devices, RunOutput& output)
+    : ctx_(ctx), devices_(devices), output_(output), nodes_(*ctx.topology, ctx.workers) {
+  endpoints_.reserve(nodes_.size());
+  for (Node i = 0; i < nodes_.size(); ++i) endpoints_.push_back(ctx_.endpoint_of(nodes_.id(i)));
+}
+
+SyncDriver::~SyncDriver() = default;
+
+template <typename Args>
+faas::TaskSpec SyncDriver::spec(Node node, const char* function, Args args) const {
+  faas::TaskSpec spec;
+  spec.endpoint = endpoints_[node];
+  spec.function = function;
+  spec.message = std::make_shared<faas::TypedMessage<Args>>(std::move(args));
+  spec.tag = node;
+  return spec;
 }
 
 StatusOr<RunSummary> SyncDriver::run() {
@@ -213,8 +248,8 @@ StatusOr<RoundRow> SyncDriver::run_round(int64_t round) {
     auto rs = std::make_shared<RoundState>();
     rs->bytes_up_by_tier.assign(ctx_.tiers, 0);
     rs->session = "r" + std::to_string(round) + "." + std::to_string(attempt);
-    std::vector<std::string> selected;
-    Status st = run_attempt(round, rs, &selected);
+    rs->scope = round_scope(round);
+    Status st = run_attempt(round, rs);
     output_.add_tasks(rs->rows);
     if (!st.is_ok()) {
       rs->root_fold.reset();
@@ -222,11 +257,11 @@ StatusOr<RoundRow> SyncDriver::run_round(int64_t round) {
     }
 
     const auto needed = static_cast<int64_t>(
-        std::ceil(faults.min_fraction * static_cast<double>(selected.size()) - 1e-9));
+        std::ceil(faults.min_fraction * static_cast<double>(rs->order.size()) - 1e-9));
     row.attempts = attempt;
-    fill_row(*rs, selected.size(), &row);
+    fill_row(*rs, &row);
     if (row.returned == 0 || row.returned < needed) {
-      const std::string why = insufficient(round, *rs, selected.size(), needed);
+      const std::string why = insufficient(round, *rs, needed);
       rs->root_fold.reset();  // evicts what it held
       (void)ctx_.store->evict_scope(round_scope(round));
       if (attempt < max_attempts) {
@@ -253,9 +288,9 @@ StatusOr<RoundRow> SyncDriver::run_round(int64_t round) {
   return row;
 }
 
-void SyncDriver::fill_row(const RoundState& rs, size_t selected, RoundRow* row) const {
-  row->selected = static_cast<int64_t>(selected);
-  row->returned = rs.nodes.at(ctx_.topology->root().id).returned;
+void SyncDriver::fill_row(const RoundState& rs, RoundRow* row) const {
+  row->selected = static_cast<int64_t>(rs.order.size());
+  row->returned = rs.root().returned;
   row->stragglers = rs.stragglers;
   row->failed = rs.failed;
   row->bytes_put = rs.bytes_put;
@@ -264,17 +299,20 @@ void SyncDriver::fill_row(const RoundState& rs, size_t selected, RoundRow* row) 
   row->bytes_up_by_tier = rs.bytes_up_by_tier;
   row->train_seconds_max = rs.train_seconds_max;
   row->busy_seconds = rs.busy;
+  std::vector<RoundState::Loss> losses = rs.train_losses;
+  std::sort(losses.begin(), losses.end(),
+            [](const RoundState::Loss& a, const RoundState::Loss& b) { return a.rank < b.rank; });
   double loss_sum = 0, weight_sum = 0;
-  for (const auto& [node, loss] : rs.train_losses) {
-    loss_sum += loss.first;
-    weight_sum += loss.second;
+  for (const auto& loss : losses) {
+    loss_sum += loss.weighted;
+    weight_sum += loss.samples;
   }
   row->train_loss = weight_sum > 0 ? loss_sum / weight_sum : 0;
 }
 
-std::string SyncDriver::insufficient(int64_t round, const RoundState& rs, size_t selected,
-                                     int64_t needed) const {
-  const NodeState& root = rs.nodes.at(ctx_.topology->root().id);
+std::string SyncDriver::insufficient(int64_t round, const RoundState& rs, int64_t needed) const {
+  const NodeState& root = rs.root();
+  const size_t selected = rs.order.size();
   std::string why = "round " + std::to_string(round) + ": " + std::to_string(root.returned) +
                     " of " + std::to_string(selected) +
                     " selected workers returned an update (min_fraction " +
@@ -310,64 +348,79 @@ Status SyncDriver::finish_root(int64_t round, RoundState& rs) {
   return Status::ok();
 }
 
-Status SyncDriver::run_attempt(int64_t round, const RoundPtr& rs,
-                               std::vector<std::string>* selected) {
-  select(round, rs, selected);
-  if (selected->empty()) return internal_error("strategy selected no workers");
-  FLIGHT_ASSIGN_OR_RETURN(rs->model_ref,
-                          ctx_.store->put(ctx_.global, {{}, round_scope(round), {}}));
-  if (ctx_.dp) rs->dp = ctx_.dp->task(static_cast<int64_t>(selected->size()));
-  for (const auto& w : *selected) rs->waiting_workers.insert(w);
+Status SyncDriver::run_attempt(int64_t round, const RoundPtr& rs) {
+  select(round, *rs);
+  if (rs->order.empty()) return internal_error("strategy selected no workers");
+  FLIGHT_ASSIGN_OR_RETURN(rs->model_ref, ctx_.store->put(ctx_.global, {{}, rs->scope, {}}));
+  if (ctx_.dp) rs->dp = ctx_.dp->task(static_cast<int64_t>(rs->order.size()));
   rs->window = static_cast<size_t>(ctx_.config.fold.window_for(rs->model_ref.size));
   // Embedded: every update lives in this process until folded, so at most a
   // window of them may be outstanding. REST: they live in the connectors'
   // servers; submit everything (the invoker batches).
   rs->budget = ctx_.is_local() ? rs->window : rs->order.size();
   rs->refill = std::max<size_t>(1, rs->budget / 4);
-  const NodeState& root = rs->nodes.at(ctx_.topology->root().id);
   rs->root_fold = std::make_unique<ChildFold>(ctx_.strategy->begin(), *ctx_.store,
-                                              root.children.size(), rs->window);
+                                              rs->root().children.size(), rs->window);
   drive(round, rs);
   return Status::ok();
 }
 
-void SyncDriver::select(int64_t round, const RoundPtr& rs, std::vector<std::string>* selected) {
+void SyncDriver::select(int64_t round, RoundState& rs) {
   const auto picks = ctx_.strategy->select(ctx_.workers.size(), round, ctx_.rng);
-  for (size_t i : picks) selected->push_back(ctx_.workers.at(i));
+  rs.node.assign(nodes_.size(), NodeRound());
   // The induced subtree, as each node's selected children: walk up from each
   // selected worker until an ancestor already counted (O(selected x depth),
-  // no copy of the topology).
-  for (const auto& w : *selected) {
-    const std::string* child = &w;
-    while (const auto& parent = ctx_.topology->node(*child).parent) {
-      auto [it, fresh] = rs->nodes.try_emplace(*parent);
-      it->second.children.push_back(*child);
-      it->second.pending++;
+  // no copy of the topology). The root's slot is aggs[0].
+  rs.aggs.emplace_back();
+  rs.node[NodeTable::root()].agg = 0;
+  for (size_t k : picks) {
+    Node child = nodes_.worker(k);
+    rs.node[child].waiting = true;
+    ++rs.waiting;
+    Node parent = nodes_.parent(child);
+    while (parent != NodeTable::kNone) {
+      NodeRound& p = rs.node[parent];
+      const bool fresh = p.agg == NodeRound::kNone;
+      if (fresh) {
+        p.agg = static_cast<uint32_t>(rs.aggs.size());
+        rs.aggs.emplace_back();
+      }
+      NodeState& ns = rs.aggs[p.agg];
+      ns.children.push_back(child);
+      ns.pending++;
       if (!fresh) break;
-      child = &it->first;
+      child = parent;
+      parent = nodes_.parent(child);
     }
   }
-  // Canonical fold order: sorted ids, so aggregates do not depend on arrival order.
-  for (auto& [id, ns] : rs->nodes) {
-    std::sort(ns.children.begin(), ns.children.end());
+  // Canonical fold order: sorted ids (by rank: the same order, integer
+  // compares), so aggregates do not depend on arrival order.
+  for (NodeState& ns : rs.aggs) {
+    std::sort(ns.children.begin(), ns.children.end(),
+              [this](Node a, Node b) { return nodes_.rank(a) < nodes_.rank(b); });
     ns.holds_credit.assign(ns.children.size(), 0);
-    for (size_t i = 0; i < ns.children.size(); ++i) rs->position[ns.children[i]] = i;
+    for (size_t i = 0; i < ns.children.size(); ++i) {
+      rs.node[ns.children[i]].position = static_cast<uint32_t>(i);
+    }
   }
   // Submission order: depth-first, children in canonical order, so that each
   // node receives its children (nearly) in the order it folds them.
-  rs->order.reserve(selected->size());
-  std::vector<const std::string*> stack{&ctx_.topology->root().id};
+  rs.order.reserve(picks.size());
+  std::vector<Node> stack{NodeTable::root()};
   while (!stack.empty()) {
-    const std::string* id = stack.back();
+    const Node id = stack.back();
     stack.pop_back();
-    auto it = rs->nodes.find(*id);
-    if (it == rs->nodes.end()) {
-      rs->order.push_back(*id);  // a worker
+    if (rs.node[id].agg == NodeRound::kNone) {
+      rs.node[id].order = static_cast<uint32_t>(rs.order.size());
+      rs.order.push_back(id);  // a worker
       continue;
     }
-    const auto& kids = it->second.children;
-    for (auto k = kids.rbegin(); k != kids.rend(); ++k) stack.push_back(&*k);
+    const auto& kids = rs.agg(id).children;
+    for (auto k = kids.rbegin(); k != kids.rend(); ++k) stack.push_back(*k);
   }
+  rs.task_ids.resize(rs.order.size());
+  rs.train_losses.reserve(rs.order.size());
+  rs.rows.reserve(rs.order.size() + rs.aggs.size());
 }
 
 // The driving thread's loop: submits train tasks as credits allow, folds the
@@ -378,9 +431,9 @@ void SyncDriver::drive(int64_t round, const RoundPtr& rs) {
   const double deadline_s = ctx_.config.faults.round_deadline_s;
   const auto deadline = SteadyClock::now() + std::chrono::duration_cast<SteadyClock::duration>(
                                                  std::chrono::duration<double>(deadline_s));
-  const std::string& root_id = ctx_.topology->root().id;
+  const Node root_id = NodeTable::root();
   std::unique_lock<std::mutex> lock(rs->mu);
-  NodeState& root = rs->nodes.at(root_id);
+  NodeState& root = rs->root();
   auto can_submit = [&](size_t free) {
     return !rs->closed && rs->next_submit < rs->order.size() &&
            rs->outstanding + free <= rs->budget;
@@ -392,7 +445,7 @@ void SyncDriver::drive(int64_t round, const RoundPtr& rs) {
       const size_t first = rs->next_submit;
       rs->next_submit += n;
       rs->outstanding += n;
-      for (size_t i = first; i < first + n; ++i) rs->attempts[rs->order[i]] = 1;
+      for (size_t i = first; i < first + n; ++i) rs->node[rs->order[i]].attempts = 1;
       lock.unlock();
       submit_trains(round, rs, first, n);
       lock.lock();
@@ -446,41 +499,25 @@ void SyncDriver::fold_at_root(int64_t round, RoundState& rs, std::vector<ChildUp
 }
 
 // Workers [first, first + n) of the submission order. Submitted as one batch:
-// with the embedded invoker's bounded queue this is backpressure, and results
-// that race ahead of their id (rs->early) stay within a batch.
+// with the embedded invoker's bounded queue this is backpressure.
 void SyncDriver::submit_trains(int64_t round, const RoundPtr& rs, size_t first, size_t n) {
   std::vector<faas::TaskSpec> specs;
   specs.reserve(n);
-  for (size_t i = first; i < first + n; ++i) specs.push_back(train_spec(rs, round, rs->order[i]));
+  for (size_t i = first; i < first + n; ++i) specs.push_back(train_spec(*rs, round, rs->order[i]));
   auto handles = ctx_.invoker->submit_batch(
       std::move(specs),
       [this, rs, round](const faas::TaskResult& r) { on_task_done(rs, round, r); });
-  Later after;
   {
     std::lock_guard<std::mutex> lock(rs->mu);
-    for (size_t i = 0; i < handles.size(); ++i)
-      rs->task_node[handles[i].id()] = rs->order[first + i];
-    take_early(rs, round, &after);
+    for (size_t i = 0; i < handles.size(); ++i) {
+      // A retry that raced ahead already wrote its own, newer id.
+      std::string& id = rs->task_ids[first + i];
+      if (id.empty()) id = handles[i].id();
+    }
   }
   // Only ids were needed: a finished task's result should not stay alive in
   // its handle's future until the round ends.
   handles.clear();
-  for (auto& f : after) f();
-}
-
-// Handles the results that raced ahead of the id map and whose id is now
-// known. Called with rs->mu held.
-void SyncDriver::take_early(const RoundPtr& rs, int64_t round, Later* after) {
-  std::vector<faas::TaskResult> early;
-  for (auto& kv : rs->early) early.push_back(std::move(kv.second));
-  rs->early.clear();
-  for (const auto& r : early) {
-    auto it = rs->task_node.find(r.task_id);
-    if (it != rs->task_node.end())
-      handle_result(rs, round, it->second, r, after);
-    else
-      rs->early.emplace(r.task_id, r);
-  }
 }
 
 // Deadline: stop waiting for the workers still training (or not yet
@@ -489,18 +526,24 @@ void SyncDriver::take_early(const RoundPtr& rs, int64_t round, Later* after) {
 void SyncDriver::close_at_deadline(int64_t round, const RoundPtr& rs,
                                    std::unique_lock<std::mutex>* lock) {
   rs->closed = true;
-  std::vector<std::string> late(rs->waiting_workers.begin(), rs->waiting_workers.end());
-  std::sort(late.begin(), late.end());
+  // Workers still waiting, in id order (as the failures were always listed).
+  std::vector<Node> late;
   std::vector<std::string> cancel_ids;
-  for (const auto& kv : rs->task_node) {
-    if (rs->waiting_workers.count(kv.second)) cancel_ids.push_back(kv.first);
+  for (size_t k = 0; k < rs->order.size(); ++k) {
+    const Node w = rs->order[k];
+    if (!rs->node[w].waiting) continue;
+    late.push_back(w);
+    if (!rs->task_ids[k].empty()) cancel_ids.push_back(rs->task_ids[k]);
   }
+  std::sort(late.begin(), late.end(),
+            [this](Node a, Node b) { return nodes_.rank(a) < nodes_.rank(b); });
   Later launches;
-  for (const auto& w : late) {
-    rs->waiting_workers.erase(w);
+  for (const Node w : late) {
+    rs->node[w].waiting = false;
+    --rs->waiting;
     rs->stragglers++;
-    report(rs, round, *ctx_.topology->node(w).parent, w, std::nullopt,
-           "worker " + w + ": missed the round deadline", &launches);
+    report(rs, round, nodes_.parent(w), w, std::nullopt,
+           "worker " + nodes_.id(w) + ": missed the round deadline", &launches);
   }
   lock->unlock();
   for (const auto& id : cancel_ids) ctx_.invoker->cancel(id);
@@ -508,17 +551,17 @@ void SyncDriver::close_at_deadline(int64_t round, const RoundPtr& rs,
   lock->lock();
 }
 
-faas::TaskSpec SyncDriver::train_spec(const RoundPtr& rs, int64_t round,
-                                      const std::string& worker) const {
+faas::TaskSpec SyncDriver::train_spec(const RoundState& rs, int64_t round, Node worker) const {
+  const std::string& id = nodes_.id(worker);
   TrainArgs a;
   a.job = ctx_.job_ref();
   a.round = round;
-  a.node = worker;
-  a.worker_index = ctx_.worker_index.at(worker);
-  a.model = rs->model_ref;
-  a.put = ctx_.put_target(worker, round_scope(round));
-  a.dp = rs->dp;
-  return ctx_.task(worker, "train", std::move(a));
+  a.node = id;
+  a.worker_index = nodes_.worker_index(worker);
+  a.model = rs.model_ref;
+  a.put = ctx_.put_target(id, rs.scope);
+  a.dp = rs.dp;
+  return spec(worker, "train", std::move(a));
 }
 
 // Hands an aggregator's mail (children that arrived, positions skipped) to
@@ -526,9 +569,8 @@ faas::TaskSpec SyncDriver::train_spec(const RoundPtr& rs, int64_t round,
 // result launches the next) or there is nothing worth a task yet (skips
 // alone wait for an update or the last report). Called with rs->mu held; the
 // task is submitted later, by `after`.
-void SyncDriver::maybe_launch(const RoundPtr& rs, int64_t round, const std::string& node,
-                              Later* after) {
-  NodeState& ns = rs->nodes.at(node);
+void SyncDriver::maybe_launch(const RoundPtr& rs, int64_t round, Node node, Later* after) {
+  NodeState& ns = rs->agg(node);
   if (ns.in_flight || ns.final_sent || ns.finished) return;
   const bool last = ns.pending == 0;
   if (ns.mail.empty() && !last) return;
@@ -543,18 +585,18 @@ void SyncDriver::maybe_launch(const RoundPtr& rs, int64_t round, const std::stri
   if (last && ns.mail.empty() && !ns.sent_update) {
     // Nothing to aggregate: say so upward instead of hanging the round.
     ns.finished = true;
-    std::string why = "aggregator " + node + ": all children failed or were dropped";
+    std::string why = "aggregator " + nodes_.id(node) + ": all children failed or were dropped";
     if (!ns.failures.empty()) why += " (first: " + ns.failures.front() + ")";
-    report(rs, round, *ctx_.topology->node(node).parent, node, std::nullopt, why, after);
+    report(rs, round, nodes_.parent(node), node, std::nullopt, why, after);
     return;
   }
   AggregateArgs a;
   a.job = ctx_.job_ref();
   a.round = round;
-  a.node = node;
+  a.node = nodes_.id(node);
   a.children = std::move(ns.mail);
   ns.mail.clear();
-  a.put = ctx_.put_target(node, round_scope(round));
+  a.put = ctx_.put_target(a.node, rs->scope);
   ns.sent_update = true;
   ns.in_flight = true;
   ns.final_sent = last;
@@ -563,7 +605,7 @@ void SyncDriver::maybe_launch(const RoundPtr& rs, int64_t round, const std::stri
               [](const ChildUpdate& x, const ChildUpdate& y) { return x.index < y.index; });
     ns.skips.clear();
     after->push_back([this, rs, round, node, a = std::move(a)]() mutable {
-      submit_task(rs, round, node, ctx_.task(node, "aggregate", std::move(a)));
+      submit_task(rs, round, spec(node, "aggregate", std::move(a)));
     });
     return;
   }
@@ -575,75 +617,63 @@ void SyncDriver::maybe_launch(const RoundPtr& rs, int64_t round, const std::stri
   ns.skips.clear();
   a.stream = std::move(stream);
   after->push_back([this, rs, round, node, a = std::move(a)]() mutable {
-    submit_task(rs, round, node, ctx_.task(node, "aggregate", std::move(a)));
+    submit_task(rs, round, spec(node, "aggregate", std::move(a)));
   });
 }
 
-// Submits one task for `node`. Must be called without rs->mu held: the
-// invoker may complete the task (and run its callback) before submit returns,
-// in which case the result waits in rs->early until the id is known.
-void SyncDriver::submit_task(const RoundPtr& rs, int64_t round, const std::string& node,
-                             faas::TaskSpec spec) {
+// Submits one task (its tag names its node). Must be called without rs->mu
+// held: the invoker may complete the task (and run its callback) before
+// submit returns.
+void SyncDriver::submit_task(const RoundPtr& rs, int64_t round, faas::TaskSpec spec) {
+  const Node node = static_cast<Node>(spec.tag);
   faas::TaskHandle h = ctx_.invoker->submit(
       std::move(spec),
       [this, rs, round](const faas::TaskResult& r) { on_task_done(rs, round, r); });
-  Later after;
-  {
-    std::lock_guard<std::mutex> lock(rs->mu);
-    rs->task_node[h.id()] = node;
-    auto early = rs->early.find(h.id());
-    if (early != rs->early.end()) {
-      faas::TaskResult r = std::move(early->second);
-      rs->early.erase(early);
-      handle_result(rs, round, node, r, &after);
-    }
-  }
-  for (auto& f : after) f();
+  if (!nodes_.is_worker(node)) return;
+  // A worker's retry: the id to cancel at the deadline is now this one.
+  std::lock_guard<std::mutex> lock(rs->mu);
+  rs->task_ids[rs->node[node].order] = h.id();
 }
 
 void SyncDriver::on_task_done(const RoundPtr& rs, int64_t round, const faas::TaskResult& result) {
+  const Node node = static_cast<Node>(result.tag);
+  const double extra = nodes_.is_worker(node)
+                           ? devices_.slowdown(static_cast<size_t>(nodes_.worker_index(node)))
+                           : 0.0;
+  if (result.ok() && extra > 1e-9) {
+    // A simulated slow device: hold the result back for the extra time the
+    // device would have needed, without keeping a compute thread.
+    const double delay = train_seconds_of(result) * extra;
+    devices_.delay(delay, [this, rs, round, node, r = result]() mutable {
+      r.finished_at = wall_seconds();
+      Later later;
+      {
+        std::lock_guard<std::mutex> lock(rs->mu);
+        handle_result(rs, round, node, r, &later);
+      }
+      for (auto& f : later) f();
+    });
+    return;
+  }
   Later after;
   {
     std::lock_guard<std::mutex> lock(rs->mu);
-    auto it = rs->task_node.find(result.task_id);
-    if (it == rs->task_node.end()) {
-      // The invoker finished the task before submit() returned its id.
-      rs->early.emplace(result.task_id, result);
-      return;
-    }
-    const std::string node = it->second;
-    const double extra = ctx_.topology->node(node).is_worker() ? devices_.slowdown(node) : 0.0;
-    if (result.ok() && extra > 1e-9) {
-      // A simulated slow device: hold the result back for the extra time the
-      // device would have needed, without keeping a compute thread.
-      const double delay = train_seconds_of(result) * extra;
-      devices_.delay(delay, [this, rs, round, node, r = result]() mutable {
-        r.finished_at = wall_seconds();
-        Later later;
-        {
-          std::lock_guard<std::mutex> lock(rs->mu);
-          handle_result(rs, round, node, r, &later);
-        }
-        for (auto& f : later) f();
-      });
-      return;
-    }
     handle_result(rs, round, node, result, &after);
   }
   for (auto& f : after) f();
 }
 
-TaskRow SyncDriver::task_row(RoundState& rs, int64_t round, const std::string& node,
+TaskRow SyncDriver::task_row(RoundState& rs, int64_t round, Node node,
                              const faas::TaskResult& result) const {
-  const auto& n = ctx_.topology->node(node);
   TaskRow row;
   row.round = round;
   row.task_id = result.task_id;
-  row.node = node;
-  row.parent = n.parent.value_or("");
-  row.kind = n.kind == NodeKind::kWorker ? "train" : "aggregate";
-  row.endpoint = ctx_.endpoint_of(node);
-  row.tier = ctx_.tier.at(node);
+  row.node = nodes_.id(node);
+  const Node parent = nodes_.parent(node);
+  if (parent != NodeTable::kNone) row.parent = nodes_.id(parent);
+  row.kind = nodes_.is_worker(node) ? "train" : "aggregate";
+  row.endpoint = endpoints_[node];
+  row.tier = nodes_.tier(node);
   row.status = result.ok() ? "ok" : "failed";
   // Task times are wall-clock; convert to run-relative seconds.
   const double origin = wall_seconds() - ctx_.now();
@@ -661,10 +691,9 @@ void SyncDriver::evict_update(const TrainResult& r) {
 }
 
 // Called with rs->mu held.
-void SyncDriver::handle_result(const RoundPtr& rs, int64_t round, const std::string& node,
+void SyncDriver::handle_result(const RoundPtr& rs, int64_t round, Node node,
                                const faas::TaskResult& raw, Later* after) {
-  const auto& n = ctx_.topology->node(node);
-  const bool is_worker = n.kind == NodeKind::kWorker;
+  const bool is_worker = nodes_.is_worker(node);
   const Parsed result = parse(raw, is_worker);
   TaskRow row = task_row(*rs, round, node, result.raw);
   if (is_worker && (worker_gate(rs, round, node, result, row, after) ||
@@ -677,23 +706,23 @@ void SyncDriver::handle_result(const RoundPtr& rs, int64_t round, const std::str
   if (result.ok()) {
     update = take_update(*rs, node, result, &row);
   } else {
-    failure = (is_worker ? "worker " : "aggregator ") + node + ": " + result.raw.error;
+    failure = (is_worker ? "worker " : "aggregator ") + nodes_.id(node) + ": " + result.raw.error;
     row.error = result.raw.error;
     if (is_worker) rs->failed++;
     rs->failures.push_back(failure);
     spdlog::warn("round {}: {}", round, failure);
   }
   rs->rows.push_back(std::move(row));
-  report(rs, round, *n.parent, node, std::move(update), failure, after);
+  report(rs, round, nodes_.parent(node), node, std::move(update), failure, after);
 }
 
 // An aggregator's streaming task answered. Partial progress (done: false)
 // settles the positions folded so far and launches the next task; returns
 // true when it was handled here. A final answer or a failure ends the node's
 // fold: its credits are settled and it reports upward (by the caller).
-bool SyncDriver::aggregate_progress(const RoundPtr& rs, int64_t round, const std::string& node,
+bool SyncDriver::aggregate_progress(const RoundPtr& rs, int64_t round, Node node,
                                     const Parsed& result, TaskRow& row, Later* after) {
-  NodeState& ns = rs->nodes.at(node);
+  NodeState& ns = rs->agg(node);
   ns.in_flight = false;
   if (result.ok() && !result.aggregate->done && !ns.final_sent) {
     rs->bytes_fetched += result.aggregate->bytes_fetched;
@@ -719,8 +748,9 @@ bool SyncDriver::aggregate_progress(const RoundPtr& rs, int64_t round, const std
   if (result.ok() && !result.aggregate->done) {
     // The task that brought the last position must complete the fold.
     rs->rows.push_back(row);
-    report(rs, round, *ctx_.topology->node(node).parent, node, std::nullopt,
-           "aggregator " + node + ": its last aggregate task did not complete the fold", after);
+    report(rs, round, nodes_.parent(node), node, std::nullopt,
+           "aggregator " + nodes_.id(node) + ": its last aggregate task did not complete the fold",
+           after);
   }
   // Done or failed: nothing more is folded here. Unsent updates are evicted.
   for (const auto& c : ns.mail) {
@@ -733,53 +763,57 @@ bool SyncDriver::aggregate_progress(const RoundPtr& rs, int64_t round, const std
 
 // A worker's result that does not count: late (after the deadline) or failed
 // with retries left. Returns true when it was handled here.
-bool SyncDriver::worker_gate(const RoundPtr& rs, int64_t round, const std::string& node,
-                             const Parsed& result, TaskRow& row, Later* after) {
-  if (!rs->waiting_workers.count(node)) {
+bool SyncDriver::worker_gate(const RoundPtr& rs, int64_t round, Node node, const Parsed& result,
+                             TaskRow& row, Later* after) {
+  NodeRound& nr = rs->node[node];
+  if (!nr.waiting) {
     // Dropped at the deadline: the late result is counted, not used.
     row.status = "late";
     rs->rows.push_back(row);
     if (result.train) evict_update(*result.train);
     return true;
   }
-  if (!result.ok() && rs->attempts[node] <= ctx_.config.faults.task_retries && !rs->closed) {
+  if (!result.ok() && nr.attempts <= ctx_.config.faults.task_retries && !rs->closed) {
     row.status = "retried";
     row.error = result.raw.error;
     rs->rows.push_back(row);
-    rs->attempts[node]++;
-    spdlog::warn("round {}: worker {} failed ({}); retrying", round, node, result.raw.error);
+    nr.attempts++;
+    spdlog::warn("round {}: worker {} failed ({}); retrying", round, nodes_.id(node),
+                 result.raw.error);
     after->push_back(
-        [this, rs, round, node] { submit_task(rs, round, node, train_spec(rs, round, node)); });
+        [this, rs, round, node] { submit_task(rs, round, train_spec(*rs, round, node)); });
     return true;
   }
-  rs->waiting_workers.erase(node);
+  nr.waiting = false;
+  --rs->waiting;
   return false;
 }
 
 // Device accounting of a worker's result, and simulated dropout (returns true
 // when the result is lost).
-bool SyncDriver::worker_dropped(const RoundPtr& rs, int64_t round, const std::string& node,
-                                const Parsed& result, TaskRow& row, Later* after) {
-  const bool dropped = result.ok() && devices_.drops(node, round);
-  const double busy = result.ok() ? devices_.busy(node, result.train->train_seconds) : 0.0;
-  devices_.count_task(node, busy, dropped, !result.ok());
-  if (result.ok()) rs->virtual_span = std::max(rs->virtual_span, devices_.planned(node));
+bool SyncDriver::worker_dropped(const RoundPtr& rs, int64_t round, Node node, const Parsed& result,
+                                TaskRow& row, Later* after) {
+  const auto w = static_cast<size_t>(nodes_.worker_index(node));
+  const bool dropped = result.ok() && devices_.drops(w, round);
+  const double busy = result.ok() ? devices_.busy(w, result.train->train_seconds) : 0.0;
+  devices_.count_task(w, busy, dropped, !result.ok());
+  if (result.ok()) rs->virtual_span = std::max(rs->virtual_span, devices_.planned(w));
   if (!dropped) return false;
   row.status = "dropped";
   row.error = "dropped out (simulated availability)";
   rs->failed++;
-  rs->failures.push_back("worker " + node + ": dropped out (simulated availability)");
+  rs->failures.push_back("worker " + nodes_.id(node) + ": dropped out (simulated availability)");
   evict_update(*result.train);
   rs->rows.push_back(std::move(row));
-  report(rs, round, *ctx_.topology->node(node).parent, node, std::nullopt,
-         "worker " + node + ": dropped out", after);
+  report(rs, round, nodes_.parent(node), node, std::nullopt,
+         "worker " + nodes_.id(node) + ": dropped out", after);
   return true;
 }
 
-std::optional<ChildUpdate> SyncDriver::take_update(RoundState& rs, const std::string& node,
-                                                   const Parsed& result, TaskRow* row) const {
+std::optional<ChildUpdate> SyncDriver::take_update(RoundState& rs, Node node, const Parsed& result,
+                                                   TaskRow* row) const {
   ChildUpdate u;
-  u.node = node;
+  u.node = nodes_.id(node);
   if (result.train) {
     const TrainResult& r = *result.train;
     u.update = r.update;
@@ -793,7 +827,7 @@ std::optional<ChildUpdate> SyncDriver::take_update(RoundState& rs, const std::st
     row->train_accuracy = r.accuracy;
     row->train_seconds = r.train_seconds;
     const auto samples = static_cast<double>(row->samples);
-    rs.train_losses[node] = {row->train_loss * samples, samples};
+    rs.train_losses.push_back({nodes_.rank(node), row->train_loss * samples, samples});
     rs.train_seconds_max = std::max(rs.train_seconds_max, row->train_seconds);
     if (r.dp_unclipped) {
       rs.dp_reports++;
@@ -820,19 +854,22 @@ std::optional<ChildUpdate> SyncDriver::take_update(RoundState& rs, const std::st
 // joins the parent's mail for its ordered fold: the coordinator's driving
 // thread takes the root's; an aggregator's goes out in its next streaming
 // task. Called with rs->mu held; tasks are submitted later, by `after`.
-void SyncDriver::report(const RoundPtr& rs, int64_t round, const std::string& parent,
-                        const std::string& child, std::optional<ChildUpdate> update,
-                        const std::string& failure, Later* after) {
-  NodeState& ns = rs->nodes.at(parent);
-  FLIGHT_CHECK(ns.pending > 0, "node " + parent + " got more reports than children");
+void SyncDriver::report(const RoundPtr& rs, int64_t round, Node parent, Node child,
+                        std::optional<ChildUpdate> update, const std::string& failure,
+                        Later* after) {
+  NodeState& ns = rs->agg(parent);
+  FLIGHT_CHECK(ns.pending > 0, "node " + nodes_.id(parent) + " got more reports than children");
   --ns.pending;
   if (!failure.empty()) ns.failures.push_back(failure);
-  const bool worker = ctx_.topology->node(child).is_worker();
-  const size_t pos = rs->position.at(child);
+  const bool worker = nodes_.is_worker(child);
+  // A worker that was submitted holds a credit; one cut off by the deadline
+  // before submission does not.
+  const bool submitted = worker && rs->node[child].attempts > 0;
+  const size_t pos = rs->node[child].position;
   if (ns.finished) {
     // Its fold already ended (failed): the update is not needed.
     if (update && update->owned) (void)ctx_.store->evict(update->update);
-    if (worker && rs->attempts.count(child)) credit(*rs, 1);
+    if (submitted) credit(*rs, 1);
   } else if (update) {
     ns.returned += update->count;
     if (worker) ns.holds_credit[pos] = 1;  // until the parent folds it
@@ -840,11 +877,9 @@ void SyncDriver::report(const RoundPtr& rs, int64_t round, const std::string& pa
     ns.mail.push_back(std::move(*update));
   } else {
     ns.skips.push_back(static_cast<int64_t>(pos));
-    // A worker that was submitted held a credit; one cut off by the deadline
-    // before submission did not.
-    if (worker && rs->attempts.count(child)) credit(*rs, 1);
+    if (submitted) credit(*rs, 1);
   }
-  if (parent == ctx_.topology->root().id) {
+  if (parent == NodeTable::root()) {
     if (rs->driver_waiting) rs->cv.notify_one();
     return;
   }
@@ -866,8 +901,8 @@ void SyncDriver::credit(RoundState& rs, size_t n) const {
 
 // Positions [settled, upto) of `node`'s fold are done: the workers' updates
 // among them return their credits. Called with rs.mu held.
-void SyncDriver::settle(RoundState& rs, const std::string& node, size_t upto) const {
-  NodeState& ns = rs.nodes.at(node);
+void SyncDriver::settle(RoundState& rs, Node node, size_t upto) const {
+  NodeState& ns = rs.agg(node);
   size_t freed = 0;
   for (; ns.settled < upto; ++ns.settled) {
     if (ns.holds_credit[ns.settled]) {

@@ -41,6 +41,7 @@
 #include "flight/engine/federation.h"
 #include "flight/engine/messages.h"
 #include "flight/engine/metrics.h"
+#include "flight/engine/node_table.h"
 #include "flight/faas/invoker.h"
 
 namespace flight::engine {
@@ -51,53 +52,54 @@ class RunOutput;
 
 class SyncDriver {
  public:
-  SyncDriver(RunContext& ctx, SimulatedDevices& devices, RunOutput& output)
-      : ctx_(ctx), devices_(devices), output_(output) {}
+  SyncDriver(RunContext& ctx, SimulatedDevices& devices, RunOutput& output);
+  ~SyncDriver();
 
   StatusOr<RunSummary> run();
 
  private:
+  using Node = NodeTable::Index;  // a node as its dense index (node_table.h)
   struct RoundState;
   using RoundPtr = std::shared_ptr<RoundState>;
   using Later = std::vector<std::function<void()>>;  // work to run once the lock is released
 
   StatusOr<RoundRow> run_round(int64_t round);
-  Status run_attempt(int64_t round, const RoundPtr& rs, std::vector<std::string>* selected);
-  void select(int64_t round, const RoundPtr& rs, std::vector<std::string>* selected);
+  Status run_attempt(int64_t round, const RoundPtr& rs);
+  void select(int64_t round, RoundState& rs);
   void drive(int64_t round, const RoundPtr& rs);
   void submit_trains(int64_t round, const RoundPtr& rs, size_t first, size_t n);
   void fold_at_root(int64_t round, RoundState& rs, std::vector<ChildUpdate> mail,
                     const std::vector<int64_t>& skips);
   void close_at_deadline(int64_t round, const RoundPtr& rs, std::unique_lock<std::mutex>* lock);
-  void fill_row(const RoundState& rs, size_t selected, RoundRow* row) const;
-  std::string insufficient(int64_t round, const RoundState& rs, size_t selected,
-                           int64_t needed) const;
+  void fill_row(const RoundState& rs, RoundRow* row) const;
+  std::string insufficient(int64_t round, const RoundState& rs, int64_t needed) const;
   Status finish_root(int64_t round, RoundState& rs);
 
-  faas::TaskSpec train_spec(const RoundPtr& rs, int64_t round, const std::string& worker) const;
-  void maybe_launch(const RoundPtr& rs, int64_t round, const std::string& node, Later* after);
-  void submit_task(const RoundPtr& rs, int64_t round, const std::string& node, faas::TaskSpec spec);
-  void take_early(const RoundPtr& rs, int64_t round, Later* after);
+  // A task for `node`'s endpoint, tagged with the node (TaskSpec::tag), so
+  // its result needs no lookup by task id.
+  template <typename Args>
+  faas::TaskSpec spec(Node node, const char* function, Args args) const;
+  faas::TaskSpec train_spec(const RoundState& rs, int64_t round, Node worker) const;
+  void maybe_launch(const RoundPtr& rs, int64_t round, Node node, Later* after);
+  void submit_task(const RoundPtr& rs, int64_t round, faas::TaskSpec spec);
 
   void on_task_done(const RoundPtr& rs, int64_t round, const faas::TaskResult& result);
-  void handle_result(const RoundPtr& rs, int64_t round, const std::string& node,
-                     const faas::TaskResult& result, Later* after);
+  void handle_result(const RoundPtr& rs, int64_t round, Node node, const faas::TaskResult& result,
+                     Later* after);
   struct Parsed;
-  bool worker_gate(const RoundPtr& rs, int64_t round, const std::string& node, const Parsed& result,
-                   TaskRow& row, Later* after);
-  bool worker_dropped(const RoundPtr& rs, int64_t round, const std::string& node,
-                      const Parsed& result, TaskRow& row, Later* after);
-  std::optional<ChildUpdate> take_update(RoundState& rs, const std::string& node,
-                                         const Parsed& result, TaskRow* row) const;
-  bool aggregate_progress(const RoundPtr& rs, int64_t round, const std::string& node,
-                          const Parsed& result, TaskRow& row, Later* after);
-  void report(const RoundPtr& rs, int64_t round, const std::string& parent,
-              const std::string& child, std::optional<ChildUpdate> update,
-              const std::string& failure, Later* after);
+  bool worker_gate(const RoundPtr& rs, int64_t round, Node node, const Parsed& result, TaskRow& row,
+                   Later* after);
+  bool worker_dropped(const RoundPtr& rs, int64_t round, Node node, const Parsed& result,
+                      TaskRow& row, Later* after);
+  std::optional<ChildUpdate> take_update(RoundState& rs, Node node, const Parsed& result,
+                                         TaskRow* row) const;
+  bool aggregate_progress(const RoundPtr& rs, int64_t round, Node node, const Parsed& result,
+                          TaskRow& row, Later* after);
+  void report(const RoundPtr& rs, int64_t round, Node parent, Node child,
+              std::optional<ChildUpdate> update, const std::string& failure, Later* after);
   void credit(RoundState& rs, size_t n) const;
-  void settle(RoundState& rs, const std::string& node, size_t upto) const;
-  TaskRow task_row(RoundState& rs, int64_t round, const std::string& node,
-                   const faas::TaskResult& result) const;
+  void settle(RoundState& rs, Node node, size_t upto) const;
+  TaskRow task_row(RoundState& rs, int64_t round, Node node, const faas::TaskResult& result) const;
   static Parsed parse(const faas::TaskResult& raw, bool is_worker);
   void evict_update(const TrainResult& r);
   void progress(const RoundRow& row) const;
@@ -105,7 +107,9 @@ class SyncDriver {
   RunContext& ctx_;
   SimulatedDevices& devices_;
   RunOutput& output_;
-  double virtual_time_ = 0;  // clock: virtual — simulated time so far
+  const NodeTable nodes_;
+  std::vector<std::string> endpoints_;  // by node: RunContext::endpoint_of, resolved once
+  double virtual_time_ = 0;             // clock: virtual — simulated time so far
 };
 
 }  // namespace flight::engine

@@ -1,9 +1,9 @@
 #include "flight/faas/invoker.h"
 
 #include "flight/base/logging.h"
+#include "flight/base/options.h"
 #include "flight/base/strings.h"
 #include "flight/base/time.h"
-#include "flight/base/options.h"
 
 namespace flight::faas {
 
@@ -81,21 +81,31 @@ StatusOr<TaskResult> TaskResult::from_json(const nlohmann::json& j) {
   return r;
 }
 
-TaskCompletion::TaskCompletion(std::string id, double submitted_at, ResultCallback on_done)
+TaskCompletion::TaskCompletion(std::string id, double submitted_at, ResultCallback on_done,
+                               uint64_t tag)
+    : TaskCompletion(
+          std::move(id), submitted_at,
+          on_done ? std::make_shared<const ResultCallback>(std::move(on_done)) : SharedCallback(),
+          tag) {}
+
+TaskCompletion::TaskCompletion(std::string id, double submitted_at, SharedCallback on_done,
+                               uint64_t tag)
     : id_(std::move(id)),
       submitted_at_(submitted_at),
+      tag_(tag),
       future_(promise_.get_future().share()),
       on_done_(std::move(on_done)) {}
 
 bool TaskCompletion::complete(TaskResult result) {
   if (done_.exchange(true, std::memory_order_acq_rel)) return false;
   result.task_id = id_;
+  result.tag = tag_;
   if (result.submitted_at == 0) result.submitted_at = submitted_at_;
   if (result.finished_at == 0) result.finished_at = wall_seconds();
   if (on_done_) {
     // Nothing may escape into an invoker thread; the task's outcome stands.
     try {
-      on_done_(result);
+      (*on_done_)(result);
     } catch (const std::exception& e) {
       spdlog::error("task {}: result callback threw: {}", id_, e.what());
     } catch (...) {

@@ -25,6 +25,8 @@
 // Thread safety: all Invoker methods may be called concurrently.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <future>
 #include <memory>
@@ -76,6 +78,10 @@ struct TaskSpec {
   double deadline_s = 0;  // seconds from submission; 0 = none
   // Optional typed form of args (then args may stay empty): see Message.
   MessagePtr message;
+  // The caller's own number for the task, handed back in TaskResult::tag (so
+  // a shared batch callback knows whose result it got without a map from
+  // task ids). In-process only: not part of the wire form.
+  uint64_t tag = 0;
 
   // The JSON args: `args`, or message->to_json() when only the message is set.
   nlohmann::json json_args() const;
@@ -101,6 +107,7 @@ struct TaskResult {
   double submitted_at = 0;  // wall seconds (Unix epoch); 0 = unknown
   double started_at = 0;
   double finished_at = 0;
+  uint64_t tag = 0;  // TaskSpec::tag of the task (in-process only)
 
   bool ok() const { return state == TaskState::kSucceeded; }
 
@@ -110,13 +117,17 @@ struct TaskResult {
 };
 
 using ResultCallback = std::function<void(const TaskResult&)>;
+// One callback shared by the tasks of a batch (not a copy per task).
+using SharedCallback = std::shared_ptr<const ResultCallback>;
 
 // Shared completion state of one task: a one-shot promise plus a cooperative
 // cancellation flag. Invoker implementations create it; users see TaskHandle.
 // Thread safety: all methods may be called concurrently.
 class TaskCompletion {
  public:
-  TaskCompletion(std::string id, double submitted_at, ResultCallback on_done);
+  TaskCompletion(std::string id, double submitted_at, ResultCallback on_done, uint64_t tag = 0);
+  // The batch form: `on_done` (may be null) is shared, not copied.
+  TaskCompletion(std::string id, double submitted_at, SharedCallback on_done, uint64_t tag);
 
   const std::string& id() const { return id_; }
   double submitted_at() const { return submitted_at_; }
@@ -125,7 +136,7 @@ class TaskCompletion {
 
   // First call wins: runs the callback (exceptions are logged and swallowed),
   // then fulfils the future. Returns false when the task was already done.
-  // task_id and a zero submitted_at are filled in from this object.
+  // task_id, tag and a zero submitted_at are filled in from this object.
   bool complete(TaskResult result);
 
   void request_cancel() { cancel_.store(true, std::memory_order_release); }
@@ -134,11 +145,12 @@ class TaskCompletion {
  private:
   const std::string id_;
   const double submitted_at_;
+  const uint64_t tag_;
   std::atomic<bool> done_{false};
   std::atomic<bool> cancel_{false};
   std::promise<TaskResult> promise_;
   std::shared_future<TaskResult> future_;
-  ResultCallback on_done_;
+  SharedCallback on_done_;
 };
 
 // A task's id and future. Cheap to copy; outlives the invoker safely.

@@ -3,14 +3,15 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
+#include <random>
 #include <thread>
 #include <unordered_map>
 
-#include "flight/base/ids.h"
 #include "flight/base/logging.h"
+#include "flight/base/options.h"
 #include "flight/base/time.h"
 #include "flight/faas/deadline_timer.h"
-#include "flight/base/options.h"
 
 namespace flight::faas {
 
@@ -53,17 +54,14 @@ class LocalInvoker final : public Invoker {
   ~LocalInvoker() override { (void)close(); }
 
   TaskHandle submit(TaskSpec spec, ResultCallback on_done) override {
-    std::vector<Job> jobs;
-    jobs.push_back(
-        Job{std::make_shared<TaskCompletion>(new_id("task"), wall_seconds(), std::move(on_done)),
-            std::move(spec)});
-    TaskHandle h(jobs.front().completion);
-    enqueue(std::move(jobs));
-    return h;
+    std::vector<TaskSpec> one;
+    one.push_back(std::move(spec));
+    return submit_batch(std::move(one), std::move(on_done)).front();
   }
 
   // One lock for the whole batch (not one per task), so a 10,000-task round
-  // does not contend with the pool threads 10,000 times.
+  // does not contend with the pool threads 10,000 times; one callback shared
+  // by the batch's tasks.
   std::vector<TaskHandle> submit_batch(std::vector<TaskSpec> specs,
                                        ResultCallback on_done) override {
     std::vector<TaskHandle> out;
@@ -71,9 +69,14 @@ class LocalInvoker final : public Invoker {
     out.reserve(specs.size());
     jobs.reserve(specs.size());
     const double now = wall_seconds();
-    for (auto& spec : specs) {
+    const SharedCallback shared =
+        on_done ? std::make_shared<const ResultCallback>(std::move(on_done)) : nullptr;
+    const uint64_t first = next_serial_.fetch_add(specs.size(), std::memory_order_relaxed);
+    for (size_t i = 0; i < specs.size(); ++i) {
+      const uint64_t serial = first + i;
       jobs.push_back(
-          Job{std::make_shared<TaskCompletion>(new_id("task"), now, on_done), std::move(spec)});
+          Job{std::make_shared<TaskCompletion>(task_id(serial), now, shared, specs[i].tag), serial,
+              std::move(specs[i])});
       out.emplace_back(jobs.back().completion);
     }
     enqueue(std::move(jobs));
@@ -81,10 +84,12 @@ class LocalInvoker final : public Invoker {
   }
 
   void cancel(const std::string& task_id) override {
+    const std::optional<uint64_t> serial = serial_of(task_id);
+    if (!serial) return;
     std::shared_ptr<TaskCompletion> c;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      auto it = live_.find(task_id);
+      auto it = live_.find(*serial);
       if (it == live_.end()) return;
       c = it->second;
     }
@@ -112,8 +117,37 @@ class LocalInvoker final : public Invoker {
  private:
   struct Job {
     std::shared_ptr<TaskCompletion> completion;
+    uint64_t serial = 0;  // its id's number (live_)
     TaskSpec spec;
   };
+
+  // Task ids are "task-" and 10 hex digits of a serial number that starts at
+  // a random point: unique within the invoker (live_ is keyed by the number),
+  // distinct between runs, and short enough to need no heap allocation.
+  static constexpr size_t kIdDigits = 10;
+  static constexpr uint64_t kSerialMask = (uint64_t{1} << (4 * kIdDigits)) - 1;
+  static std::string task_id(uint64_t serial) {
+    static const char kHex[] = "0123456789abcdef";
+    std::string id = "task-";
+    id.resize(5 + kIdDigits);
+    serial &= kSerialMask;
+    for (size_t i = 0; i < kIdDigits; ++i) {
+      id[5 + kIdDigits - 1 - i] = kHex[serial & 0xf];
+      serial >>= 4;
+    }
+    return id;
+  }
+  static std::optional<uint64_t> serial_of(const std::string& id) {
+    if (id.size() != 5 + kIdDigits || id.compare(0, 5, "task-") != 0) return std::nullopt;
+    uint64_t v = 0;
+    for (size_t i = 5; i < id.size(); ++i) {
+      const char c = id[i];
+      const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+      if (d < 0) return std::nullopt;
+      v = v << 4 | static_cast<uint64_t>(d);
+    }
+    return v;
+  }
 
   void enqueue(std::vector<Job> jobs) {
     const bool from_pool = t_invoker_thread_of == this;
@@ -134,9 +168,12 @@ class LocalInvoker final : public Invoker {
           }
         }
         if (job.spec.deadline_s > 0) deadlines.emplace_back(job.completion, job.spec.deadline_s);
-        live_.emplace(job.completion->id(), job.completion);
+        live_.emplace(job.serial & kSerialMask, job.completion);
         queue_.push_back(std::move(job));
-        not_empty_.notify_one();
+        // A pool thread sleeps only on an empty queue, so waking one per
+        // task up to `threads` queued is enough, and a big batch does not
+        // make a futex call per task.
+        if (queue_.size() <= options_.threads) not_empty_.notify_one();
       }
     }
     for (auto& c : rejected) {
@@ -173,7 +210,7 @@ class LocalInvoker final : public Invoker {
       run(job);
       {
         std::lock_guard<std::mutex> lock(mu_);
-        live_.erase(job.completion->id());
+        live_.erase(job.serial & kSerialMask);
         --running_;
         if (running_ == 0 && queue_.empty()) idle_.notify_all();
       }
@@ -231,7 +268,8 @@ class LocalInvoker final : public Invoker {
   std::mutex mu_;
   std::condition_variable not_empty_, not_full_, idle_;
   std::deque<Job> queue_;
-  std::unordered_map<std::string, std::shared_ptr<TaskCompletion>> live_;
+  std::unordered_map<uint64_t, std::shared_ptr<TaskCompletion>> live_;  // by serial
+  std::atomic<uint64_t> next_serial_{std::random_device()() * uint64_t{4096}};
   size_t running_ = 0;
   bool closing_ = false;  // no more submissions from outside the pool
   bool closed_ = false;   // drained; workers exit

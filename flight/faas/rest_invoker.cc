@@ -100,8 +100,10 @@ class RestInvoker final : public Invoker {
     const double now = wall_seconds();
     std::vector<std::shared_ptr<TaskCompletion>> cs;
     cs.reserve(specs.size());
+    const SharedCallback shared =
+        on_done ? std::make_shared<const ResultCallback>(std::move(on_done)) : nullptr;
     for (size_t i = 0; i < specs.size(); ++i) {
-      cs.push_back(std::make_shared<TaskCompletion>(new_id("task"), now, on_done));
+      cs.push_back(std::make_shared<TaskCompletion>(new_id("task"), now, shared, specs[i].tag));
       handles.emplace_back(cs.back());
     }
     {
