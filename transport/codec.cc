@@ -109,22 +109,32 @@ Status check_tensor(const ParamEntry& e, const DtypeInfo** info) {
   return Status::ok();
 }
 
-// Only float32 tensors are compressed; everything else travels raw.
-Encoding entry_encoding(const ParamEntry& e, const EncodeOptions* o) {
+// Only float32 tensors are compressed; everything else travels raw. `c` is
+// the entry's contiguous tensor (sparse decides by its nonzeros).
+Encoding entry_encoding(const at::Tensor& c, const EncodeOptions* o) {
   if (o == nullptr || o->encoding == Encoding::kRaw) return Encoding::kRaw;
-  return e.tensor.scalar_type() == c10::ScalarType::Float ? o->encoding : Encoding::kRaw;
+  if (c.scalar_type() != c10::ScalarType::Float) return Encoding::kRaw;
+  return tensor_encoding(*o, c.data_ptr<float>(), static_cast<uint64_t>(c.numel()));
 }
 
 StatusOr<Layout> plan(const ParamSet& params, const EncodeOptions* o = nullptr) {
   if (o) FLIGHT_RETURN_IF_ERROR(o->validate());
   Layout l;
   l.table_size = 0;
-  for (const auto& e : params) {
+  std::vector<at::Tensor> compressed(params.size());  // contiguous float32 inputs
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto& e = params[i];
     const DtypeInfo* info = nullptr;
     FLIGHT_RETURN_IF_ERROR(check_tensor(e, &info));
     l.codes.push_back(info->code);
-    l.encodings.push_back(entry_encoding(e, o));
-    l.compressed |= l.encodings.back() != Encoding::kRaw;
+    Encoding enc = Encoding::kRaw;
+    if (o != nullptr && o->encoding != Encoding::kRaw &&
+        e.tensor.scalar_type() == c10::ScalarType::Float) {
+      compressed[i] = e.tensor.contiguous();
+      enc = entry_encoding(compressed[i], o);
+    }
+    l.encodings.push_back(enc);
+    l.compressed |= enc != Encoding::kRaw;
     l.table_size += align_up(kRecordFixedBytes + 8 * e.tensor.dim() + e.name.size(), 8);
   }
   l.data_offset = align_up(kCodecPreambleBytes + l.table_size, kBufferAlignment);
@@ -132,8 +142,9 @@ StatusOr<Layout> plan(const ParamSet& params, const EncodeOptions* o = nullptr) 
   for (size_t i = 0; i < params.size(); ++i) {
     const auto& e = params[i];
     const uint64_t numel = static_cast<uint64_t>(e.tensor.numel());
-    uint64_t n = l.encodings[i] == Encoding::kRaw ? numel * e.tensor.element_size()
-                                                  : payload_size(*o, numel);
+    uint64_t n = l.encodings[i] == Encoding::kRaw
+                     ? numel * e.tensor.element_size()
+                     : payload_size(*o, compressed[i].data_ptr<float>(), numel);
     cursor = align_up(cursor, kBufferAlignment);
     l.offsets.push_back(cursor);
     l.nbytes.push_back(n);
@@ -381,7 +392,7 @@ StatusOr<std::vector<EntryView>> parse_entries(const Bytes& bytes, bool verify) 
     if (encoding != Encoding::kRaw) {
       // Compressed payloads hold at least a byte per element, except top-k,
       // which check_payload bounds by its own count.
-      if (encoding != Encoding::kTopK && numel > nbytes) {
+      if (encoding != Encoding::kTopK && encoding != Encoding::kSparse && numel > nbytes) {
         return data_loss(where + ": shape and byte count disagree");
       }
       Status st = check_payload(encoding, b + offset, nbytes, numel);
@@ -456,7 +467,7 @@ Status accumulate_encoded(ParamSet& acc, const Bytes& bytes, double w) {
     }
     float* a = t.data_ptr<float>();
     const uint8_t* payload = b + e.offset;
-    if (e.encoding == Encoding::kTopK) {
+    if (e.encoding == Encoding::kTopK || e.encoding == Encoding::kSparse) {
       accumulate_payload(e.encoding, payload, e.numel, w, a);
       continue;
     }
@@ -486,13 +497,25 @@ StatusOr<ParamSet> decode_trusted(Bytes bytes) { return decode_impl(std::move(by
 
 namespace flight::transport {
 
-StatusOr<Bytes> ErrorFeedback::encode(const ParamSet& update, const EncodeOptions& options) {
+StatusOr<ParamSet> ErrorFeedback::split(const ParamSet& update, const EncodeOptions& options,
+                                        Bytes* bytes) {
   ParamSet corrected = update.clone();
   if (!residual_.empty()) FLIGHT_RETURN_IF_ERROR(add_scaled(corrected, residual_, 1.0));
-  FLIGHT_ASSIGN_OR_RETURN(Bytes bytes, transport::encode(corrected, options));
-  FLIGHT_ASSIGN_OR_RETURN(ParamSet sent, decode_trusted(bytes));
+  FLIGHT_ASSIGN_OR_RETURN(*bytes, transport::encode(corrected, options));
+  FLIGHT_ASSIGN_OR_RETURN(ParamSet sent, decode_trusted(*bytes));
   FLIGHT_ASSIGN_OR_RETURN(residual_, subtract(corrected, sent));
+  return sent;
+}
+
+StatusOr<Bytes> ErrorFeedback::encode(const ParamSet& update, const EncodeOptions& options) {
+  Bytes bytes;
+  FLIGHT_RETURN_IF_ERROR(split(update, options, &bytes).status());
   return bytes;
+}
+
+StatusOr<ParamSet> ErrorFeedback::sparsify(const ParamSet& update, const EncodeOptions& options) {
+  Bytes bytes;
+  return split(update, options, &bytes);
 }
 
 }  // namespace flight::transport

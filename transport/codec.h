@@ -40,6 +40,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 
 #include "flight/base/status.h"
 #include "flight/params/param_set.h"
@@ -92,13 +93,22 @@ Status accumulate_encoded(ParamSet& acc, const Bytes& bytes, double w);
 // Error feedback for lossy encodings (top-k above all; Seide et al. 2014,
 // Karimireddy et al. 2019): one per worker, kept across rounds. encode() adds
 // what earlier rounds dropped to `update`, encodes the sum, and keeps the new
-// remainder, so every coordinate is eventually sent. Not thread-safe.
+// remainder, so every coordinate is eventually sent. sparsify() does the same
+// and returns what the encoding keeps, decoded (dense tensors: zeros where
+// nothing is sent). For top-k the split is exact: sent + residual() equals
+// update + the previous residual bit for bit (each element is in one of the
+// two, unchanged). Not thread-safe.
 class ErrorFeedback {
  public:
+  // `residual`: what earlier rounds dropped (empty: nothing yet).
+  explicit ErrorFeedback(ParamSet residual = ParamSet()) : residual_(std::move(residual)) {}
   StatusOr<Bytes> encode(const ParamSet& update, const EncodeOptions& options);
+  StatusOr<ParamSet> sparsify(const ParamSet& update, const EncodeOptions& options);
   const ParamSet& residual() const { return residual_; }
 
  private:
+  StatusOr<ParamSet> split(const ParamSet& update, const EncodeOptions& options, Bytes* bytes);
+
   ParamSet residual_;
 };
 

@@ -38,6 +38,23 @@ T load(const uint8_t* p) {
   return v;
 }
 
+// Nonzero elements (NaN counts: it is not zero).
+uint64_t count_nonzero(const float* x, uint64_t n) {
+  uint64_t k = 0;
+  for (uint64_t i = 0; i < n; ++i) k += x[i] != 0.f;
+  return k;
+}
+
+// topk's payload with the k listed indices, ascending.
+void write_indexed(const float* x, const std::vector<uint32_t>& idx, uint8_t* dest) {
+  const uint64_t k = idx.size();
+  std::memcpy(dest, &k, 8);
+  std::memcpy(dest + 8, idx.data(), 4 * k);
+  const uint64_t values_at = align8(8 + 4 * k);
+  std::memset(dest + 8 + 4 * k, 0, values_at - (8 + 4 * k));
+  for (uint64_t j = 0; j < k; ++j) std::memcpy(dest + values_at + 4 * j, &x[idx[j]], 4);
+}
+
 }  // namespace
 
 StatusOr<Encoding> parse_encoding(const std::string& name) {
@@ -46,7 +63,9 @@ StatusOr<Encoding> parse_encoding(const std::string& name) {
   if (name == "bf16") return Encoding::kBf16;
   if (name == "int8") return Encoding::kInt8;
   if (name == "topk") return Encoding::kTopK;
-  return invalid_argument("compression '" + name + "' is not one of raw, fp16, bf16, int8, topk");
+  if (name == "sparse") return Encoding::kSparse;
+  return invalid_argument("compression '" + name +
+                          "' is not one of raw, fp16, bf16, int8, topk, sparse");
 }
 
 const char* encoding_name(Encoding e) {
@@ -61,11 +80,13 @@ const char* encoding_name(Encoding e) {
       return "int8";
     case Encoding::kTopK:
       return "topk";
+    case Encoding::kSparse:
+      return "sparse";
   }
   return "?";
 }
 
-bool valid_encoding_code(uint8_t code) { return code <= static_cast<uint8_t>(Encoding::kTopK); }
+bool valid_encoding_code(uint8_t code) { return code <= static_cast<uint8_t>(Encoding::kSparse); }
 
 Status EncodeOptions::validate() const {
   if (block_size < 8 || block_size > (1 << 20)) {
@@ -79,7 +100,7 @@ Status EncodeOptions::validate() const {
   return Status::ok();
 }
 
-uint64_t payload_size(const EncodeOptions& o, uint64_t n) {
+uint64_t payload_size(const EncodeOptions& o, const float* x, uint64_t n) {
   switch (o.encoding) {
     case Encoding::kRaw:
       return 4 * n;
@@ -92,8 +113,17 @@ uint64_t payload_size(const EncodeOptions& o, uint64_t n) {
       const uint64_t k = topk_count(o.topk_fraction, n);
       return align8(8 + 4 * k) + 4 * k;
     }
+    case Encoding::kSparse: {
+      const uint64_t k = count_nonzero(x, n);
+      return align8(8 + 4 * k) + 4 * k;
+    }
   }
   return 0;
+}
+
+Encoding tensor_encoding(const EncodeOptions& o, const float* x, uint64_t n) {
+  if (o.encoding != Encoding::kSparse) return o.encoding;
+  return payload_size(o, x, n) < 4 * n ? Encoding::kSparse : Encoding::kRaw;
 }
 
 void encode_payload(const EncodeOptions& o, const float* x, uint64_t n, uint64_t salt,
@@ -156,11 +186,16 @@ void encode_payload(const EncodeOptions& o, const float* x, uint64_t n, uint64_t
         std::nth_element(idx.begin(), idx.begin() + static_cast<int64_t>(k), idx.end(), larger);
       idx.resize(k);
       std::sort(idx.begin(), idx.end());  // ascending: decoders write in order
-      std::memcpy(dest, &k, 8);
-      std::memcpy(dest + 8, idx.data(), 4 * k);
-      const uint64_t values_at = align8(8 + 4 * k);
-      std::memset(dest + 8 + 4 * k, 0, values_at - (8 + 4 * k));
-      for (uint64_t j = 0; j < k; ++j) std::memcpy(dest + values_at + 4 * j, &x[idx[j]], 4);
+      write_indexed(x, idx, dest);
+      return;
+    }
+    case Encoding::kSparse: {
+      std::vector<uint32_t> idx;
+      idx.reserve(count_nonzero(x, n));
+      for (uint64_t i = 0; i < n; ++i) {
+        if (x[i] != 0.f) idx.push_back(static_cast<uint32_t>(i));
+      }
+      write_indexed(x, idx, dest);
       return;
     }
   }
@@ -184,12 +219,15 @@ Status check_payload(Encoding e, const uint8_t* p, uint64_t nbytes, uint64_t n) 
       EncodeOptions o;
       o.encoding = e;
       o.block_size = b;
-      return nbytes == payload_size(o, n) ? Status::ok() : bad("size mismatch");
+      return nbytes == payload_size(o, nullptr, n) ? Status::ok() : bad("size mismatch");
     }
-    case Encoding::kTopK: {
+    case Encoding::kTopK:
+    case Encoding::kSparse: {
       if (nbytes < 8) return bad("no header");
       const uint64_t k = load<uint64_t>(p);
-      if (k > n || (n > 0 && k == 0) || nbytes != align8(8 + 4 * k) + 4 * k) {
+      // top-k keeps at least one element; sparse may have none (an all-zero tensor).
+      const bool empty_ok = e == Encoding::kSparse;
+      if (k > n || (n > 0 && k == 0 && !empty_ok) || nbytes != align8(8 + 4 * k) + 4 * k) {
         return bad("k = " + std::to_string(k) + " does not fit");
       }
       int64_t prev = -1;
@@ -237,7 +275,8 @@ void accumulate_payload(Encoding e, const uint8_t* p, uint64_t n, double w, floa
       }
       return;
     }
-    case Encoding::kTopK: {
+    case Encoding::kTopK:
+    case Encoding::kSparse: {
       const uint64_t k = load<uint64_t>(p);
       const uint8_t* values = p + align8(8 + 4 * k);
       for (uint64_t j = 0; j < k; ++j)

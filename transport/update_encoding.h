@@ -11,6 +11,11 @@
 //                   i8 values[n]                                ~1 + 4/B bytes/element
 //   topk   the k = ceil(fraction * n) largest |x| (at least 1), indices ascending
 //          payload: u64 k, u32 indices[k], pad to 8, f32 values[k]   8 bytes/kept element
+//   sparse lossless: every nonzero element (k = their count), in topk's payload
+//          format; a tensor whose nonzeros would not take fewer bytes than raw
+//          float32 travels raw instead. For updates that are already sparse: a
+//          worker's top-k delta after error feedback, and sums of such deltas
+//          (an aggregator's partial), which top-k would truncate.
 // Decoding is folded into aggregation (accumulate_payload): acc += w * x is
 // computed straight from the payload, with no full-size float copy.
 //
@@ -24,9 +29,9 @@
 
 namespace flight::transport {
 
-enum class Encoding : uint8_t { kRaw = 0, kFp16 = 1, kBf16 = 2, kInt8 = 3, kTopK = 4 };
+enum class Encoding : uint8_t { kRaw = 0, kFp16 = 1, kBf16 = 2, kInt8 = 3, kTopK = 4, kSparse = 5 };
 
-// "raw" (also "float32", "none"), "fp16", "bf16", "int8", "topk".
+// "raw" (also "float32", "none"), "fp16", "bf16", "int8", "topk", "sparse".
 StatusOr<Encoding> parse_encoding(const std::string& name);
 const char* encoding_name(Encoding e);
 bool valid_encoding_code(uint8_t code);
@@ -41,8 +46,12 @@ struct EncodeOptions {
   Status validate() const;
 };
 
-// Payload bytes of a float32 tensor of n elements.
-uint64_t payload_size(const EncodeOptions& o, uint64_t n);
+// Payload bytes of the float32 tensor x[0, n) (only sparse reads x).
+uint64_t payload_size(const EncodeOptions& o, const float* x, uint64_t n);
+
+// Encoding `o.encoding` applies to the float32 tensor x[0, n): itself, or raw
+// for sparse when the nonzeros would not be smaller.
+Encoding tensor_encoding(const EncodeOptions& o, const float* x, uint64_t n);
 
 // Writes the payload of x[0, n) to dest (payload_size bytes). `salt` makes
 // the stochastic rounding of different tensors independent.

@@ -83,6 +83,31 @@ std::string dp_conflict(const ExperimentConfig& c) {
   return "";
 }
 
+// Why compression cannot run with this config, or "". (One place for the
+// compression compositions.)
+std::string compression_conflict(const ExperimentConfig& c) {
+  if (c.compression.encoding != transport::Encoding::kTopK) return "";
+  if (c.mode == Mode::kAsync) {
+    return "topk needs mode: sync (workers send deltas against the round's global model with "
+           "a per-worker error-feedback residual; the async driver merges models against "
+           "per-task base versions)";
+  }
+  auto strategy = aggregators::make_strategy(c.strategy);
+  if (strategy.is_ok() && ((*strategy)->needs_all_updates() || (*strategy)->is_async())) {
+    return "topk does not fit strategy " + c.strategy.name +
+           ": workers send sparse deltas (1 coordinate in 1/topk_fraction), so a "
+           "coordinate-wise median or trimmed mean is almost always 0 and krum's distances "
+           "measure which coordinates were sent, not how far the updates are apart (use fedavg, "
+           "fedprox, fedsgd, fedavgm, fedadam, fedyogi or fedadagrad)";
+  }
+  if (c.dp) {
+    return "topk with privacy.dp: error feedback adds the residual of earlier rounds to the "
+           "clipped delta, so the update sent is no longer bounded by clip_norm and the DP noise "
+           "would not cover it (use fp16, bf16 or int8 with DP)";
+  }
+  return "";
+}
+
 Status apply_override(YamlDocument& doc, const std::string& assignment) {
   auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0) {
@@ -249,6 +274,8 @@ Status parse(const YamlDocument& doc, const std::string& base_dir, ExperimentCon
     const std::string why = dp_conflict(*c);
     if (!why.empty()) return invalid_argument(privacy.label("dp") + ": " + why);
   }
+  const std::string clash = compression_conflict(*c);
+  if (!clash.empty()) return invalid_argument(compression.label("encoding") + ": " + clash);
 
   Status v = c->validate();
   if (!v.is_ok()) return invalid_argument(doc.source + ": " + v.message());
@@ -338,6 +365,8 @@ Status ExperimentConfig::validate() const {
     const std::string why = dp_conflict(*this);
     if (!why.empty()) return invalid_argument("privacy.dp: " + why);
   }
+  const std::string clash = compression_conflict(*this);
+  if (!clash.empty()) return invalid_argument("compression.encoding: " + clash);
   return Status::ok();
 }
 

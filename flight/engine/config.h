@@ -54,6 +54,9 @@
 //                                   # (deploy::DeployOptions); the engine only carries it
 //   compression: {encoding: int8}   # workers' updates and partial sums on the wire: raw |
 //                                   #   fp16 | bf16 | int8 (+ block_size: 256, stochastic_rounding)
+//                                   #   | topk (+ topk_fraction: 0.01): workers send top-k deltas
+//                                   #   with error feedback (error_feedback.h); sync mode,
+//                                   #   FedAvg-family strategies, no privacy.dp
 //   privacy:
 //     dp: {clip_norm: 1.0, noise_multiplier: 1.0, placement: coordinator, adaptive: false,
 //          delta: 1.0e-5, epsilon_budget: 0}   # client-level DP (dp_hooks.h); absent = off.

@@ -24,13 +24,6 @@ Status read_compression(OptionReader& r, transport::EncodeOptions* o) {
       .in_range("block_size", &o->block_size, int64_t{8}, int64_t{1} << 20)
       .optional("topk_fraction", &o->topk_fraction)
       .optional("stochastic_rounding", &o->stochastic_rounding);
-  if (o->encoding == Encoding::kTopK) {
-    // Workers send their trained models; top-k of a model (not of a delta)
-    // would zero 99 % of the weights.
-    r.fail("encoding",
-           "topk needs worker deltas with error feedback, which the engine does not send yet "
-           "(use fp16, bf16 or int8)");
-  }
   FLIGHT_RETURN_IF_ERROR(r.finish());
   Status v = o->validate();
   if (!v.is_ok()) return r.error(v.message());

@@ -36,8 +36,8 @@ struct Job {
   static StatusOr<Job> from_json(const nlohmann::json& j);
 };
 
-// compression: {encoding: raw|fp16|bf16|int8, block_size: 256, topk_fraction: 0.01,
-// stochastic_rounding: true}; `where` names the key in errors.
+// compression: {encoding: raw|fp16|bf16|int8|topk, block_size: 256, topk_fraction: 0.01,
+// stochastic_rounding: true}; topk sends error-feedback deltas (error_feedback.h).
 nlohmann::json compression_to_json(const transport::EncodeOptions& o);
 Status read_compression(OptionReader& r, transport::EncodeOptions* o);
 

@@ -92,6 +92,7 @@ json TrainArgs::to_json() const {
          {"model", model.to_json()},
          {"put", put.to_json()}};
   if (dp) j["dp"] = dp->to_json();
+  if (ef_round) j["ef_round"] = *ef_round;
   job.to_json(&j);
   return j;
 }
@@ -111,6 +112,11 @@ StatusOr<TrainArgs> TrainArgs::from_json(const json& j) {
       a.dp = *task;
     else
       r.fail("dp", task.status().message());
+  }
+  if (r.has("ef_round")) {
+    int64_t delivered = 0;
+    r.at_least("ef_round", &delivered, int64_t{0});
+    a.ef_round = delivered;
   }
   FLIGHT_RETURN_IF_ERROR(r.finish());
   return a;

@@ -3,7 +3,7 @@
 // only transport::Refs, so each message is a few hundred bytes.
 //
 //   train      TrainArgs      {job, round, node, worker_index, model: Ref, put,
-//                              dp?: {clip_norm, noise_stddev, seeded}}
+//                              dp?: {clip_norm, noise_stddev, seeded}, ef_round?}
 //              TrainResult    {update: Ref, owned, n_samples, weight, loss, accuracy,
 //                              train_seconds, bytes_fetched, bytes_put, dp_unclipped?}
 //   aggregate  AggregateArgs  {job, round, node, children: [ChildUpdate], put,
@@ -83,6 +83,9 @@ struct TrainArgs {
   transport::Ref model;      // the global model to start from
   PutTarget put;
   std::optional<DpTask> dp;  // privacy.dp: clip (and noise) the update
+  // compression topk: the round of this worker's last delivered update (0:
+  // none), whose error-feedback residual it continues from (error_feedback.h).
+  std::optional<int64_t> ef_round;
 
   nlohmann::json to_json() const;
   static StatusOr<TrainArgs> from_json(const nlohmann::json& j);

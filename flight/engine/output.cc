@@ -67,6 +67,15 @@ Status RunOutput::resume() {
     FLIGHT_RETURN_IF_ERROR(
         ctx_.dp->load_state(ckpt->extra.value("dp", json(nullptr))).with_context("--resume"));
   }
+  if (ctx_.ef) {
+    auto residuals = ckpt->params.find("topk_residuals");
+    FLIGHT_RETURN_IF_ERROR(
+        ctx_.ef
+            ->load_state(ckpt->extra.value("topk", json(nullptr)),
+                         ctx_.is_local() ? ctx_.job_id : std::string(),
+                         residuals == ckpt->params.end() ? ParamSet() : residuals->second)
+            .with_context("--resume"));
+  }
   ctx_.first_round = ckpt->round + 1;
   ctx_.elapsed_offset = ckpt->elapsed_s;
   // Rows written after the checkpoint belong to rounds that will run again.
@@ -147,6 +156,11 @@ Status RunOutput::checkpoint(int64_t round, nlohmann::json extra,
   c.rng_state = rng.str();
   c.elapsed_s = ctx_.now();
   if (ctx_.dp) c.extra["dp"] = ctx_.dp->state();
+  if (ctx_.ef) {
+    // Embedded, the workers' residuals are in this process (error_feedback.h).
+    c.extra["topk"] = ctx_.ef->state();
+    if (ctx_.is_local()) c.params["topk_residuals"] = ctx_.ef->residuals(ctx_.job_id);
+  }
   FLIGHT_RETURN_IF_ERROR(save_checkpoint(ctx_.out_dir, c));
   if (ctx_.options.crash_after_checkpoints > 0 &&
       ++checkpoints_written_ == ctx_.options.crash_after_checkpoints) {

@@ -163,6 +163,7 @@ Status build_run_context(const ExperimentConfig& config, const RunOptions& optio
   job.debug = config.debug;
   job.compression = config.compression;
   ctx->job = job.to_json();
+  if (sends_deltas(job)) ctx->ef = std::make_unique<DeltaLedger>();
   // Embedded: the functions run in this process, so the job is registered once
   // here and tasks carry only its id (no per-task copy, dump or parse).
   ctx->job_id = ctx->is_local() ? register_job(ctx->job) : job_id(ctx->job);

@@ -24,6 +24,7 @@
 #include "flight/base/time.h"
 #include "flight/engine/config.h"
 #include "flight/engine/dp_hooks.h"
+#include "flight/engine/error_feedback.h"
 #include "flight/engine/federation.h"
 #include "flight/engine/messages.h"
 #include "flight/faas/invoker.h"
@@ -62,6 +63,8 @@ struct RunContext {
   std::mt19937_64 rng;  // worker selection
   // privacy.dp: the coordinator's side (noise, clip norm, accountant); null = off.
   std::unique_ptr<DpServer> dp;
+  // compression topk: each worker's last delivered round (error_feedback.h); null = off.
+  std::unique_ptr<DeltaLedger> ef;
   int64_t first_round = 1;  // > 1 after --resume
   Stopwatch clock;
   double elapsed_offset = 0;  // run time before --resume

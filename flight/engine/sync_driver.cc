@@ -97,6 +97,7 @@ struct SyncDriver::RoundState {
     double weighted, samples;
   };
   std::vector<Loss> train_losses;
+  std::vector<int64_t> delivered;  // topk: worker indices whose update was taken
   uint64_t bytes_put = 0, bytes_fetched = 0;
   std::vector<uint64_t> bytes_up_by_tier;
   std::vector<TaskRow> rows;
@@ -343,6 +344,15 @@ Status SyncDriver::finish_root(int64_t round, RoundState& rs) {
       return st.with_context("round " + std::to_string(round) + ": privacy.dp");
     }
   }
+  if (ctx_.ef) {
+    // topk: the fold is the mean delta; the workers that reported sent theirs.
+    Status st = apply_mean_delta(ctx_.global, &*aggregate);
+    if (!st.is_ok()) {
+      (void)ctx_.store->evict_scope(round_scope(round));
+      return st.with_context("round " + std::to_string(round) + ": topk");
+    }
+    for (int64_t w : rs.delivered) ctx_.ef->commit(w, round);
+  }
   FLIGHT_ASSIGN_OR_RETURN(ctx_.global, ctx_.strategy->server_update(ctx_.global, *aggregate));
   (void)ctx_.store->evict_scope(round_scope(round));
   return Status::ok();
@@ -561,6 +571,7 @@ faas::TaskSpec SyncDriver::train_spec(const RoundState& rs, int64_t round, Node 
   a.model = rs.model_ref;
   a.put = ctx_.put_target(id, rs.scope);
   a.dp = rs.dp;
+  if (ctx_.ef) a.ef_round = ctx_.ef->delivered(a.worker_index);
   return spec(worker, "train", std::move(a));
 }
 
@@ -828,6 +839,7 @@ std::optional<ChildUpdate> SyncDriver::take_update(RoundState& rs, Node node, co
     row->train_seconds = r.train_seconds;
     const auto samples = static_cast<double>(row->samples);
     rs.train_losses.push_back({nodes_.rank(node), row->train_loss * samples, samples});
+    if (ctx_.ef) rs.delivered.push_back(nodes_.worker_index(node));
     rs.train_seconds_max = std::max(rs.train_seconds_max, row->train_seconds);
     if (r.dp_unclipped) {
       rs.dp_reports++;

@@ -9,6 +9,7 @@
 #include "flight/base/time.h"
 #include "flight/engine/child_fold.h"
 #include "flight/engine/dp_hooks.h"
+#include "flight/engine/error_feedback.h"
 #include "flight/engine/job.h"
 #include "flight/engine/job_cache.h"
 #include "flight/engine/task_process.h"
@@ -28,13 +29,13 @@ transport::PutOptions put_options(const PutTarget& put) {
   return o;
 }
 
-// An update (a worker's model or an aggregator's partial sum) travels in the
-// run's encoding; `stream` seeds its stochastic rounding, so reruns put the
-// same bytes.
+// An update (a worker's model or delta, an aggregator's partial sum) travels
+// in the run's encoding (error_feedback.h: sparse for topk); `stream` seeds
+// its stochastic rounding, so reruns put the same bytes.
 transport::PutOptions update_put_options(const JobRuntime& rt, const PutTarget& put, int64_t stream,
                                          int64_t round) {
   transport::PutOptions o = put_options(put);
-  o.encoding = rt.job.compression;
+  o.encoding = update_encoding(rt.job);
   o.encoding.seed = task_seed(rt.job.seed, stream, round);
   return o;
 }
@@ -184,6 +185,10 @@ StatusOr<TrainResult> train(const TrainArgs& args, const faas::TaskContext& ctx)
   }
   if (args.dp)
     FLIGHT_RETURN_IF_ERROR(apply_worker_dp(args, rt->job.seed, global, &res.state, &out));
+  if (sends_deltas(rt->job)) {
+    FLIGHT_ASSIGN_OR_RETURN(
+        res.state, error_feedback_delta(rt->id, args, rt->job.compression, global, res.state));
+  }
   FLIGHT_ASSIGN_OR_RETURN(
       out.update,
       store->put(res.state, update_put_options(*rt, args.put, args.worker_index, args.round)));

@@ -105,6 +105,35 @@ TEST(Compression, TopKKeepsTheLargestAndShrinksThirtyFold) {
             x.masked_select(kept).abs().min().item<float>());
 }
 
+TEST(Compression, SparseIsLosslessAndFallsBackToRawWhenDense) {
+  // A sum of a few top-k updates: 3 % nonzero, plus a dense tensor and an all-zero one.
+  ParamSet p = update_like(100000, 7);
+  const at::Tensor keep = at::rand({1000, 100}) < 0.03;
+  p[0].tensor = p[0].tensor * keep;
+  p.add("zero", at::zeros({50}));
+  auto sparse = encode(p, opts(Encoding::kSparse));
+  auto raw = encode(p);
+  ASSERT_TRUE(sparse.is_ok() && raw.is_ok()) << sparse.status();
+  auto back = decode(*sparse);
+  ASSERT_TRUE(back.is_ok()) << back.status();
+  EXPECT_TRUE(back->equal(p));  // bit for bit, dense tensor included
+  // 8 bytes per nonzero for "w" instead of 4 per element; "b" (dense) stays raw.
+  const int64_t nnz = keep.sum().item<int64_t>();
+  EXPECT_LT((*sparse)->size(), (*raw)->size() - 100000 * 4 + nnz * 8 + 1024);
+  EXPECT_GT(static_cast<double>((*raw)->size()) / (*sparse)->size(), 5.0);
+  // Folding straight from the payload equals decode-then-fold.
+  ParamSet direct = zeros_like(p), folded = zeros_like(p);
+  ASSERT_TRUE(accumulate_encoded(direct, *sparse, 0.5).is_ok());
+  ASSERT_TRUE(add_scaled(folded, p, 0.5).is_ok());
+  EXPECT_TRUE(direct.equal(folded));
+  // A dense tensor in sparse form: raw, byte for byte the size of float32.
+  ParamSet dense;
+  dense.add("d", at::randn({1000}));
+  auto d = encode(dense, opts(Encoding::kSparse));
+  ASSERT_TRUE(d.is_ok());
+  EXPECT_EQ((*d)->size(), (*encode(dense))->size());
+}
+
 TEST(Compression, AccumulateEncodedEqualsDecodeThenFold) {
   const ParamSet a = update_like(30000, 3), b = update_like(30000, 4);
   for (Encoding e :
