@@ -131,7 +131,8 @@ class Sessions {
 
 StatusOr<AggregateResult> fold_stream(const AggregateArgs& args,
                                       const aggregators::Strategy& strategy,
-                                      transport::Store& store, const transport::PutOptions& put) {
+                                      transport::Store& store, const transport::PutOptions& put,
+                                      const PartialHook& finish) {
   FLIGHT_CHECK(args.stream.has_value(), "fold_stream without a stream");
   const FoldStream& st = *args.stream;
   const std::string key =
@@ -168,6 +169,10 @@ StatusOr<AggregateResult> fold_stream(const AggregateArgs& args,
   }
   auto result = fold.finalize();
   if (!result.is_ok()) return fail(result.status());
+  if (finish) {
+    Status st = finish(&*result);
+    if (!st.is_ok()) return fail(st);
+  }
   auto ref = store.put(result->params, put);
   if (!ref.is_ok()) return fail(ref.status());
   out.update = std::move(ref).value();

@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -73,8 +74,12 @@ class ChildFold {
 // last position has been folded, puts the partial aggregate with `put` (args.put's scope, the run's
 // encoding) and answers done: true. Otherwise answers done: false with the positions folded so far.
 // A failed task drops its session.
+// `finish`, when set, transforms the partial aggregate before it is put
+// (error_feedback.h: top-k'd partials).
+using PartialHook = std::function<Status(aggregators::Weighted*)>;
 StatusOr<AggregateResult> fold_stream(const AggregateArgs& args,
                                       const aggregators::Strategy& strategy,
-                                      transport::Store& store, const transport::PutOptions& put);
+                                      transport::Store& store, const transport::PutOptions& put,
+                                      const PartialHook& finish = nullptr);
 
 }  // namespace flight::engine

@@ -263,7 +263,7 @@ Status parse(const YamlDocument& doc, const std::string& base_dir, ExperimentCon
   heterogeneity.optional("speed_sigma", &c->heterogeneity.speed_sigma)
       .optional("dropout", &c->heterogeneity.dropout);
   FLIGHT_RETURN_IF_ERROR(heterogeneity.finish());
-  FLIGHT_RETURN_IF_ERROR(read_compression(compression, &c->compression));
+  FLIGHT_RETURN_IF_ERROR(read_compression(compression, &c->compression, &c->aggregator_fraction));
   json dp;
   privacy.optional("dp", &dp);
   FLIGHT_RETURN_IF_ERROR(privacy.finish());
@@ -428,7 +428,7 @@ nlohmann::json ExperimentConfig::to_json() const {
               {"threads", threads},
               {"debug", debug_mode_to_json(debug)},
               {"deploy", deploy},
-              {"compression", compression_to_json(compression)},
+              {"compression", compression_to_json(compression, aggregator_fraction)},
               {"privacy", {{"dp", dp ? dp_options_to_json(*dp) : json(nullptr)}}}};
 }
 

@@ -56,7 +56,8 @@
 //                                   #   fp16 | bf16 | int8 (+ block_size: 256, stochastic_rounding)
 //                                   #   | topk (+ topk_fraction: 0.01): workers send top-k deltas
 //                                   #   with error feedback (error_feedback.h); sync mode,
-//                                   #   FedAvg-family strategies, no privacy.dp
+//                                   #   FedAvg-family strategies, no privacy.dp;
+//                                   #   aggregator_fraction: 0 (> 0: partials top-k'd too)
 //   privacy:
 //     dp: {clip_norm: 1.0, noise_multiplier: 1.0, placement: coordinator, adaptive: false,
 //          delta: 1.0e-5, epsilon_budget: 0}   # client-level DP (dp_hooks.h); absent = off.
@@ -215,6 +216,7 @@ struct ExperimentConfig {
   // No lines when the config was built from JSON in memory.
   SourceLines lines;
   transport::EncodeOptions compression;  // raw: updates travel as float32
+  double aggregator_fraction = 0;        // compression.aggregator_fraction (topk; job.h)
   // privacy.dp: client-level differential privacy (dp_hooks.h); nullopt = off.
   std::optional<privacy::DpOptions> dp;
 

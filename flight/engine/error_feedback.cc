@@ -56,34 +56,68 @@ transport::EncodeOptions update_encoding(const Job& job) {
   return o;
 }
 
-StatusOr<ParamSet> error_feedback_delta(const std::string& job_key, const TrainArgs& args,
-                                        const transport::EncodeOptions& topk,
-                                        const ParamSet& global, const ParamSet& trained) {
-  FLIGHT_ASSIGN_OR_RETURN(ParamSet delta, subtract(trained, global));
-  const int64_t delivered = args.ef_round.value_or(0);
+namespace {
+
+// topk(update + r) for `key`'s residual r after delivered round `delivered`;
+// the table entry becomes round `round`'s.
+StatusOr<ParamSet> split(const std::string& job_key, int64_t key, const std::string& who,
+                         int64_t round, int64_t delivered, const transport::EncodeOptions& topk,
+                         const ParamSet& update) {
   Table& t = Table::instance();
   std::pair<ParamSet, bool> from;
   {
     std::lock_guard<std::mutex> lock(t.mu);
-    from = lookup_locked(t, job_key, args.worker_index, delivered);
+    from = lookup_locked(t, job_key, key, delivered);
   }
   if (!from.second) {
     spdlog::warn(
-        "worker {}: no top-k residual for its update of round {} in this process (it last "
-        "trained elsewhere, or this process restarted): continuing from a zero residual",
-        args.node, delivered);
+        "{}: no top-k residual for its update of round {} in this process (it last ran "
+        "elsewhere, or this process restarted): continuing from a zero residual",
+        who, delivered);
   }
   transport::ErrorFeedback ef(from.first);
-  FLIGHT_ASSIGN_OR_RETURN(ParamSet sent, ef.sparsify(delta, topk));
+  FLIGHT_ASSIGN_OR_RETURN(ParamSet sent, ef.sparsify(update, topk));
   {
     std::lock_guard<std::mutex> lock(t.mu);
-    Entry& e = t.entries[{job_key, args.worker_index}];
+    Entry& e = t.entries[{job_key, key}];
     e.before_round = delivered;
     e.before = std::move(from.first);
-    e.round = args.round;
+    e.round = round;
     e.after = ef.residual();
   }
   return sent;
+}
+
+}  // namespace
+
+StatusOr<ParamSet> error_feedback_delta(const std::string& job_key, const TrainArgs& args,
+                                        const transport::EncodeOptions& topk,
+                                        const ParamSet& global, const ParamSet& trained) {
+  FLIGHT_ASSIGN_OR_RETURN(ParamSet delta, subtract(trained, global));
+  return split(job_key, args.worker_index, "worker " + args.node, args.round,
+               args.ef_round.value_or(0), topk, delta);
+}
+
+Status error_feedback_partial(const std::string& job_key, const AggregateArgs& args,
+                              double fraction, aggregators::Weighted* partial) {
+  transport::EncodeOptions topk;
+  topk.encoding = transport::Encoding::kTopK;
+  topk.topk_fraction = fraction;
+  ParamSet sum = partial->params;  // the fold's own accumulator
+  scale(sum, partial->weight);
+  FLIGHT_ASSIGN_OR_RETURN(ParamSet sent,
+                          split(job_key, aggregator_key(args.node), "aggregator " + args.node,
+                                args.round, args.ef_round.value_or(0), topk, sum));
+  for (auto& e : sent) divide_(e.tensor, partial->weight);
+  partial->params = std::move(sent);
+  return Status::ok();
+}
+
+int64_t aggregator_key(const std::string& node) {
+  // FNV-1a (stable across builds, unlike std::hash).
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : node) h = (h ^ c) * 0x100000001b3ull;
+  return -static_cast<int64_t>(h >> 2) - 1;
 }
 
 ParamSet residual_for(const std::string& job_key, int64_t worker, int64_t delivered) {
@@ -131,13 +165,14 @@ Status DeltaLedger::load_state(const json& state, const std::string& job_key,
     std::map<int64_t, ParamSet> unpacked;
     for (const auto& e : residuals) {
       const auto slash = e.name.find('/');
-      int64_t w = -1;
+      int64_t w = 0;
+      bool named = slash != std::string::npos;
       try {
-        w = slash == std::string::npos ? -1 : std::stoll(e.name.substr(0, slash));
+        if (named) w = std::stoll(e.name.substr(0, slash));
       } catch (...) {
-        w = -1;
+        named = false;
       }
-      if (w < 0 || !rounds.count(w)) {
+      if (!named || !rounds.count(w)) {
         return data_loss("checkpoint: top-k residual '" + e.name +
                          "' names no worker of the ledger");
       }

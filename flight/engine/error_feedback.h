@@ -76,12 +76,26 @@ StatusOr<ParamSet> error_feedback_delta(const std::string& job_key, const TrainA
                                         const transport::EncodeOptions& topk,
                                         const ParamSet& global, const ParamSet& trained);
 
+// Aggregator side (compression.aggregator_fraction > 0): the partial mean of
+// weight W becomes topk(W * mean + r) / W with the aggregator's own residual
+// r (in units of weighted sums, so what a parent folds with weight W adds up
+// exactly), under the same table and rules as a worker's, keyed by
+// aggregator_key(args.node). Hierarchical is then no longer equal to flat:
+// each aggregator defers part of its subtree's sum to later rounds.
+Status error_feedback_partial(const std::string& job_key, const AggregateArgs& args,
+                              double fraction, aggregators::Weighted* partial);
+
+// The table and ledger key of an aggregator: a hash of its node id, negative
+// so it never meets a worker's index (the same in every process).
+int64_t aggregator_key(const std::string& node);
+
 // The residual worker `worker` of `job_key` continues from after round
 // `delivered` (its ledger entry), or nullptr-equivalent empty ParamSet when
 // the table has none for it: for tests and checkpoints.
 ParamSet residual_for(const std::string& job_key, int64_t worker, int64_t delivered);
 
-// Coordinator side: the round of each worker's last delivered update.
+// Coordinator side: the round of each worker's (and, with aggregator_fraction,
+// each aggregator's: aggregator_key) last delivered update.
 class DeltaLedger {
  public:
   // 0 when the worker never delivered one.

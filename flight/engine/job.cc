@@ -6,14 +6,15 @@ namespace flight::engine {
 
 using nlohmann::json;
 
-json compression_to_json(const transport::EncodeOptions& o) {
+json compression_to_json(const transport::EncodeOptions& o, double aggregator_fraction) {
   return json{{"encoding", transport::encoding_name(o.encoding)},
               {"block_size", o.block_size},
               {"topk_fraction", o.topk_fraction},
-              {"stochastic_rounding", o.stochastic_rounding}};
+              {"stochastic_rounding", o.stochastic_rounding},
+              {"aggregator_fraction", aggregator_fraction}};
 }
 
-Status read_compression(OptionReader& r, transport::EncodeOptions* o) {
+Status read_compression(OptionReader& r, transport::EncodeOptions* o, double* aggregator_fraction) {
   using transport::Encoding;
   r.choice("encoding", &o->encoding,
            {{"raw", Encoding::kRaw},
@@ -23,7 +24,11 @@ Status read_compression(OptionReader& r, transport::EncodeOptions* o) {
             {"topk", Encoding::kTopK}})
       .in_range("block_size", &o->block_size, int64_t{8}, int64_t{1} << 20)
       .optional("topk_fraction", &o->topk_fraction)
-      .optional("stochastic_rounding", &o->stochastic_rounding);
+      .optional("stochastic_rounding", &o->stochastic_rounding)
+      .in_range("aggregator_fraction", aggregator_fraction, 0.0, 1.0);
+  if (*aggregator_fraction > 0 && o->encoding != Encoding::kTopK) {
+    r.fail("aggregator_fraction", "only with encoding: topk");
+  }
   FLIGHT_RETURN_IF_ERROR(r.finish());
   Status v = o->validate();
   if (!v.is_ok()) return r.error(v.message());
@@ -38,7 +43,7 @@ json Job::to_json() const {
               {"seed", seed},
               {"n_workers", n_workers},
               {"debug", debug_mode_to_json(debug)},
-              {"compression", compression_to_json(compression)}};
+              {"compression", compression_to_json(compression, aggregator_fraction)}};
 }
 
 StatusOr<Job> Job::from_json(const json& j) {
@@ -61,7 +66,7 @@ StatusOr<Job> Job::from_json(const json& j) {
   if (!debug.is_null()) {
     FLIGHT_ASSIGN_OR_RETURN(job.debug, debug_mode_from_json(debug));
   }
-  FLIGHT_RETURN_IF_ERROR(read_compression(compression, &job.compression));
+  FLIGHT_RETURN_IF_ERROR(read_compression(compression, &job.compression, &job.aggregator_fraction));
   if (job.n_workers < 1) return invalid_argument("job.n_workers must be >= 1");
   return job;
 }

@@ -31,15 +31,20 @@ struct Job {
   DebugMode debug = DebugMode::kOff;  // no-training modes (config.h)
   // Encoding of the workers' updates on the data plane (codec.h); raw by default.
   transport::EncodeOptions compression;
+  // topk: aggregators top-k their partial sums too (with error feedback) to
+  // this fraction; 0 = partials travel exactly (error_feedback.h).
+  double aggregator_fraction = 0;
 
   nlohmann::json to_json() const;
   static StatusOr<Job> from_json(const nlohmann::json& j);
 };
 
 // compression: {encoding: raw|fp16|bf16|int8|topk, block_size: 256, topk_fraction: 0.01,
-// stochastic_rounding: true}; topk sends error-feedback deltas (error_feedback.h).
-nlohmann::json compression_to_json(const transport::EncodeOptions& o);
-Status read_compression(OptionReader& r, transport::EncodeOptions* o);
+// stochastic_rounding: true, aggregator_fraction: 0}; topk sends error-feedback
+// deltas (error_feedback.h); aggregator_fraction (topk only, in [0, 1]) has
+// aggregators top-k their partial sums too.
+nlohmann::json compression_to_json(const transport::EncodeOptions& o, double aggregator_fraction);
+Status read_compression(OptionReader& r, transport::EncodeOptions* o, double* aggregator_fraction);
 
 // A short id of `job` ("job-" + 16 hex): a hash of its canonical JSON, the
 // same in every process.

@@ -213,6 +213,7 @@ json AggregateArgs::to_json() const {
   for (const auto& c : children) kids.push_back(c.to_json());
   json j{{"round", round}, {"node", node}, {"children", std::move(kids)}, {"put", put.to_json()}};
   if (stream) j["stream"] = stream->to_json();
+  if (ef_round) j["ef_round"] = *ef_round;
   job.to_json(&j);
   return j;
 }
@@ -227,6 +228,11 @@ StatusOr<AggregateArgs> AggregateArgs::from_json(const json& j) {
       .required("children", &kids)
       .optional("stream", &stream);
   put_field(r, &a.put);
+  if (r.has("ef_round")) {
+    int64_t delivered = 0;
+    r.at_least("ef_round", &delivered, int64_t{0});
+    a.ef_round = delivered;
+  }
   FLIGHT_RETURN_IF_ERROR(r.finish());
   if (!stream.is_null()) {
     FLIGHT_ASSIGN_OR_RETURN(a.stream, FoldStream::from_json(stream, "aggregate args.stream"));

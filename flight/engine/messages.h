@@ -7,7 +7,7 @@
 //              TrainResult    {update: Ref, owned, n_samples, weight, loss, accuracy,
 //                              train_seconds, bytes_fetched, bytes_put, dp_unclipped?}
 //   aggregate  AggregateArgs  {job, round, node, children: [ChildUpdate], put,
-//                              stream?: FoldStream}
+//                              stream?: FoldStream, ef_round?}
 //              AggregateResult{done, folded, update: Ref, owned, weight, count,
 //                              base?: Ref, bytes_fetched, bytes_put}
 //   evaluate   EvaluateArgs   {job, model: Ref, batch_size, begin, end?}
@@ -153,6 +153,9 @@ struct AggregateArgs {
   std::vector<ChildUpdate> children;
   PutTarget put;
   std::optional<FoldStream> stream;
+  // compression topk with aggregator_fraction: the round of this aggregator's
+  // last delivered partial (0: none), whose residual it continues from.
+  std::optional<int64_t> ef_round;
 
   nlohmann::json to_json() const;
   static StatusOr<AggregateArgs> from_json(const nlohmann::json& j);

@@ -162,6 +162,7 @@ Status build_run_context(const ExperimentConfig& config, const RunOptions& optio
   job.n_workers = static_cast<int64_t>(ctx->workers.size());
   job.debug = config.debug;
   job.compression = config.compression;
+  job.aggregator_fraction = config.aggregator_fraction;
   ctx->job = job.to_json();
   if (sends_deltas(job)) ctx->ef = std::make_unique<DeltaLedger>();
   // Embedded: the functions run in this process, so the job is registered once

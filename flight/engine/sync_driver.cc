@@ -97,7 +97,7 @@ struct SyncDriver::RoundState {
     double weighted, samples;
   };
   std::vector<Loss> train_losses;
-  std::vector<int64_t> delivered;  // topk: worker indices whose update was taken
+  std::vector<int64_t> delivered;  // topk: ledger keys (error_feedback.h) of updates taken
   uint64_t bytes_put = 0, bytes_fetched = 0;
   std::vector<uint64_t> bytes_up_by_tier;
   std::vector<TaskRow> rows;
@@ -608,6 +608,9 @@ void SyncDriver::maybe_launch(const RoundPtr& rs, int64_t round, Node node, Late
   a.children = std::move(ns.mail);
   ns.mail.clear();
   a.put = ctx_.put_target(a.node, rs->scope);
+  if (ctx_.ef && ctx_.config.aggregator_fraction > 0) {
+    a.ef_round = ctx_.ef->delivered(aggregator_key(a.node));
+  }
   ns.sent_update = true;
   ns.in_flight = true;
   ns.final_sent = last;
@@ -851,6 +854,9 @@ std::optional<ChildUpdate> SyncDriver::take_update(RoundState& rs, Node node, co
     u.owned = r.owned;
     u.weight = r.weight;
     u.count = r.count;
+    if (ctx_.ef && ctx_.config.aggregator_fraction > 0) {
+      rs.delivered.push_back(aggregator_key(nodes_.id(node)));
+    }
     row->bytes_fetched += r.bytes_fetched;  // after its earlier streaming tasks'
     row->bytes_put = r.bytes_put;
   }

@@ -40,14 +40,6 @@ transport::PutOptions update_put_options(const JobRuntime& rt, const PutTarget& 
   return o;
 }
 
-// An aggregator's rounding stream: FNV-1a of its node id (stable across
-// builds, unlike std::hash), negative so it never meets a worker's index.
-int64_t node_stream(const std::string& node) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : node) h = (h ^ c) * 0x100000001b3ull;
-  return -static_cast<int64_t>(h >> 2) - 1;
-}
-
 // debug: true — `global` + (worker_index + 1) x 2^-20 on every floating
 // element, other tensors copied: one read and one write pass, like a copy,
 // into this thread's scratch model (reused while the layout matches, so a
@@ -204,9 +196,18 @@ StatusOr<AggregateResult> aggregate(const AggregateArgs& args, const faas::TaskC
   (void)ctx;
   FLIGHT_ASSIGN_OR_RETURN(auto rt, job_runtime(args.job));
   FLIGHT_ASSIGN_OR_RETURN(transport::Store * store, store_for(args.put.connector));
+  // An aggregator's rounding stream: its key (never a worker's index).
   const transport::PutOptions partial_put =
-      update_put_options(*rt, args.put, node_stream(args.node), args.round);
-  if (args.stream) return fold_stream(args, *rt->strategy, *store, partial_put);
+      update_put_options(*rt, args.put, aggregator_key(args.node), args.round);
+  // compression.aggregator_fraction: the partial is top-k'd with the
+  // aggregator's own error feedback before it is put.
+  PartialHook hook;
+  if (sends_deltas(rt->job) && rt->job.aggregator_fraction > 0) {
+    hook = [&args, &rt](aggregators::Weighted* partial) {
+      return error_feedback_partial(rt->id, args, rt->job.aggregator_fraction, partial);
+    };
+  }
+  if (args.stream) return fold_stream(args, *rt->strategy, *store, partial_put, hook);
   if (args.children.empty()) {
     return invalid_argument("aggregator " + args.node + ": no child updates to aggregate");
   }
@@ -225,6 +226,7 @@ StatusOr<AggregateResult> aggregate(const AggregateArgs& args, const faas::TaskC
   FLIGHT_RETURN_IF_ERROR(fold.add(std::move(children)).with_context("aggregator " + args.node));
   out.count = fold.count();
   FLIGHT_ASSIGN_OR_RETURN(auto result, fold.finalize());
+  if (hook) FLIGHT_RETURN_IF_ERROR(hook(&result));
   FLIGHT_ASSIGN_OR_RETURN(out.update, store->put(result.params, partial_put));
   out.owned = true;
   out.weight = result.weight;

@@ -310,5 +310,47 @@ TEST_F(TopKTest, ResumeGivesTheUninterruptedModel) {
   EXPECT_TRUE(resumed->final_model.equal(full->final_model));
 }
 
+// compression.aggregator_fraction: the aggregators top-k their partial sums
+// too, with their own residuals (keyed by node, kept in the ledger and the
+// checkpoint like a worker's).
+TEST_F(TopKTest, AggregatorFractionShrinksIngressAndResumesExactly) {
+  auto bad = load("agg-raw", "compression: {encoding: int8, aggregator_fraction: 0.01}\n");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("aggregator_fraction: only with encoding: topk"),
+            std::string::npos)
+      << bad.status();
+
+  const std::string agg =
+      "compression: {encoding: topk, topk_fraction: 0.01, aggregator_fraction: 0.01}\n";
+  auto c = load("agg", agg, {"rounds=3"});
+  ASSERT_TRUE(c.is_ok()) << c.status();
+  RunOptions full_options;
+  full_options.quiet = true;
+  full_options.output_dir = dir_.file("agg-full");
+  auto full = run_experiment(*c, full_options);
+  ASSERT_TRUE(full.is_ok()) << full.status();
+  const RunSummary exact = run("agg-exact", kTopK);
+  const auto f = rounds(*full), e = rounds(exact);
+  ASSERT_EQ(f.size(), 3u);
+  ASSERT_EQ(e.size(), 3u);
+  for (size_t i = 0; i < f.size(); ++i) {
+    // Each partial: ~1 % of the model instead of the union of its (about
+    // two) selected workers' 1 %.
+    EXPECT_LT(f[i].coordinator_ingress * 10, e[i].coordinator_ingress * 7) << "round " << i + 1;
+  }
+  EXPECT_FALSE(full->final_model.equal(exact.final_model));
+
+  RunOptions first = full_options;
+  first.output_dir = dir_.file("agg-split");
+  first.stop_after_rounds = 1;
+  ASSERT_TRUE(run_experiment(*c, first).is_ok());
+  RunOptions rest = first;
+  rest.stop_after_rounds = 0;
+  rest.resume = true;
+  auto resumed = run_experiment(*c, rest);
+  ASSERT_TRUE(resumed.is_ok()) << resumed.status();
+  EXPECT_TRUE(resumed->final_model.equal(full->final_model));
+}
+
 }  // namespace
 }  // namespace flight::engine
