@@ -190,6 +190,38 @@ output: {checkpoint_every: 1}
     return s.is_ok() ? *s : RunSummary{};
   }
 
+  // Runs `c` uninterrupted into `name`-full, then stopped after `stop_after`
+  // rounds and resumed into `name`-split; returns both final models.
+  std::pair<ParamSet, ParamSet> full_and_resumed(const ExperimentConfig& c, const std::string& name,
+                                                 int64_t stop_after) {
+    RunOptions full_options;
+    full_options.quiet = true;
+    full_options.output_dir = dir_.file(name + "-full");
+    auto full = run_experiment(c, full_options);
+    EXPECT_TRUE(full.is_ok()) << full.status();
+    RunOptions first = full_options;
+    first.output_dir = dir_.file(name + "-split");
+    first.stop_after_rounds = stop_after;
+    EXPECT_TRUE(run_experiment(c, first).is_ok());
+    // The checkpoint carries the residuals the workers continue from.
+    bool residuals = false;
+    namespace fs = std::filesystem;
+    for (const auto& f : fs::recursive_directory_iterator(first.output_dir + "/checkpoints")) {
+      residuals |= f.path().filename().string().find("topk_residuals") != std::string::npos;
+    }
+    EXPECT_TRUE(residuals);
+    RunOptions rest = first;
+    rest.stop_after_rounds = 0;
+    rest.resume = true;
+    // The resumed run reads the residuals from the checkpoint: load_state
+    // replaces whatever this process's table holds for the job.
+    auto resumed = run_experiment(c, rest);
+    EXPECT_TRUE(resumed.is_ok()) << resumed.status();
+    if (!full.is_ok() || !resumed.is_ok()) return {};
+    last_full_ = full->output_dir;
+    return {full->final_model, resumed->final_model};
+  }
+
   static std::vector<RoundRow> rounds(const RunSummary& s) {
     auto rows = read_rounds_csv(s.output_dir + "/rounds.csv");
     EXPECT_TRUE(rows.is_ok()) << rows.status();
@@ -197,6 +229,7 @@ output: {checkpoint_every: 1}
   }
 
   testing::TempDir dir_;
+  std::string last_full_;  // output dir of full_and_resumed's uninterrupted run
 };
 
 const char* kTopK = "compression: {encoding: topk, topk_fraction: 0.01}\n";
@@ -283,31 +316,9 @@ TEST_F(TopKTest, FlatEqualsThreeTierAndUpdatesAreSparse) {
 TEST_F(TopKTest, ResumeGivesTheUninterruptedModel) {
   auto c = load("resume", kTopK, {"rounds=4"});
   ASSERT_TRUE(c.is_ok()) << c.status();
-  RunOptions full_options;
-  full_options.quiet = true;
-  full_options.output_dir = dir_.file("full");
-  auto full = run_experiment(*c, full_options);
-  ASSERT_TRUE(full.is_ok()) << full.status();
-
-  RunOptions first = full_options;
-  first.output_dir = dir_.file("split");
-  first.stop_after_rounds = 2;
-  ASSERT_TRUE(run_experiment(*c, first).is_ok());
-  // The checkpoint carries the residuals the selected workers continue from.
-  namespace fs = std::filesystem;
-  bool residuals = false;
-  for (const auto& f : fs::recursive_directory_iterator(first.output_dir + "/checkpoints")) {
-    residuals |= f.path().filename().string().find("topk_residuals") != std::string::npos;
-  }
-  EXPECT_TRUE(residuals);
-  RunOptions rest = first;
-  rest.stop_after_rounds = 0;
-  rest.resume = true;
-  // The resumed run reads the residuals from the checkpoint: load_state
-  // replaces whatever this process's table holds for the job.
-  auto resumed = run_experiment(*c, rest);
-  ASSERT_TRUE(resumed.is_ok()) << resumed.status();
-  EXPECT_TRUE(resumed->final_model.equal(full->final_model));
+  const auto [full, resumed] = full_and_resumed(*c, "resume", 2);
+  ASSERT_FALSE(full.empty());
+  EXPECT_TRUE(resumed.equal(full));
 }
 
 // compression.aggregator_fraction: the aggregators top-k their partial sums
@@ -324,13 +335,14 @@ TEST_F(TopKTest, AggregatorFractionShrinksIngressAndResumesExactly) {
       "compression: {encoding: topk, topk_fraction: 0.01, aggregator_fraction: 0.01}\n";
   auto c = load("agg", agg, {"rounds=3"});
   ASSERT_TRUE(c.is_ok()) << c.status();
-  RunOptions full_options;
-  full_options.quiet = true;
-  full_options.output_dir = dir_.file("agg-full");
-  auto full = run_experiment(*c, full_options);
-  ASSERT_TRUE(full.is_ok()) << full.status();
+  const auto [full, resumed] = full_and_resumed(*c, "agg", 1);
+  ASSERT_FALSE(full.empty());
+  EXPECT_TRUE(resumed.equal(full));
+
   const RunSummary exact = run("agg-exact", kTopK);
-  const auto f = rounds(*full), e = rounds(exact);
+  RunSummary with_partials;
+  with_partials.output_dir = last_full_;
+  const auto f = rounds(with_partials), e = rounds(exact);
   ASSERT_EQ(f.size(), 3u);
   ASSERT_EQ(e.size(), 3u);
   for (size_t i = 0; i < f.size(); ++i) {
@@ -338,18 +350,7 @@ TEST_F(TopKTest, AggregatorFractionShrinksIngressAndResumesExactly) {
     // two) selected workers' 1 %.
     EXPECT_LT(f[i].coordinator_ingress * 10, e[i].coordinator_ingress * 7) << "round " << i + 1;
   }
-  EXPECT_FALSE(full->final_model.equal(exact.final_model));
-
-  RunOptions first = full_options;
-  first.output_dir = dir_.file("agg-split");
-  first.stop_after_rounds = 1;
-  ASSERT_TRUE(run_experiment(*c, first).is_ok());
-  RunOptions rest = first;
-  rest.stop_after_rounds = 0;
-  rest.resume = true;
-  auto resumed = run_experiment(*c, rest);
-  ASSERT_TRUE(resumed.is_ok()) << resumed.status();
-  EXPECT_TRUE(resumed->final_model.equal(full->final_model));
+  EXPECT_FALSE(full.equal(exact.final_model));
 }
 
 }  // namespace
