@@ -6,6 +6,7 @@
 #include "flight/base/options.h"
 #include "flight/base/time.h"
 #include "flight/faas/http_client.h"
+#include "flight/faas/shared_json.h"
 #include "flight/faas/token_file.h"
 
 namespace flight::faas {
@@ -51,6 +52,45 @@ nlohmann::json EndpointAgentOptions::to_json() const {
           {"poll_wait_s", poll_wait_s}, {"max_backoff_s", max_backoff_s},
           {"grace_s", grace_s},         {"request_timeout_s", request_timeout_s}};
 }
+
+namespace {
+
+// POST /v1/results body for `batch` (moved in): what the results have in
+// common (e.g. the connector config of every update Ref) goes once, as
+// "shared". unpack_results() gives the batch back (to resend it later).
+nlohmann::json pack_results(std::vector<nlohmann::json> batch) {
+  std::vector<nlohmann::json*> docs;
+  for (auto& r : batch) {
+    auto it = r.find("result");
+    if (it != r.end() && it->is_object()) docs.push_back(&*it);
+  }
+  nlohmann::json body = nlohmann::json::object();
+  nlohmann::json shared = factor_shared(docs);
+  if (!shared.is_null()) {
+    for (auto& r : batch) {
+      auto it = r.find("result");
+      if (it != r.end() && it->is_object()) r["shared"] = "r";
+    }
+    body["shared"] = {{"r", std::move(shared)}};
+  }
+  body["results"] = std::move(batch);
+  return body;
+}
+
+std::vector<nlohmann::json> unpack_results(nlohmann::json body) {
+  std::vector<nlohmann::json> batch = std::move(body["results"]).get<std::vector<nlohmann::json>>();
+  auto shared = body.find("shared");
+  if (shared == body.end()) return batch;
+  for (auto& r : batch) {
+    if (r.contains("shared")) {
+      r.erase("shared");
+      r["result"] = merge_shared((*shared)["r"], std::move(r["result"]));
+    }
+  }
+  return batch;
+}
+
+}  // namespace
 
 EndpointAgent::EndpointAgent(EndpointAgentOptions options, FunctionRegistry& functions)
     : options_(std::move(options)), functions_(functions) {}
@@ -214,20 +254,42 @@ Status EndpointAgent::run() {
       continue;
     }
     backoff = 0.05;
+    // Args common to several tasks come once per reply ("shared"); a task
+    // naming one runs with those args and its own set on top.
+    const nlohmann::json* shared = nullptr;
+    if (auto sh = j->find("shared"); sh != j->end() && sh->is_object()) shared = &*sh;
     std::vector<Leased> got;
     for (size_t i = 0; i < tasks->size(); ++i) {
-      const nlohmann::json& t = (*tasks)[i];
+      nlohmann::json& t = (*tasks)[i];
       const std::string where = "lease reply.tasks[" + std::to_string(i) + "]";
       Leased l;
       l.endpoint = options_.name;
-      l.args = nlohmann::json::object();
+      std::string shared_name;
       OptionReader task(t, where);
       task.ignore_unknown()
           .required("id", &l.id)
           .required("function", &l.function)
           .optional("endpoint", &l.endpoint)
           .optional("deadline_at", &l.deadline_at)
-          .optional("args", &l.args);
+          .optional("shared", &shared_name);
+      auto own = t.is_object() ? t.find("args") : t.end();
+      const bool has_own = own != t.end() && !own->is_null();
+      if (task.has("shared")) {
+        const nlohmann::json* base = nullptr;
+        if (shared) {
+          auto b = shared->find(shared_name);
+          if (b != shared->end() && b->is_object()) base = &*b;
+        }
+        if (!base) {
+          task.fail("shared", "'" + shared_name + "' is not in the reply's \"shared\" object");
+        } else if (has_own && !own->is_object()) {
+          task.fail("args", "must be an object with \"shared\"");
+        } else {
+          l.args = merge_shared(*base, has_own ? std::move(*own) : nlohmann::json::object());
+        }
+      } else {
+        l.args = has_own ? std::move(*own) : nlohmann::json::object();
+      }
       Status st = task.finish();
       if (!st.is_ok()) {
         // Not runnable: its lease expires and the service redelivers or fails it.
@@ -365,10 +427,12 @@ void EndpointAgent::post_loop() {
       }
     }
     if (!batch.empty()) {
-      auto r = http.post_json("/v1/results", {{"results", batch}}, {}, options_.request_timeout_s);
+      nlohmann::json body = pack_results(std::move(batch));
+      auto r = http.post_json("/v1/results", body, {}, options_.request_timeout_s);
       if (!r.is_ok() || r->status >= 500) {
         // Service away: keep the results (first result wins, so resending is safe).
         std::unique_lock<std::mutex> lock(mu_);
+        batch = unpack_results(std::move(body));
         results_.insert(results_.begin(), std::make_move_iterator(batch.begin()),
                         std::make_move_iterator(batch.end()));
         if (poster_stop_) ++final_attempts;

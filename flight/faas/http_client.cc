@@ -158,16 +158,17 @@ StatusOr<nlohmann::json> reply_object(const HttpResponse& r, const std::string& 
   return j;
 }
 
-StatusOr<nlohmann::json> reply_array(const nlohmann::json& j, const char* key,
-                                     const std::string& what) {
+StatusOr<nlohmann::json> reply_array(nlohmann::json& j, const char* key, const std::string& what) {
   OptionReader reader(j, what);
-  nlohmann::json out = nlohmann::json::array();
-  reader.ignore_unknown().optional(key, &out);
-  if (reader.finish().is_ok() && !out.is_array()) {
-    reader.fail(key, std::string("expected an array, got ") + out.type_name());
+  reader.ignore_unknown();
+  auto it = j.is_object() ? j.find(key) : j.end();
+  if (it != j.end() && !it->is_null() && !it->is_array()) {
+    reader.fail(key, std::string("expected an array, got ") + it->type_name());
   }
   FLIGHT_RETURN_IF_ERROR(reader.finish());
-  return out;
+  // Moved out, not copied: replies carry thousands of tasks.
+  if (it == j.end() || it->is_null()) return nlohmann::json::array();
+  return std::move(*it);
 }
 
 Status check_service_url(const std::string& url, const std::string& what) {

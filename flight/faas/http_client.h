@@ -85,9 +85,9 @@ Status check_service_url(const std::string& url, const std::string& what);
 // with OptionReader into a Status, never through a throwing accessor.
 // The body of `r` as a JSON object ("<what>: ..." errors).
 StatusOr<nlohmann::json> reply_object(const HttpResponse& r, const std::string& what);
-// The array at `key` of the reply object `j` (absent or null: empty).
-StatusOr<nlohmann::json> reply_array(const nlohmann::json& j, const char* key,
-                                     const std::string& what);
+// The array at `key` of the reply object `j` (absent or null: empty), moved
+// out of `j`.
+StatusOr<nlohmann::json> reply_array(nlohmann::json& j, const char* key, const std::string& what);
 
 // A non-2xx response as a Status carrying the service's error message:
 // 400 → InvalidArgument, 401 → Unauthenticated, 403 → permission_denied() (auth.h), 404 → NotFound,

@@ -14,6 +14,7 @@
 #include "flight/base/time.h"
 #include "flight/faas/deadline_timer.h"
 #include "flight/faas/http_client.h"
+#include "flight/faas/shared_json.h"
 #include "flight/faas/token_file.h"
 
 namespace flight::faas {
@@ -136,13 +137,27 @@ class RestInvoker final : public Invoker {
     }
     for (size_t start = 0; start < specs.size(); start += options_.max_batch) {
       size_t end = std::min(specs.size(), start + options_.max_batch);
+      // What the tasks' args have in common (a round's job, model, put
+      // target) travels once per request, not once per task.
+      std::vector<nlohmann::json> args;
+      std::vector<nlohmann::json*> docs;
+      args.reserve(end - start);
+      for (size_t i = start; i < end; ++i) args.push_back(specs[i].json_args());
+      for (auto& a : args) docs.push_back(&a);
+      nlohmann::json shared = factor_shared(docs);
       nlohmann::json tasks = nlohmann::json::array();
       for (size_t i = start; i < end; ++i) {
-        nlohmann::json t = specs[i].to_json();
-        t["id"] = cs[i]->id();
+        nlohmann::json t = {{"endpoint", specs[i].endpoint},
+                            {"function", specs[i].function},
+                            {"args", std::move(args[i - start])},
+                            {"deadline_s", specs[i].deadline_s},
+                            {"id", cs[i]->id()}};
+        if (!shared.is_null()) t["shared"] = "s";
         tasks.push_back(std::move(t));
       }
-      Status st = post_tasks(nlohmann::json{{"tasks", std::move(tasks)}});
+      nlohmann::json body = {{"tasks", std::move(tasks)}};
+      if (!shared.is_null()) body["shared"] = {{"s", std::move(shared)}};
+      Status st = post_tasks(body);
       {
         std::lock_guard<std::mutex> lock(mu_);
         for (size_t i = start; i < end; ++i) in_flight_submits_.erase(cs[i]->id());
@@ -266,14 +281,37 @@ class RestInvoker final : public Invoker {
     return last;
   }
 
-  void deliver(const nlohmann::json& tasks) {
-    for (const auto& t : tasks) {
+  // `shared`: the reply's shared result parts (a view with "result_shared"
+  // names one), or null.
+  void deliver(nlohmann::json& tasks, const nlohmann::json* shared = nullptr) {
+    for (auto& t : tasks) {
+      // The result is moved out rather than copied by from_json.
+      nlohmann::json result;
+      if (auto it = t.is_object() ? t.find("result") : t.end(); it != t.end()) {
+        result = std::move(*it);
+        *it = nullptr;
+      }
+      if (auto it = t.is_object() ? t.find("result_shared") : t.end(); it != t.end()) {
+        const nlohmann::json* base = nullptr;
+        if (it->is_string() && shared && shared->is_object()) {
+          auto b = shared->find(it->get<std::string>());
+          if (b != shared->end()) base = &*b;
+        }
+        if (!base) {
+          spdlog::warn(
+              "rest invoker: ignoring a task view whose result_shared is not in the reply");
+          continue;
+        }
+        result = merge_shared(*base, std::move(result));
+        t.erase(it);
+      }
       auto r = TaskResult::from_json(t);
       if (!r.is_ok()) {
         spdlog::warn("rest invoker: ignoring a malformed task view: {}", r.status().to_string());
         continue;
       }
       if (!is_terminal(r->state)) continue;
+      r->result = std::move(result);
       if (auto c = forget(r->task_id)) c->complete(std::move(r).value());
     }
   }
@@ -344,7 +382,8 @@ class RestInvoker final : public Invoker {
         auto tasks = j.is_ok() ? reply_array(*j, "tasks", "completions reply") : j.status();
         if (tasks.is_ok()) {
           backoff = options_.retry_backoff_s;
-          deliver(*tasks);
+          auto shared = j->find("shared");
+          deliver(*tasks, shared != j->end() ? &*shared : nullptr);
           continue;
         }
         st = tasks.status();  // a garbled reply may have carried completions: reconcile

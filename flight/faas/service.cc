@@ -3,6 +3,7 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -278,6 +279,68 @@ StatusOr<nlohmann::json> parse_body(const Request& req) {
   } catch (const nlohmann::json::parse_error& e) {
     return invalid_argument(std::string("malformed JSON body: ") + e.what());
   }
+}
+
+using SharedByName = std::map<std::string, std::shared_ptr<SharedJson>>;
+
+// The body's "shared" parts of its tasks' args or results (shared_json.h),
+// {"name": {...}}, moved out of `body`; problems go to `reader`.
+SharedByName read_shared(nlohmann::json& body, OptionReader& reader) {
+  SharedByName shared;
+  auto sh = body.find("shared");
+  if (sh == body.end()) return shared;
+  if (!sh->is_object()) {
+    reader.fail("shared", "expected an object of named objects");
+    return shared;
+  }
+  for (auto& [name, value] : sh->items()) {
+    if (!value.is_object()) {
+      reader.fail("shared", "'" + name + "': expected an object, got " + value.type_name());
+      continue;
+    }
+    auto a = std::make_shared<SharedJson>();
+    a->value = std::move(value);
+    shared.emplace(name, std::move(a));
+  }
+  return shared;
+}
+
+// The SharedJson `name` of `shared`, or a failure on `reader`'s "shared" key.
+std::shared_ptr<SharedJson> find_shared(const SharedByName& shared, const std::string& name,
+                                        OptionReader& reader) {
+  auto it = shared.find(name);
+  if (it != shared.end()) return it->second;
+  reader.fail("shared", "'" + name + "' is not in the request's \"shared\" object");
+  return nullptr;
+}
+
+// One task of a submit body. Its args are moved out of `j` (batches are
+// large: no copy); `shared` holds the body's shared args.
+StatusOr<ServiceState::Submission> read_submission(nlohmann::json& j, const std::string& where,
+                                                   const SharedByName& shared) {
+  ServiceState::Submission s;
+  TaskSpec& spec = s.spec;
+  std::string shared_name;
+  OptionReader reader(j, where);
+  reader.required("endpoint", &spec.endpoint)
+      .required("function", &spec.function)
+      .at_least("deadline_s", &spec.deadline_s, 0.0)
+      .optional("id", &s.id)
+      .optional("shared", &shared_name)
+      .known({"args"});
+  if (reader.has("endpoint") && spec.endpoint.empty()) reader.fail("endpoint", "must not be empty");
+  if (reader.has("function") && spec.function.empty()) reader.fail("function", "must not be empty");
+  auto args = j.is_object() ? j.find("args") : j.end();
+  if (reader.has("shared")) {
+    s.shared = find_shared(shared, shared_name, reader);
+    if (args != j.end() && !args->is_object()) {
+      reader.fail("args",
+                  std::string("must be an object with \"shared\", got ") + args->type_name());
+    }
+  }
+  FLIGHT_RETURN_IF_ERROR(reader.finish());
+  if (args != j.end()) spec.args = std::move(*args);
+  return s;
 }
 
 }  // namespace
@@ -779,11 +842,12 @@ void Session::route_tasks(const Target& t) {
     auto body = parse_body(req_);
     if (!body.is_ok()) return respond(status_response(body.status(), v));
     OptionReader reader(*body, "request body");
-    reader.known({"tasks"});  // read in place below: batches can be large
+    reader.known({"tasks", "shared"});  // read in place below: batches can be large
     auto it = body->find("tasks");
     if (it == body->end() || !it->is_array()) {
       reader.fail("tasks", "expected an array of task objects");
     }
+    auto shared = read_shared(*body, reader);
     if (Status st = reader.finish(); !st.is_ok()) return respond(status_response(st, v));
     if (it->empty())
       return respond(error_response(http::status::bad_request, "request body.tasks is empty"));
@@ -795,15 +859,9 @@ void Session::route_tasks(const Target& t) {
     std::vector<ServiceState::Submission> subs;
     subs.reserve(it->size());
     for (size_t i = 0; i < it->size(); ++i) {
-      std::string where = "tasks[" + std::to_string(i) + "]";
-      auto spec = TaskSpec::from_json((*it)[i], where);
-      if (!spec.is_ok()) return respond(status_response(spec.status(), v));
-      ServiceState::Submission s;
-      s.spec = std::move(spec).value();
-      OptionReader task((*it)[i], where);  // TaskSpec checked every other key
-      task.optional("id", &s.id).ignore_unknown();
-      if (Status st = task.finish(); !st.is_ok()) return respond(status_response(st, v));
-      subs.push_back(std::move(s));
+      auto s = read_submission((*it)[i], "tasks[" + std::to_string(i) + "]", shared);
+      if (!s.is_ok()) return respond(status_response(s.status(), v));
+      subs.push_back(std::move(s).value());
     }
     std::string key, client;
     if (auto h = req_.find("Idempotency-Key"); h != req_.end()) key = std::string(h->value());
@@ -910,25 +968,28 @@ void Session::route_results() {
   auto body = parse_body(req_);
   if (!body.is_ok()) return respond(status_response(body.status(), v));
   OptionReader reader(*body, "request body");
-  reader.known({"results"});  // read in place below: batches can be large
+  reader.known({"results", "shared"});  // read in place below: batches can be large
   auto it = body->find("results");
   if (it == body->end() || !it->is_array()) {
     reader.fail("results", "expected an array of result objects");
   }
+  auto shared = read_shared(*body, reader);
   Status st = reader.finish();
   std::vector<ServiceState::ResultIn> results;
   for (size_t i = 0; st.is_ok() && i < it->size(); ++i) {
-    const auto& e = (*it)[i];
+    auto& e = (*it)[i];
     std::string where = "results[" + std::to_string(i) + "]";
     ServiceState::ResultIn r;
-    std::string state_name = "succeeded";
+    std::string state_name = "succeeded", shared_name;
     OptionReader item(e, where);
     item.required("task_id", &r.task_id)
         .required("state", &state_name)
-        .optional("result", &r.result)
+        .known({"result"})  // moved out below, not copied
         .optional("error", &r.error)
         .optional("started_at", &r.started_at)
-        .optional("finished_at", &r.finished_at);
+        .optional("finished_at", &r.finished_at)
+        .optional("shared", &shared_name);
+    if (item.has("shared")) r.shared = find_shared(shared, shared_name, item);
     st = item.finish();
     if (st.is_ok()) {
       auto s = parse_task_state(state_name);
@@ -937,6 +998,9 @@ void Session::route_results() {
       } else {
         r.state = *s;
       }
+    }
+    if (st.is_ok()) {
+      if (auto res = e.find("result"); res != e.end()) r.result = std::move(*res);
     }
     results.push_back(std::move(r));
   }

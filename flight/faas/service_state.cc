@@ -8,6 +8,7 @@
 #include "flight/base/logging.h"
 #include "flight/base/options.h"
 #include "flight/base/time.h"
+#include "flight/faas/shared_json.h"
 
 namespace flight::faas {
 
@@ -47,18 +48,23 @@ ServiceState::ServiceState(StateLimits limits, std::unique_ptr<StateBackend> bac
 // helpers (all called with mu_ held)
 
 nlohmann::json ServiceState::view(const TaskRecord& t, bool with_args) const {
+  nlohmann::json j = view_of(t, effective_result(t));
+  if (with_args) j["args"] = effective_args(t);
+  return j;
+}
+
+nlohmann::json ServiceState::view_of(const TaskRecord& t, nlohmann::json result) const {
   nlohmann::json j = {{"id", t.id},
                       {"endpoint", t.endpoint},
                       {"function", t.function},
                       {"state", task_state_name(t.state)},
-                      {"result", t.result},
+                      {"result", std::move(result)},
                       {"error", t.error},
                       {"deadline_s", t.deadline_s},
                       {"submitted_at", t.submitted_at},
                       {"started_at", t.started_at},
                       {"finished_at", t.finished_at},
                       {"attempts", t.attempts}};
-  if (with_args) j["args"] = t.args;
   if (t.state == TaskState::kRunning) {
     j["lease"] = {{"endpoint_id", t.lease_endpoint},
                   {"expires_in_s", std::max(0.0, t.lease_expires - wall_seconds())}};
@@ -66,6 +72,25 @@ nlohmann::json ServiceState::view(const TaskRecord& t, bool with_args) const {
     j["lease"] = nullptr;
   }
   return j;
+}
+
+nlohmann::json ServiceState::view_sharing(const TaskRecord& t, nlohmann::json* shared) const {
+  if (!t.result_shared) return view(t, false);
+  nlohmann::json j = view_of(t, t.result);
+  const std::string& id = t.result_shared->id;
+  j["result_shared"] = id;
+  if (!shared->contains(id)) (*shared)[id] = t.result_shared->value;
+  return j;
+}
+
+nlohmann::json ServiceState::effective_args(const TaskRecord& t) {
+  if (!t.shared) return t.args;
+  return merge_shared(t.shared->value, t.args);
+}
+
+nlohmann::json ServiceState::effective_result(const TaskRecord& t) {
+  if (!t.result_shared) return t.result;
+  return merge_shared(t.result_shared->value, t.result);
 }
 
 Status ServiceState::may_read(const Principal& who, const TaskRecord& t) {
@@ -135,9 +160,11 @@ void ServiceState::set_state(TaskRecord& t, TaskState s) {
 }
 
 void ServiceState::finish(TaskRecord& t, TaskState s, nlohmann::json result, std::string error,
-                          double started, double finished, Wakes& wakes) {
+                          double started, double finished, Wakes& wakes,
+                          SharedJsonPtr result_shared) {
   set_state(t, s);
   t.result = std::move(result);
+  t.result_shared = std::move(result_shared);
   t.error = std::move(error);
   if (started > 0) t.started_at = started;
   t.finished_at = finished > 0 ? finished : wall_seconds();
@@ -363,7 +390,12 @@ StatusOr<ServiceState::SubmitOutcome> ServiceState::submit(std::vector<Submissio
     std::vector<TaskRecord> records;
     records.reserve(tasks.size());
     for (auto& s : tasks) {
+      // Service-unique names: one lease reply may carry several submissions'.
+      if (s.shared && s.shared->id.empty()) s.shared->id = "sh-" + std::to_string(next_shared_++);
+    }
+    for (auto& s : tasks) {
       TaskRecord t;
+      t.shared = std::move(s.shared);
       t.id = s.id.empty() ? new_id("task") : std::move(s.id);
       t.endpoint = std::move(s.spec.endpoint);
       t.function = std::move(s.spec.function);
@@ -453,6 +485,7 @@ StatusOr<std::optional<nlohmann::json>> ServiceState::lease_or_wait(const std::s
   ep->last_seen = now;
   const std::string& name = ep->name;
   nlohmann::json leased = nlohmann::json::array();
+  nlohmann::json shared = nlohmann::json::object();
   auto qit = queues_.find(name);
   if (qit != queues_.end()) {
     auto& q = qit->second;
@@ -475,6 +508,10 @@ StatusOr<std::optional<nlohmann::json>> ServiceState::lease_or_wait(const std::s
                         {"endpoint", t.endpoint},
                         {"deadline_at", t.deadline_s > 0 ? t.submitted_at + t.deadline_s : 0.0},
                         {"attempt", t.attempts}});
+      if (t.shared) {
+        leased.back()["shared"] = t.shared->id;
+        if (!shared.contains(t.shared->id)) shared[t.shared->id] = t.shared->value;
+      }
     }
     if (q.empty()) queues_.erase(qit);
   }
@@ -500,7 +537,9 @@ StatusOr<std::optional<nlohmann::json>> ServiceState::lease_or_wait(const std::s
     add_waiter(waiter, "ep:" + name);
     return std::optional<nlohmann::json>();
   }
-  return std::optional<nlohmann::json>(nlohmann::json{{"tasks", std::move(leased)}});
+  nlohmann::json reply{{"tasks", std::move(leased)}};
+  if (!shared.empty()) reply["shared"] = std::move(shared);
+  return std::optional<nlohmann::json>(std::move(reply));
 }
 
 StatusOr<std::optional<nlohmann::json>> ServiceState::task_or_wait(const std::string& id,
@@ -550,17 +589,20 @@ std::optional<nlohmann::json> ServiceState::completions_or_wait(const std::strin
   auto& stream = clients_[client];
   stream.last_poll = wall_seconds();
   nlohmann::json out = nlohmann::json::array();
+  nlohmann::json shared = nlohmann::json::object();
   while (!stream.done.empty() && out.size() < max) {
     auto it = tasks_.find(stream.done.front());
     stream.done.pop_front();
-    if (it != tasks_.end()) out.push_back(view(it->second, false));
+    if (it != tasks_.end()) out.push_back(view_sharing(it->second, &shared));
   }
   if (out.empty() && waiter) {
     unregister_locked(waiter);
     add_waiter(waiter, "client:" + client);
     return std::nullopt;
   }
-  return nlohmann::json{{"tasks", std::move(out)}};
+  nlohmann::json reply{{"tasks", std::move(out)}};
+  if (!shared.empty()) reply["shared"] = std::move(shared);
+  return reply;
 }
 
 void ServiceState::remove_waiter(const WaiterPtr& waiter) {
@@ -599,8 +641,9 @@ StatusOr<std::vector<std::string>> ServiceState::post_results(std::vector<Result
         outcome.push_back(std::string("ignored: task already ") + task_state_name(t.state));
         continue;
       }
+      if (r.shared && r.shared->id.empty()) r.shared->id = "sh-" + std::to_string(next_shared_++);
       finish(t, r.state, std::move(r.result), std::move(r.error), r.started_at, r.finished_at,
-             wakes);
+             wakes, std::move(r.shared));
       outcome.push_back("accepted");
     }
     if (!dirty_.empty()) {

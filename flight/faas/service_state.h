@@ -52,6 +52,15 @@ struct StateLimits {
   size_t max_completions_per_client = 1000000;
 };
 
+// The shared part of a batch of task args or results (shared_json.h), sent
+// once per request: a task's args (result) are merge_shared(shared, own).
+// Immutable; tasks hold it by shared_ptr, so it lives as long as one needs it.
+struct SharedJson {
+  std::string id;        // service-unique, names it in lease and completion replies
+  nlohmann::json value;  // an object
+};
+using SharedJsonPtr = std::shared_ptr<const SharedJson>;
+
 struct Waiter {
   std::function<void()> wake;     // must not block (it posts to the waiting session)
   std::vector<std::string> keys;  // guarded by the state's mutex
@@ -69,7 +78,8 @@ class ServiceState {
 
   struct Submission {
     std::string id;  // optional client-chosen id ([A-Za-z0-9._-], <= 128 chars)
-    TaskSpec spec;
+    TaskSpec spec;   // spec.args: the task's own args (an object when shared is set)
+    std::shared_ptr<SharedJson> shared;  // null, or its submission's shared args (id set here)
   };
   struct SubmitOutcome {
     std::vector<std::string> ids;
@@ -89,8 +99,10 @@ class ServiceState {
   Status deregister_endpoint(const std::string& id, const Principal& who = {});
   StatusOr<nlohmann::json> get_endpoint(const std::string& id, const Principal& who = {});
 
-  // {"tasks": [{"id","function","args","endpoint","deadline_at","attempt"}]}.
-  // Leases are written through before they are handed out; when the backend
+  // {"tasks": [{"id","function","args","endpoint","deadline_at","attempt",
+  // "shared"?}], "shared"?: {id: args}}: a task with "shared" takes the args
+  // of that entry with its own "args" set on top (each entry sent once per
+  // reply). Leases are written through before they are handed out; when the backend
   // refuses, nothing is leased (Unavailable).
   StatusOr<std::optional<nlohmann::json>> lease_or_wait(const std::string& endpoint_id, size_t max,
                                                         const WaiterPtr& waiter,
@@ -114,7 +126,8 @@ class ServiceState {
   struct ResultIn {
     std::string task_id;
     TaskState state = TaskState::kSucceeded;  // succeeded or failed (or cancelled)
-    nlohmann::json result;
+    nlohmann::json result;                    // own part when `shared` is set
+    std::shared_ptr<SharedJson> shared;       // the post's shared result part (id set here)
     std::string error;
     double started_at = 0;
     double finished_at = 0;
@@ -147,11 +160,13 @@ class ServiceState {
  private:
   struct TaskRecord {
     std::string id, endpoint, function, client;
-    std::string owner;  // submitting client's name ("" for admin submissions)
-    nlohmann::json args;
+    std::string owner;    // submitting client's name ("" for admin submissions)
+    nlohmann::json args;  // own args: the function gets merge_shared(shared->value, args)
+    SharedJsonPtr shared;
     double deadline_s = 0;
     TaskState state = TaskState::kPending;
-    nlohmann::json result;
+    nlohmann::json result;  // own result: merged with result_shared (effective_result)
+    SharedJsonPtr result_shared;
     std::string error;
     double submitted_at = 0, started_at = 0, finished_at = 0;
     int attempts = 0;
@@ -178,6 +193,13 @@ class ServiceState {
   using Wakes = std::vector<WaiterPtr>;
 
   nlohmann::json view(const TaskRecord& t, bool with_args) const;
+  nlohmann::json view_of(const TaskRecord& t, nlohmann::json result) const;
+  // The args the function runs with / the result it gave: shared part merged.
+  static nlohmann::json effective_args(const TaskRecord& t);
+  static nlohmann::json effective_result(const TaskRecord& t);
+  // A view for a reply that carries shared parts once ("shared": {id: value}
+  // in `shared`): the task's own result and "result_shared": id.
+  nlohmann::json view_sharing(const TaskRecord& t, nlohmann::json* shared) const;
   // PermissionDenied unless `who` may see / post for `t`, or use endpoint `e`.
   static Status may_read(const Principal& who, const TaskRecord& t);
   static Status may_act_as(const Principal& who, const EndpointRecord& e);
@@ -188,7 +210,7 @@ class ServiceState {
   void persist(const TaskRecord& t);
   void set_state(TaskRecord& t, TaskState s);
   void finish(TaskRecord& t, TaskState s, nlohmann::json result, std::string error, double started,
-              double finished, Wakes& wakes);
+              double finished, Wakes& wakes, SharedJsonPtr result_shared = nullptr);
   void requeue_front(TaskRecord& t, Wakes& wakes);
   void wake_key(const std::string& key, Wakes& wakes);
   void add_waiter(const WaiterPtr& w, const std::string& key);
@@ -200,6 +222,7 @@ class ServiceState {
 
   std::mutex mu_;
   uint64_t next_seq_ = 1;
+  uint64_t next_shared_ = 1;
   std::unordered_map<std::string, TaskRecord> tasks_;
   std::map<std::string, std::deque<std::string>> queues_;  // name -> pending ids (may hold stale)
   std::map<std::string, size_t> pending_by_name_;
