@@ -1,10 +1,12 @@
 // `flight bench faas`: control-plane throughput and latency with no-op tasks,
 // in-process (LocalInvoker) and over REST (1 `flight serve` + 2 `flight
-// endpoint` processes on loopback, spawned from this very binary).
+// endpoint` processes on loopback, spawned from this very binary), and over
+// REST with tasks shaped like real train tasks (train_shaped()).
 //
 // Baselines, measured in the same run:
 //   local_*        a bare mutex/condvar thread pool with a promise per task
 //   rest_throughput  LocalInvoker with the same batch (what REST costs on top)
+//   rest_throughput_train_shaped  REST no-op tasks with the same batch
 //   rest_latency   one HTTP round trip (GET /v1/healthz) on a kept-alive connection
 #include <algorithm>
 #include <condition_variable>
@@ -117,17 +119,55 @@ faas::TaskSpec noop() {
   return s;
 }
 
-// Tasks/s for `n` no-op tasks submitted `batch` at a time, all in flight.
-StatusOr<double> invoker_throughput(faas::Invoker& inv, size_t n, size_t batch) {
+// An `echo` task whose args have the shape and size of a real train task
+// over REST + Redis (engine TrainArgs::to_json: the job referenced in the
+// data plane, the global model's Ref, the put target; ≈ 760 bytes), so the
+// result is as large as a TrainResult. What a batch of them shares (all but
+// node and worker_index) the REST wire carries once per request.
+faas::TaskSpec train_shaped(size_t i) {
+  const nlohmann::json redis = {{"chunk_bytes", 4194304},
+                                {"db", 0},
+                                {"host", "127.0.0.1"},
+                                {"kind", "redis"},
+                                {"max_object_bytes", 68719476736},
+                                {"pool_size", 8},
+                                {"port", 6379},
+                                {"prefix", "flight:"},
+                                {"timeout_s", 30.0},
+                                {"window", 4}};
+  faas::TaskSpec s;
+  s.endpoint = "bench";
+  s.function = "echo";
+  s.args = {{"job_id", "job-e076d6411387585e"},
+            {"job_at", {{"connector", redis}, {"key", "a88eec4ae9d185dde880d1e4"}}},
+            {"model",
+             {{"checksum", "08a40a7b"},
+              {"connector", redis},
+              {"key", "57782c8a998582420ee87a61"},
+              {"size", 13096}}},
+            {"node", "worker-" + std::to_string(i + 1)},
+            {"worker_index", i},
+            {"put",
+             {{"connector", {{"host", "127.0.0.1"}, {"kind", "redis"}, {"port", 6379}}},
+              {"scope", "round-1"}}},
+            {"round", 1}};
+  return s;
+}
+
+// Tasks/s for `n` tasks made by `make` submitted `batch` at a time, all in flight.
+StatusOr<double> invoker_throughput(faas::Invoker& inv, size_t n, size_t batch,
+                                    faas::TaskSpec (*make)(size_t) = nullptr) {
   std::vector<faas::TaskHandle> handles;
   handles.reserve(n);
   Stopwatch sw;
   for (size_t done = 0; done < n; done += batch) {
     size_t k = std::min(batch, n - done);
+    std::vector<faas::TaskSpec> specs;
+    for (size_t i = 0; i < k; ++i) specs.push_back(make ? make(done + i) : noop());
     if (k == 1) {
-      handles.push_back(inv.submit(noop()));
+      handles.push_back(inv.submit(std::move(specs.front())));
     } else {
-      auto hs = inv.submit_batch(std::vector<faas::TaskSpec>(k, noop()));
+      auto hs = inv.submit_batch(std::move(specs));
       handles.insert(handles.end(), hs.begin(), hs.end());
     }
   }
@@ -224,10 +264,12 @@ int run_bench(const BenchArgs& a) {
     auto tp = invoker_throughput(**rest, 200, 100);
     if (!tp.is_ok()) return fail("rest warm-up: " + tp.status().message());
   }
+  double rest_noop_batched = 0;
   for (int b = 0; b < 2; ++b) {
     size_t count = batches[b] == 1 ? std::max<size_t>(n / 10, 100) : n;
     auto tp = invoker_throughput(**rest, count, batches[b]);
     if (!tp.is_ok()) return fail("rest_throughput: " + tp.status().message());
+    if (batches[b] == 100) rest_noop_batched = *tp;
     BenchRecord r;
     r.bench = "faas";
     r.case_name = "rest_throughput";
@@ -239,6 +281,21 @@ int run_bench(const BenchArgs& a) {
     r.baseline_value = local_tp[b];
     r.extra = {{"target", batches[b] == 100 ? 5000 : 0}};
     if (batches[b] == 1) r.extra.erase("target");
+    emit_bench(r);
+  }
+  {
+    // Train-shaped tasks (train_shaped()), batched like the no-op ones: what
+    // real arguments and results cost over the no-op floor.
+    auto tp = invoker_throughput(**rest, n, 100, train_shaped);
+    if (!tp.is_ok()) return fail("rest_train_shaped: " + tp.status().message());
+    BenchRecord r;
+    r.bench = "faas";
+    r.case_name = "rest_throughput_train_shaped";
+    r.params = {{"batch", 100}, {"tasks", n}, {"endpoints", 2}, {"endpoint_threads", a.threads}};
+    r.value = *tp;
+    r.unit = "tasks/s";
+    r.baseline = "rest_noop";
+    r.baseline_value = rest_noop_batched;
     emit_bench(r);
   }
   {
