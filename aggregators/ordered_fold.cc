@@ -31,9 +31,7 @@ OrderedFold::~OrderedFold() {
 }
 
 OrderedFold::Pending OrderedFold::ready(StatusOr<ParamSet> value) {
-  std::promise<StatusOr<ParamSet>> promise;
-  promise.set_value(std::move(value));
-  return promise.get_future();
+  return Pending::ready(std::move(value));
 }
 
 Status OrderedFold::arrive(size_t index, double weight) { return report(index, true, weight); }

@@ -26,9 +26,10 @@
 // O(window x model) for the linear strategies. (Robust strategies' own
 // Aggregation keeps every update; the window still bounds what waits.)
 //
-// fetch(k) returns a future, so a caller may resolve children within the
-// window concurrently (e.g. on a fetch pool); the fold waits for child k's
-// future only when k's turn comes. fetch and folded are called on the thread
+// fetch(k) returns a Pending — a future, so a caller may resolve children
+// within the window concurrently (e.g. on a fetch pool), or a value already
+// there (ready(): no future, no shared state to allocate); the fold waits
+// for child k's only when k's turn comes. fetch and folded are called on the thread
 // that calls arrive()/skip(), at most once per child each.
 //
 // Errors: an index out of range or reported twice is InvalidArgument and
@@ -46,6 +47,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "aggregators/strategy.h"
@@ -56,7 +58,35 @@ namespace flight::aggregators {
 
 class OrderedFold {
  public:
-  using Pending = std::future<StatusOr<ParamSet>>;
+  // A child's update being resolved: a value already there, or a future.
+  class Pending {
+   public:
+    Pending() = default;
+    Pending(std::future<StatusOr<ParamSet>> future)  // NOLINT: a future is a Pending
+        : future_(std::move(future)) {}
+    static Pending ready(StatusOr<ParamSet> value) {
+      Pending p;
+      p.value_.emplace(std::move(value));
+      return p;
+    }
+    bool valid() const { return value_.has_value() || future_.valid(); }
+    void wait() const {
+      if (future_.valid()) future_.wait();
+    }
+    // The value; once (then !valid()). May rethrow what the future holds.
+    StatusOr<ParamSet> get() {
+      if (value_) {
+        StatusOr<ParamSet> v = std::move(*value_);
+        value_.reset();
+        return v;
+      }
+      return future_.get();
+    }
+
+   private:
+    std::optional<StatusOr<ParamSet>> value_;
+    std::future<StatusOr<ParamSet>> future_;
+  };
   using Fetch = std::function<Pending(size_t index)>;
   using Folded = std::function<void(size_t index)>;
 

@@ -63,7 +63,7 @@ StoreStats StoreStats::operator-(const StoreStats& o) const {
 Store::Store(std::shared_ptr<Connector> connector, StoreOptions options)
     : connector_(std::move(connector)),
       config_(connector_->config()),
-      config_dump_(config_.dump()),
+      config_dump_(config_->dump()),
       options_(std::move(options)) {}
 
 Store::~Store() = default;
@@ -95,14 +95,23 @@ Store& Store::process_default() {
 }
 
 // Refs of this Store's own connector (the common case) reuse the config's
-// dump instead of serialising it on every get.
+// dump instead of serialising it on every get; so do Refs of another
+// connector whose shared config this thread dumped recently (an aggregator
+// resolving its workers' updates: one config object for all of them).
 std::string Store::cache_id(const Ref& ref) const {
-  return ref.key + '\n' + (ref.connector == config_ ? config_dump_ : ref.connector.dump());
+  if (ref.connector == config_) return ref.key + '\n' + config_dump_;
+  thread_local std::vector<std::pair<ConnectorConfig, std::string>> dumps;
+  for (const auto& [config, dump] : dumps) {
+    if (config.same(ref.connector)) return ref.key + '\n' + dump;
+  }
+  if (dumps.size() >= 8) dumps.erase(dumps.begin());
+  dumps.emplace_back(ref.connector, ref.connector->dump());
+  return ref.key + '\n' + dumps.back().second;
 }
 
-StatusOr<std::shared_ptr<Connector>> Store::resolve(const nlohmann::json& config) {
+StatusOr<std::shared_ptr<Connector>> Store::resolve(const ConnectorConfig& config) {
   if (config == config_) return connector_;
-  return shared_connector(config);
+  return shared_connector(*config);
 }
 
 StatusOr<Ref> Store::put(const ParamSet& params, const PutOptions& options) {

@@ -115,7 +115,9 @@ class Store {
   void reset_stats();
 
   Connector& connector() { return *connector_; }
-  const nlohmann::json& connector_config() const { return config_; }
+  const nlohmann::json& connector_config() const { return *config_; }
+  // The same, shared: the connector of every Ref this Store puts.
+  const ConnectorConfig& shared_config() const { return config_; }
   const StoreOptions& options() const { return options_; }
 
  private:
@@ -128,14 +130,14 @@ class Store {
   };
   using Result = StatusOr<ParamSet>;
 
-  StatusOr<std::shared_ptr<Connector>> resolve(const nlohmann::json& config);
+  StatusOr<std::shared_ptr<Connector>> resolve(const ConnectorConfig& config);
   Result fetch(const Ref& ref);
   std::string cache_id(const Ref& ref) const;
   void cache_insert_locked(const std::string& id, ParamSet value, uint64_t bytes);
   void cache_erase_locked(const std::string& id);
 
   std::shared_ptr<Connector> connector_;
-  nlohmann::json config_;
+  ConnectorConfig config_;
   std::string config_dump_;
   StoreOptions options_;
 

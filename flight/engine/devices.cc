@@ -127,10 +127,12 @@ Status SimulatedDevices::write_csv(const std::string& path, double makespan_s) c
   for (size_t i : seen_by_id()) {
     const WorkerStats& w = stats_[i].stats;
     const double idle = makespan_s > 0 ? std::max(0.0, 1.0 - w.busy_s / makespan_s) : 0.0;
-    csv.write({workers_[i], csv_number(speed_[i]), std::to_string(w.tasks),
-               std::to_string(w.dropped), std::to_string(w.failed), csv_number(w.busy_s),
-               csv_number(idle)});
+    csv.write(
+        {workers_[i], csv_number(speed_[i]), std::to_string(w.tasks), std::to_string(w.dropped),
+         std::to_string(w.failed), csv_number(w.busy_s), csv_number(idle)},
+        /*flush=*/false);
   }
+  csv.flush();
   return Status::ok();
 }
 

@@ -52,17 +52,13 @@ class FetchPool {
 };
 
 bool local(const transport::Ref& ref) {
-  return ref.connector.is_object() && ref.connector.value("kind", std::string()) == "memory";
+  return ref.connector->is_object() && ref.connector->value("kind", std::string()) == "memory";
 }
 
 }  // namespace
 
-std::future<StatusOr<ParamSet>> fetch_async(transport::Store& store, const transport::Ref& ref) {
-  if (local(ref)) {
-    std::promise<StatusOr<ParamSet>> done;
-    done.set_value(store.get(ref));
-    return done.get_future();
-  }
+aggregators::OrderedFold::Pending fetch_async(transport::Store& store, const transport::Ref& ref) {
+  if (local(ref)) return aggregators::OrderedFold::Pending::ready(store.get(ref));
   return FetchPool::instance().submit(&store, ref);
 }
 

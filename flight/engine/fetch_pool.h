@@ -3,8 +3,7 @@
 // ChildFold (child_fold.h) for the children within its window.
 #pragma once
 
-#include <future>
-
+#include "aggregators/ordered_fold.h"
 #include "flight/base/status.h"
 #include "flight/params/param_set.h"
 #include "transport/ref.h"
@@ -12,10 +11,10 @@
 
 namespace flight::engine {
 
-// store.get(ref), as a future. A memory connector's Ref is resolved inline
-// (a lookup in this process, with no latency to hide); any other on the
-// shared pool. `store` must outlive the future's completion (the stores of
-// task_process.h live as long as the process).
-std::future<StatusOr<ParamSet>> fetch_async(transport::Store& store, const transport::Ref& ref);
+// store.get(ref), pending. A memory connector's Ref is resolved inline (a
+// lookup in this process, with no latency to hide: a ready value, no future);
+// any other on the shared pool. `store` must outlive the future's completion
+// (the stores of task_process.h live as long as the process).
+aggregators::OrderedFold::Pending fetch_async(transport::Store& store, const transport::Ref& ref);
 
 }  // namespace flight::engine

@@ -125,7 +125,9 @@ std::string register_job(const json& job) {
 }
 
 StatusOr<std::shared_ptr<JobRuntime>> job_runtime(const JobRef& ref) {
-  const std::string id = ref.id.empty() ? job_id(ref.job) : ref.id;
+  std::string derived;  // only when the task carries the job without its id
+  if (ref.id.empty()) derived = job_id(ref.job);
+  const std::string& id = ref.id.empty() ? derived : ref.id;
   // Tasks of one job run back to back on a thread: skip the shared map. (This
   // keeps the thread's last runtime in use, so it is not evicted under it.)
   thread_local std::string last_id;

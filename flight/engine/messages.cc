@@ -60,13 +60,15 @@ JobRef JobRef::from_json(OptionReader& r) {
   return ref;
 }
 
-json PutTarget::to_json() const { return json{{"connector", connector}, {"scope", scope}}; }
+json PutTarget::to_json() const { return json{{"connector", *connector}, {"scope", scope}}; }
 
 StatusOr<PutTarget> PutTarget::from_json(const json& j) {
   PutTarget p;
+  json connector;
   OptionReader r(j, "put");
-  r.required("connector", &p.connector).optional("scope", &p.scope);
+  r.required("connector", &connector).optional("scope", &p.scope);
   FLIGHT_RETURN_IF_ERROR(r.finish());
+  p.connector = std::move(connector);
   return p;
 }
 

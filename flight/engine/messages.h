@@ -54,8 +54,8 @@ struct JobRef {
 
 // Where a task puts what it produces.
 struct PutTarget {
-  nlohmann::json connector;  // connector config (transport::Store::create)
-  std::string scope;         // store scope the object belongs to, evicted with it
+  transport::ConnectorConfig connector;  // connector config (transport::Store::create), shared
+  std::string scope;                     // store scope the object belongs to, evicted with it
 
   nlohmann::json to_json() const;
   static StatusOr<PutTarget> from_json(const nlohmann::json& j);

@@ -11,19 +11,24 @@
 namespace flight::engine {
 namespace {
 
-std::string csv_escape(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string out = "\"";
+void append_escaped(std::string* out, std::string_view s) {
+  if (s.find_first_of(",\"\n") == std::string_view::npos) {
+    out->append(s);
+    return;
+  }
+  *out += '"';
   for (char c : s) {
     if (c == '"')
-      out += "\"\"";
+      *out += "\"\"";
     else if (c == '\n')
-      out += ' ';
+      *out += ' ';
     else
-      out += c;
+      *out += c;
   }
-  return out + "\"";
+  *out += '"';
 }
+
+constexpr size_t kCsvBuffer = 64 << 10;
 
 }  // namespace
 
@@ -35,6 +40,57 @@ std::string csv_number(double v) {
   return std::string(buf, res.ptr);
 }
 
+void CsvLog::cell(std::string_view text) {
+  separate();
+  append_escaped(&buffer_, text);
+}
+
+void CsvLog::cell(int64_t v) {
+  separate();
+  char buf[24];
+  auto res = std::to_chars(buf, buf + sizeof(buf), v);
+  buffer_.append(buf, res.ptr);
+}
+
+void CsvLog::cell(uint64_t v) {
+  separate();
+  char buf[24];
+  auto res = std::to_chars(buf, buf + sizeof(buf), v);
+  buffer_.append(buf, res.ptr);
+}
+
+void CsvLog::cell(double v) {
+  separate();
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof(buf), v);
+  buffer_.append(buf, res.ptr);
+}
+
+void CsvLog::end_row(bool flush) {
+  buffer_ += '\n';
+  row_open_ = false;
+  if (flush) {
+    this->flush();
+  } else if (buffer_.size() >= kCsvBuffer) {
+    out_.write(buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
+    buffer_.clear();
+  }
+}
+
+void CsvLog::flush() {
+  if (!buffer_.empty() && out_.is_open()) {
+    out_.write(buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
+  }
+  buffer_.clear();
+  out_.flush();
+}
+
+void CsvLog::close() {
+  if (!out_.is_open()) return;
+  flush();
+  out_.close();
+}
+
 Status CsvLog::open(const std::string& path, const std::vector<std::string>& header) {
   bool fresh = !std::filesystem::exists(path) || std::filesystem::file_size(path) == 0;
   out_.open(path, std::ios::app);
@@ -44,9 +100,8 @@ Status CsvLog::open(const std::string& path, const std::vector<std::string>& hea
 }
 
 void CsvLog::write(const std::vector<std::string>& cells, bool flush) {
-  for (size_t i = 0; i < cells.size(); ++i) out_ << (i ? "," : "") << csv_escape(cells[i]);
-  out_ << "\n";
-  if (flush) out_.flush();
+  for (const auto& c : cells) cell(c);
+  end_row(flush);
 }
 
 std::vector<std::string> round_header(size_t tiers) {
@@ -106,25 +161,26 @@ std::vector<std::string> task_header() {
           "bytes_fetched", "bytes_put",  "error"};
 }
 
-std::vector<std::string> task_cells(const TaskRow& t) {
-  return {std::to_string(t.round),
-          t.task_id,
-          t.node,
-          t.parent,
-          t.kind,
-          t.endpoint,
-          std::to_string(t.tier),
-          t.status,
-          csv_number(t.submitted),
-          csv_number(t.started),
-          csv_number(t.finished),
-          csv_number(t.train_loss),
-          csv_number(t.train_accuracy),
-          csv_number(t.train_seconds),
-          std::to_string(t.samples),
-          std::to_string(t.bytes_fetched),
-          std::to_string(t.bytes_put),
-          t.error};
+void write_task(CsvLog& csv, const TaskRow& t) {
+  csv.cell(t.round);
+  csv.cell(t.task_id);
+  csv.cell(t.node);
+  csv.cell(t.parent);
+  csv.cell(t.kind);
+  csv.cell(t.endpoint);
+  csv.cell(t.tier);
+  csv.cell(t.status);
+  csv.cell(t.submitted);
+  csv.cell(t.started);
+  csv.cell(t.finished);
+  csv.cell(t.train_loss);
+  csv.cell(t.train_accuracy);
+  csv.cell(t.train_seconds);
+  csv.cell(t.samples);
+  csv.cell(t.bytes_fetched);
+  csv.cell(t.bytes_put);
+  csv.cell(t.error);
+  csv.end_row();
 }
 
 Status truncate_csv_rounds(const std::string& path, int64_t last_round) {

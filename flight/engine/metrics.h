@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <fstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "flight/base/status.h"
@@ -37,17 +38,37 @@ struct TaskRow {
   uint64_t bytes_fetched = 0, bytes_put = 0;
 };
 
+// Rows go into a buffer that reaches the file at flush(), close(), the
+// destructor, or every 64 KiB: a 10,000-task round's tasks.csv is a few
+// writes, not a stream insertion per cell.
 class CsvLog {
  public:
+  CsvLog() = default;
+  CsvLog(const CsvLog&) = delete;
+  CsvLog& operator=(const CsvLog&) = delete;
+  ~CsvLog() { close(); }
+
   // Opens `path` for appending; writes `header` when the file is new or empty.
   Status open(const std::string& path, const std::vector<std::string>& header);
   // flush = false batches rows (call flush() after the batch).
   void write(const std::vector<std::string>& cells, bool flush = true);
-  void flush() { out_.flush(); }
-  void close() { out_.close(); }
+  // One row cell by cell (escaped as write() does), then end_row().
+  void cell(std::string_view text);
+  void cell(int64_t v);
+  void cell(uint64_t v);
+  void cell(double v);  // csv_number's form
+  void end_row(bool flush = false);
+  void flush();
+  void close();
 
  private:
+  void separate() {
+    if (row_open_) buffer_ += ',';
+    row_open_ = true;
+  }
   std::ofstream out_;
+  std::string buffer_;
+  bool row_open_ = false;
 };
 
 // A number as CSV cells write it: its shortest round-trip form.
@@ -56,7 +77,8 @@ std::string csv_number(double v);
 std::vector<std::string> round_header(size_t tiers);
 std::vector<std::string> round_cells(const RoundRow& r, size_t tiers);
 std::vector<std::string> task_header();
-std::vector<std::string> task_cells(const TaskRow& t);
+// One tasks.csv row, in task_header()'s columns.
+void write_task(CsvLog& csv, const TaskRow& t);
 
 // Keeps the header and the rows whose first column (round) is <= `last_round`;
 // used by --resume so that rows from after the checkpoint are not duplicated.

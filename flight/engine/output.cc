@@ -131,7 +131,7 @@ void RunOutput::add_round(const RoundRow& row) {
 }
 
 void RunOutput::add_tasks(const std::vector<TaskRow>& rows) {
-  for (const auto& t : rows) tasks_csv_.write(task_cells(t), /*flush=*/false);
+  for (const auto& t : rows) write_task(tasks_csv_, t);
   tasks_csv_.flush();
 }
 

@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <iostream>
+#include <unordered_map>
 
 #include "flight/base/logging.h"
 #include "flight/base/time.h"
@@ -121,43 +122,70 @@ struct SyncDriver::RoundState {
 // process is input like any other: a malformed one becomes a failure of that
 // task, never an exception on an invoker thread (which would leave the round
 // waiting forever).
+//
+// In process the typed result is read where it is (the task's message), not
+// copied; only a result from JSON is kept here. So a Parsed lives no longer
+// than the TaskResult it reads, and is not copied or moved.
 struct SyncDriver::Parsed {
-  faas::TaskResult raw;              // state, error and times (result JSON dropped once read)
-  std::optional<TrainResult> train;  // a worker's, when ok
-  std::optional<AggregateResult> aggregate;  // an aggregator's, when ok
-  bool ok() const { return raw.ok(); }
+  const faas::TaskResult* raw = nullptr;  // id and times
+  bool ok_ = false;
+  std::string error;                          // why, when !ok()
+  const TrainResult* train = nullptr;         // a worker's, when ok
+  const AggregateResult* aggregate = nullptr;  // an aggregator's, when ok
+  std::optional<TrainResult> train_read;      // read from JSON (another process)
+  std::optional<AggregateResult> aggregate_read;
+
+  Parsed() = default;
+  Parsed(const Parsed&) = delete;
+  Parsed& operator=(const Parsed&) = delete;
+  bool ok() const { return ok_; }
 };
 
-SyncDriver::Parsed SyncDriver::parse(const faas::TaskResult& raw, bool is_worker) {
-  Parsed p;
-  p.raw.task_id = raw.task_id;
-  p.raw.state = raw.state;
-  p.raw.error = raw.error;
-  p.raw.submitted_at = raw.submitted_at;
-  p.raw.started_at = raw.started_at;
-  p.raw.finished_at = raw.finished_at;
-  if (!raw.ok()) return p;
-  Status st;
-  if (is_worker) {
-    auto r = result_of<TrainResult>(raw);
-    if (r.is_ok()) p.train = std::move(r).value();
-    st = r.status();
-  } else {
-    auto r = result_of<AggregateResult>(raw);
-    if (r.is_ok()) p.aggregate = std::move(r).value();
-    st = r.status();
+// The typed result in `r`'s message, or read from its JSON into `storage`.
+template <typename Result>
+static Status read_result(const faas::TaskResult& r, const Result** out,
+                          std::optional<Result>* storage) {
+  if (const Result* typed = faas::message_as<Result>(r.message)) {
+    *out = typed;
+    return Status::ok();
   }
+  StatusOr<Result> read = Result::from_json(r.result);
+  FLIGHT_RETURN_IF_ERROR(read.status());
+  *storage = std::move(read).value();
+  *out = &**storage;
+  return Status::ok();
+}
+
+void SyncDriver::parse(const faas::TaskResult& raw, bool is_worker, Parsed* p) {
+  p->raw = &raw;
+  p->ok_ = raw.ok();
+  if (!raw.ok()) {
+    p->error = raw.error;
+    return;
+  }
+  const Status st = is_worker ? read_result(raw, &p->train, &p->train_read)
+                              : read_result(raw, &p->aggregate, &p->aggregate_read);
   if (!st.is_ok()) {
-    p.raw.state = faas::TaskState::kFailed;
-    p.raw.error = "malformed result: " + st.message();
+    p->ok_ = false;
+    p->train = nullptr;
+    p->aggregate = nullptr;
+    p->error = "malformed result: " + st.message();
   }
-  return p;
 }
 
 SyncDriver::SyncDriver(RunContext& ctx, SimulatedDevices& devices, RunOutput& output)
     : ctx_(ctx), devices_(devices), output_(output), nodes_(*ctx.topology, ctx.workers) {
   endpoints_.reserve(nodes_.size());
-  for (Node i = 0; i < nodes_.size(); ++i) endpoints_.push_back(ctx_.endpoint_of(nodes_.id(i)));
+  put_connectors_.reserve(nodes_.size());
+  // Keyed by the node's own `connector:` setting (null: the default).
+  std::unordered_map<std::string, transport::ConnectorConfig> shared;
+  for (Node i = 0; i < nodes_.size(); ++i) {
+    const std::string& id = nodes_.id(i);
+    endpoints_.push_back(ctx_.endpoint_of(id));
+    auto [it, fresh] = shared.try_emplace(ctx_.topology->nodes()[i].connector.dump());
+    if (fresh) it->second = ctx_.node_connector(id);
+    put_connectors_.push_back(it->second);
+  }
 }
 
 SyncDriver::~SyncDriver() = default;
@@ -569,7 +597,8 @@ faas::TaskSpec SyncDriver::train_spec(const RoundState& rs, int64_t round, Node 
   a.node = id;
   a.worker_index = nodes_.worker_index(worker);
   a.model = rs.model_ref;
-  a.put = ctx_.put_target(id, rs.scope);
+  a.put.connector = put_connectors_[worker];
+  a.put.scope = rs.scope;
   a.dp = rs.dp;
   if (ctx_.ef) a.ef_round = ctx_.ef->delivered(a.worker_index);
   return spec(worker, "train", std::move(a));
@@ -607,7 +636,8 @@ void SyncDriver::maybe_launch(const RoundPtr& rs, int64_t round, Node node, Late
   a.node = nodes_.id(node);
   a.children = std::move(ns.mail);
   ns.mail.clear();
-  a.put = ctx_.put_target(a.node, rs->scope);
+  a.put.connector = put_connectors_[node];
+  a.put.scope = rs->scope;
   if (ctx_.ef && ctx_.config.aggregator_fraction > 0) {
     a.ef_round = ctx_.ef->delivered(aggregator_key(a.node));
   }
@@ -678,7 +708,8 @@ void SyncDriver::on_task_done(const RoundPtr& rs, int64_t round, const faas::Tas
 }
 
 TaskRow SyncDriver::task_row(RoundState& rs, int64_t round, Node node,
-                             const faas::TaskResult& result) const {
+                             const Parsed& parsed) const {
+  const faas::TaskResult& result = *parsed.raw;
   TaskRow row;
   row.round = round;
   row.task_id = result.task_id;
@@ -688,7 +719,7 @@ TaskRow SyncDriver::task_row(RoundState& rs, int64_t round, Node node,
   row.kind = nodes_.is_worker(node) ? "train" : "aggregate";
   row.endpoint = endpoints_[node];
   row.tier = nodes_.tier(node);
-  row.status = result.ok() ? "ok" : "failed";
+  row.status = parsed.ok() ? "ok" : "failed";
   // Task times are wall-clock; convert to run-relative seconds.
   const double origin = wall_seconds() - ctx_.now();
   row.submitted = result.submitted_at - origin;
@@ -708,8 +739,9 @@ void SyncDriver::evict_update(const TrainResult& r) {
 void SyncDriver::handle_result(const RoundPtr& rs, int64_t round, Node node,
                                const faas::TaskResult& raw, Later* after) {
   const bool is_worker = nodes_.is_worker(node);
-  const Parsed result = parse(raw, is_worker);
-  TaskRow row = task_row(*rs, round, node, result.raw);
+  Parsed result;
+  parse(raw, is_worker, &result);
+  TaskRow row = task_row(*rs, round, node, result);
   if (is_worker && (worker_gate(rs, round, node, result, row, after) ||
                     worker_dropped(rs, round, node, result, row, after))) {
     return;
@@ -720,8 +752,8 @@ void SyncDriver::handle_result(const RoundPtr& rs, int64_t round, Node node,
   if (result.ok()) {
     update = take_update(*rs, node, result, &row);
   } else {
-    failure = (is_worker ? "worker " : "aggregator ") + nodes_.id(node) + ": " + result.raw.error;
-    row.error = result.raw.error;
+    failure = (is_worker ? "worker " : "aggregator ") + nodes_.id(node) + ": " + result.error;
+    row.error = result.error;
     if (is_worker) rs->failed++;
     rs->failures.push_back(failure);
     spdlog::warn("round {}: {}", round, failure);
@@ -789,11 +821,11 @@ bool SyncDriver::worker_gate(const RoundPtr& rs, int64_t round, Node node, const
   }
   if (!result.ok() && nr.attempts <= ctx_.config.faults.task_retries && !rs->closed) {
     row.status = "retried";
-    row.error = result.raw.error;
+    row.error = result.error;
     rs->rows.push_back(row);
     nr.attempts++;
     spdlog::warn("round {}: worker {} failed ({}); retrying", round, nodes_.id(node),
-                 result.raw.error);
+                 result.error);
     after->push_back(
         [this, rs, round, node] { submit_task(rs, round, train_spec(*rs, round, node)); });
     return true;

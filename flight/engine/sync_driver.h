@@ -99,8 +99,8 @@ class SyncDriver {
               std::optional<ChildUpdate> update, const std::string& failure, Later* after);
   void credit(RoundState& rs, size_t n) const;
   void settle(RoundState& rs, Node node, size_t upto) const;
-  TaskRow task_row(RoundState& rs, int64_t round, Node node, const faas::TaskResult& result) const;
-  static Parsed parse(const faas::TaskResult& raw, bool is_worker);
+  TaskRow task_row(RoundState& rs, int64_t round, Node node, const Parsed& result) const;
+  static void parse(const faas::TaskResult& raw, bool is_worker, Parsed* out);
   void evict_update(const TrainResult& r);
   void progress(const RoundRow& row) const;
 
@@ -109,7 +109,11 @@ class SyncDriver {
   RunOutput& output_;
   const NodeTable nodes_;
   std::vector<std::string> endpoints_;  // by node: RunContext::endpoint_of, resolved once
-  double virtual_time_ = 0;             // clock: virtual — simulated time so far
+  // By node: the connector it puts through (RunContext::node_connector),
+  // one shared config per distinct setting, so a task's put target copies a
+  // pointer.
+  std::vector<transport::ConnectorConfig> put_connectors_;
+  double virtual_time_ = 0;  // clock: virtual — simulated time so far
 };
 
 }  // namespace flight::engine

@@ -53,6 +53,18 @@ StatusOr<transport::Store*> store_for(const nlohmann::json& connector) {
   return store;
 }
 
+StatusOr<transport::Store*> store_for(const transport::ConnectorConfig& connector) {
+  thread_local std::vector<std::pair<transport::ConnectorConfig, transport::Store*>> seen;
+  for (const auto& [config, store] : seen) {
+    if (config.same(connector)) return store;
+  }
+  FLIGHT_ASSIGN_OR_RETURN(transport::Store * store, store_for(*connector));
+  // Bounded: a long-lived endpoint sees a new config object per task.
+  if (seen.size() >= 16) seen.erase(seen.begin());
+  seen.emplace_back(connector, store);
+  return store;
+}
+
 void evict_consumed(transport::Store& consumer, const transport::Ref& ref) {
   (void)consumer.evict(ref);
   transport::Store* producer = nullptr;
@@ -61,7 +73,7 @@ void evict_consumed(transport::Store& consumer, const transport::Ref& ref) {
     std::lock_guard<std::mutex> lock(mu);
     if (stores.size() < 2) return;  // one store: the consumer is the producer
     for (const auto& [config, store] : stores) {
-      if (store.get() != &consumer && store->connector_config() == ref.connector) {
+      if (store.get() != &consumer && ref.connector == store->shared_config()) {
         producer = store.get();
         break;
       }

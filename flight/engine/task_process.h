@@ -8,6 +8,7 @@
 #include "flight/base/status.h"
 
 namespace flight::transport {
+class ConnectorConfig;
 class Store;
 struct StoreStats;
 struct Ref;
@@ -27,6 +28,9 @@ void configure_task_process();
 // The process-wide store that puts through `connector` (built once per
 // distinct config). Any store resolves any Ref.
 StatusOr<transport::Store*> store_for(const nlohmann::json& connector);
+// The same for a shared config (a task's put target, a Ref's connector): a
+// config this thread resolved before is found by pointer.
+StatusOr<transport::Store*> store_for(const transport::ConnectorConfig& connector);
 
 // Removes a consumed update: through `consumer` (its cache and the object in
 // its connector) and, when the update was put by another store of this

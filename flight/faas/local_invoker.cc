@@ -194,12 +194,27 @@ class LocalInvoker final : public Invoker {
     }
   }
 
+  // One lock per task: the bookkeeping of the task just run and the pop of
+  // the next share a critical section; what the finished task held is
+  // released outside it.
   void work() {
     t_invoker_thread_of = this;
+    std::optional<uint64_t> finished;  // serial of the job this thread just ran
     while (true) {
       Job job;
+      std::shared_ptr<TaskCompletion> release;
       {
         std::unique_lock<std::mutex> lock(mu_);
+        if (finished) {
+          auto it = live_.find(*finished);
+          if (it != live_.end()) {
+            release = std::move(it->second);
+            live_.erase(it);
+          }
+          finished.reset();
+          --running_;
+          if (running_ == 0 && queue_.empty()) idle_.notify_all();
+        }
         not_empty_.wait(lock, [this] { return closed_ || !queue_.empty(); });
         if (queue_.empty()) return;  // closed_ and drained
         job = std::move(queue_.front());
@@ -208,12 +223,7 @@ class LocalInvoker final : public Invoker {
       }
       not_full_.notify_one();
       run(job);
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        live_.erase(job.serial & kSerialMask);
-        --running_;
-        if (running_ == 0 && queue_.empty()) idle_.notify_all();
-      }
+      finished = job.serial & kSerialMask;
     }
   }
 

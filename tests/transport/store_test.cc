@@ -43,7 +43,7 @@ std::unique_ptr<Store> make_store(const nlohmann::json& config, StoreOptions opt
 
 TEST(Ref, JsonRoundTripAndErrors) {
   Ref r;
-  r.connector = {{"kind", "redis"}, {"host", "10.0.0.1"}, {"port", 6379}};
+  r.connector = nlohmann::json{{"kind", "redis"}, {"host", "10.0.0.1"}, {"port", 6379}};
   r.key = "abc";
   r.size = 1234567890123ull;
   r.checksum = 0xdeadbeef;
@@ -84,7 +84,7 @@ TEST(Store, PutGetRoundTripAndStats) {
   ParamSet p = bench::sample_params(100000, 1);
   auto ref = store->put(p);
   ASSERT_TRUE(ref.is_ok()) << ref.status();
-  EXPECT_EQ(ref->connector["kind"], "memory");
+  EXPECT_EQ(ref->connector->at("kind"), "memory");
   auto got = store->get(*ref);
   ASSERT_TRUE(got.is_ok()) << got.status();
   EXPECT_TRUE(got->equal(p));
@@ -293,7 +293,7 @@ TEST(TcpTwoProcesses, ConsumerPullsStraightFromAProducerProcess) {
   ASSERT_TRUE(producer.running()) << testing::read_file(dir.file("producer.err"));
   auto ref = Ref::from_json(nlohmann::json::parse(testing::read_file(ref_path)));
   ASSERT_TRUE(ref.is_ok()) << ref.status();
-  EXPECT_EQ(ref->connector["kind"], "tcp");
+  EXPECT_EQ(ref->connector->at("kind"), "tcp");
 
   auto store = make_store({{"kind", "memory"}});
   auto got = store->get(*ref);
