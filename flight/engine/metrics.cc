@@ -30,14 +30,22 @@ void append_escaped(std::string* out, std::string_view s) {
 
 constexpr size_t kCsvBuffer = 64 << 10;
 
+// Integers in decimal, doubles in their shortest round-trip form (csv_number).
+template <typename T>
+void append_number(std::string* out, T v) {
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof(buf), v);
+  out->append(buf, res.ptr);
+}
+
 }  // namespace
 
 std::string csv_number(double v) {
   // The shortest text that reads back to exactly v (0.5782, not
   // 0.57820000000000005).
-  char buf[64];
-  auto res = std::to_chars(buf, buf + sizeof(buf), v);
-  return std::string(buf, res.ptr);
+  std::string out;
+  append_number(&out, v);
+  return out;
 }
 
 void CsvLog::cell(std::string_view text) {
@@ -47,23 +55,17 @@ void CsvLog::cell(std::string_view text) {
 
 void CsvLog::cell(int64_t v) {
   separate();
-  char buf[24];
-  auto res = std::to_chars(buf, buf + sizeof(buf), v);
-  buffer_.append(buf, res.ptr);
+  append_number(&buffer_, v);
 }
 
 void CsvLog::cell(uint64_t v) {
   separate();
-  char buf[24];
-  auto res = std::to_chars(buf, buf + sizeof(buf), v);
-  buffer_.append(buf, res.ptr);
+  append_number(&buffer_, v);
 }
 
 void CsvLog::cell(double v) {
   separate();
-  char buf[64];
-  auto res = std::to_chars(buf, buf + sizeof(buf), v);
-  buffer_.append(buf, res.ptr);
+  append_number(&buffer_, v);
 }
 
 void CsvLog::end_row(bool flush) {
