@@ -6,6 +6,7 @@
 #include "flight/base/options.h"
 #include "flight/base/time.h"
 #include "flight/faas/http_client.h"
+#include "flight/faas/invoker.h"
 #include "flight/faas/shared_json.h"
 #include "flight/faas/token_file.h"
 
@@ -380,7 +381,7 @@ void EndpointAgent::work() {
       out = {{"task_id", l.id},
              {"started_at", started},
              {"finished_at", wall_seconds()},
-             {"state", r.is_ok() ? "succeeded" : "failed"}};
+             {"state", task_state_name(final_state(r.status()))}};
       if (r.is_ok()) {
         out["result"] = std::move(r).value();
       } else {

@@ -28,6 +28,21 @@ bool is_terminal(TaskState state) {
   return state != TaskState::kPending && state != TaskState::kRunning;
 }
 
+const char* const kFinalStates = "succeeded, failed, cancelled, deadline_exceeded";
+
+TaskState final_state(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kOk:
+      return TaskState::kSucceeded;
+    case StatusCode::kCancelled:
+      return TaskState::kCancelled;
+    case StatusCode::kDeadlineExceeded:
+      return TaskState::kDeadlineExceeded;
+    default:
+      return TaskState::kFailed;
+  }
+}
+
 nlohmann::json TaskSpec::json_args() const {
   if (message && args.is_object() && args.empty()) return message->to_json();
   return args;

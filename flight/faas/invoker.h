@@ -97,6 +97,12 @@ enum class TaskState { kPending, kRunning, kSucceeded, kFailed, kCancelled, kDea
 const char* task_state_name(TaskState state);
 StatusOr<TaskState> parse_task_state(std::string_view name);
 bool is_terminal(TaskState state);
+// The final state of a task whose function returned `s`: Cancelled and
+// DeadlineExceeded keep their meaning (the task stopped when asked), any
+// other error is a failure.
+TaskState final_state(const Status& s);
+// "succeeded, failed, cancelled, deadline_exceeded", for error messages.
+extern const char* const kFinalStates;
 
 struct TaskResult {
   std::string task_id;

@@ -254,7 +254,7 @@ class LocalInvoker final : public Invoker {
       st = out.status();
     }
     r.finished_at = wall_seconds();
-    r.state = st.is_ok() ? TaskState::kSucceeded : TaskState::kFailed;
+    r.state = final_state(st);
     if (!st.is_ok()) r.error = st.message();
     c->complete(std::move(r));  // no lock held: the callback may submit
   }

@@ -930,8 +930,9 @@ void Session::route_tasks(const Target& t) {
       auto s = parse_task_state(state_name);
       if (!s.is_ok()) {
         st = s.status().with_context("result.state");
-      } else if (*s != TaskState::kSucceeded && *s != TaskState::kFailed) {
-        st = invalid_argument("result.state: must be 'succeeded' or 'failed'");
+      } else if (!is_terminal(*s)) {
+        st = invalid_argument(std::string("result.state: must be a final state, not '") +
+                              task_state_name(*s) + "'");
       } else {
         r.state = *s;
       }
@@ -993,8 +994,8 @@ void Session::route_results() {
     st = item.finish();
     if (st.is_ok()) {
       auto s = parse_task_state(state_name);
-      if (!s.is_ok() || (*s != TaskState::kSucceeded && *s != TaskState::kFailed)) {
-        st = invalid_argument(where + ".state: must be 'succeeded' or 'failed'");
+      if (!s.is_ok() || !is_terminal(*s)) {
+        st = invalid_argument(where + ".state: must be a final state (" + kFinalStates + ")");
       } else {
         r.state = *s;
       }

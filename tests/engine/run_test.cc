@@ -309,7 +309,7 @@ TEST_F(RunTest, DeadlineDropsStragglersAndCountsThem) {
   o.functions = &registry;
   auto s = run_experiment(
       config(kThreeTier, "deadline",
-             {"rounds=2", "faults.round_deadline_s=3", "faults.min_fraction=0.5"}),
+             {"rounds=2", "faults.round_deadline_s=6", "faults.min_fraction=0.5"}),
       o);
   ASSERT_TRUE(s.is_ok()) << s.status();
   const std::string csv = testing::read_file(s->output_dir + "/rounds.csv");
