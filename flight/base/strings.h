@@ -27,4 +27,9 @@ std::string human_bytes(double bytes);
 // Parses "64", "1K", "1KB", "1MiB", "256M", "2G" (powers of 1024); false on junk.
 bool parse_bytes(std::string_view s, uint64_t* out);
 
+// Lowercase hex of n bytes (binary values inside JSON messages).
+std::string hex_encode(const uint8_t* data, size_t n);
+// The bytes of an even-length hex string (either case); false on junk.
+bool hex_decode(std::string_view hex, std::vector<uint8_t>* out);
+
 }  // namespace flight

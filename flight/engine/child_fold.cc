@@ -10,6 +10,7 @@
 
 #include "flight/engine/fetch_pool.h"
 #include "flight/engine/job.h"
+#include "flight/engine/secagg_worker.h"
 #include "flight/engine/task_process.h"
 
 namespace flight::engine {
@@ -138,7 +139,8 @@ StatusOr<AggregateResult> fold_stream(const AggregateArgs& args,
   const std::string key =
       (args.job.id.empty() ? job_id(args.job.job) : args.job.id) + '\n' + args.node;
   auto session = Sessions::instance().open(key, st.session, [&] {
-    return std::make_unique<ChildFold>(strategy.begin(), store, static_cast<size_t>(st.total),
+    return std::make_unique<ChildFold>(args.masked ? masked_sum() : strategy.begin(), store,
+                                       static_cast<size_t>(st.total),
                                        static_cast<size_t>(st.window));
   });
   std::lock_guard<std::mutex> lock(session->mu);

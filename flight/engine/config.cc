@@ -6,6 +6,7 @@
 #include "flight/base/strings.h"
 #include "flight/engine/dp_hooks.h"
 #include "flight/engine/job.h"
+#include "flight/engine/secure_options.h"
 #include "flight/engine/yaml_json.h"
 
 namespace flight::engine {
@@ -264,8 +265,8 @@ Status parse(const YamlDocument& doc, const std::string& base_dir, ExperimentCon
       .optional("dropout", &c->heterogeneity.dropout);
   FLIGHT_RETURN_IF_ERROR(heterogeneity.finish());
   FLIGHT_RETURN_IF_ERROR(read_compression(compression, &c->compression, &c->aggregator_fraction));
-  json dp;
-  privacy.optional("dp", &dp);
+  json dp, secure;
+  privacy.optional("dp", &dp).optional("secure_aggregation", &secure);
   FLIGHT_RETURN_IF_ERROR(privacy.finish());
   if (!dp.is_null()) {
     OptionReader dp_reader = privacy.child("dp");
@@ -276,6 +277,15 @@ Status parse(const YamlDocument& doc, const std::string& base_dir, ExperimentCon
   }
   const std::string clash = compression_conflict(*c);
   if (!clash.empty()) return invalid_argument(compression.label("encoding") + ": " + clash);
+  if (!secure.is_null() && !(secure.is_boolean() && !secure.get<bool>())) {
+    c->secure.emplace();
+    if (!secure.is_boolean()) {
+      OptionReader secure_reader = privacy.child("secure_aggregation");
+      FLIGHT_RETURN_IF_ERROR(read_secure_options(secure_reader, &*c->secure));
+    }
+    const std::string why = secure_conflict(*c);
+    if (!why.empty()) return invalid_argument(privacy.label("secure_aggregation") + ": " + why);
+  }
 
   Status v = c->validate();
   if (!v.is_ok()) return invalid_argument(doc.source + ": " + v.message());
@@ -367,6 +377,11 @@ Status ExperimentConfig::validate() const {
   }
   const std::string clash = compression_conflict(*this);
   if (!clash.empty()) return invalid_argument("compression.encoding: " + clash);
+  if (secure) {
+    FLIGHT_RETURN_IF_ERROR(secure->validate().with_context("privacy"));
+    const std::string why = secure_conflict(*this);
+    if (!why.empty()) return invalid_argument("privacy.secure_aggregation: " + why);
+  }
   return Status::ok();
 }
 
@@ -429,7 +444,9 @@ nlohmann::json ExperimentConfig::to_json() const {
               {"debug", debug_mode_to_json(debug)},
               {"deploy", deploy},
               {"compression", compression_to_json(compression, aggregator_fraction)},
-              {"privacy", {{"dp", dp ? dp_options_to_json(*dp) : json(nullptr)}}}};
+              {"privacy",
+               {{"dp", dp ? dp_options_to_json(*dp) : json(nullptr)},
+                {"secure_aggregation", secure ? secure_options_to_json(*secure) : json(nullptr)}}}};
 }
 
 StatusOr<ExperimentConfig> ExperimentConfig::load(const std::string& path,

@@ -62,6 +62,9 @@
 //     dp: {clip_norm: 1.0, noise_multiplier: 1.0, placement: coordinator, adaptive: false,
 //          delta: 1.0e-5, epsilon_budget: 0}   # client-level DP (dp_hooks.h); absent = off.
 //                                   #   sync FedAvg-family strategies only
+//     secure_aggregation: {neighbours: 0, threshold: 0.5, fractional_bits: 20}
+//                                   # SecAgg+ masking (secure_options.h); absent = off.
+//                                   #   sync FedAvg-family strategies, no topk
 #pragma once
 
 #include <cstdint>
@@ -78,6 +81,7 @@
 #include "flight/learning/model.h"
 #include "flight/learning/trainer.h"
 #include "flight/privacy/dp.h"
+#include "flight/privacy/secagg.h"
 #include "transport/update_encoding.h"
 
 namespace flight::engine {
@@ -219,6 +223,9 @@ struct ExperimentConfig {
   double aggregator_fraction = 0;        // compression.aggregator_fraction (topk; job.h)
   // privacy.dp: client-level differential privacy (dp_hooks.h); nullopt = off.
   std::optional<privacy::DpOptions> dp;
+  // privacy.secure_aggregation: masked updates, aggregators add modulo 2^32
+  // (secure_options.h, secure_round.h); nullopt = off.
+  std::optional<privacy::SecAggOptions> secure;
 
   // Loads `path`, applies `overrides` ("train.lr=0.1", "rounds=5": dotted keys,
   // YAML scalar values) and validates. Errors name file, line and key.

@@ -1,6 +1,10 @@
 #include "flight/engine/messages.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "flight/base/options.h"
+#include "flight/base/strings.h"
 
 namespace flight::engine {
 namespace {
@@ -39,6 +43,63 @@ void put_field(OptionReader& r, PutTarget* out) {
     *out = std::move(put).value();
   else
     r.fail("put", put.status().message());
+}
+
+// A hex-encoded binary field of exactly `size` bytes (0: any size).
+void hex_field(OptionReader& r, const char* key, std::vector<uint8_t>* out, size_t size = 0) {
+  std::string hex;
+  r.required(key, &hex);
+  if (!r.has(key)) return;
+  if (!hex_decode(hex, out)) {
+    r.fail(key, "must be a hex string");
+  } else if (size != 0 && out->size() != size) {
+    r.fail(key, "must be " + std::to_string(size) + " bytes, got " + std::to_string(out->size()));
+  }
+}
+
+void key_field(OptionReader& r, const char* key, std::array<uint8_t, 32>* out) {
+  std::vector<uint8_t> bytes;
+  hex_field(r, key, &bytes, out->size());
+  if (bytes.size() == out->size()) std::copy(bytes.begin(), bytes.end(), out->begin());
+}
+
+void plan_field(OptionReader& r, SecAggPlan* out) {
+  json j;
+  r.required("plan", &j);
+  if (j.is_null()) return;
+  auto plan = SecAggPlan::from_json(j);
+  if (plan.is_ok())
+    *out = *plan;
+  else
+    r.fail("plan", plan.status().message());
+}
+
+// A list field of objects read by T::from_json(element, "path[i]").
+template <typename T>
+void list_field(OptionReader& r, const char* key, const std::string& path, std::vector<T>* out) {
+  json j;
+  r.required(key, &j);
+  if (j.is_null()) return;
+  if (!j.is_array()) {
+    r.fail(key, "must be a list");
+    return;
+  }
+  for (size_t i = 0; i < j.size(); ++i) {
+    auto v = T::from_json(j[i], path + "." + key + "[" + std::to_string(i) + "]");
+    if (!v.is_ok()) {
+      r.fail(key, v.status().message());
+      return;
+    }
+    out->push_back(std::move(v).value());
+  }
+}
+
+// `index` must name one of the plan's workers.
+void check_index(OptionReader& r, const SecAggPlan& plan, int64_t index) {
+  if (index < 0 || index >= plan.num_workers) {
+    r.fail("index", "must be in [0, " + std::to_string(plan.num_workers) + "), got " +
+                        std::to_string(index));
+  }
 }
 
 }  // namespace
@@ -87,6 +148,66 @@ StatusOr<DpTask> DpTask::from_json(const json& j) {
   return d;
 }
 
+json SecAggPlan::to_json() const {
+  return json{{"id", id},
+              {"num_workers", num_workers},
+              {"neighbours", neighbours},
+              {"threshold", threshold},
+              {"fractional_bits", fractional_bits},
+              {"graph_seed", graph_seed}};
+}
+
+StatusOr<SecAggPlan> SecAggPlan::from_json(const json& j, const std::string& path) {
+  SecAggPlan p;
+  OptionReader r(j, path);
+  r.required("id", &p.id)
+      .at_least("num_workers", &p.num_workers, int64_t{2}, true)
+      .at_least("neighbours", &p.neighbours, int64_t{1}, true)
+      .at_least("threshold", &p.threshold, int64_t{1}, true)
+      .in_range("fractional_bits", &p.fractional_bits, int64_t{0}, int64_t{30}, true)
+      .required("graph_seed", &p.graph_seed);
+  if (p.neighbours >= p.num_workers) r.fail("neighbours", "must be < num_workers");
+  if (p.threshold > p.neighbours) r.fail("threshold", "must be <= neighbours");
+  FLIGHT_RETURN_IF_ERROR(r.finish());
+  return p;
+}
+
+json SecAggSealed::to_json() const {
+  json j{{"to", to}, {"box", hex_encode(box.data(), box.size())}};
+  if (from >= 0) j["from"] = from;
+  return j;
+}
+
+StatusOr<SecAggSealed> SecAggSealed::from_json(const json& j, const std::string& path) {
+  SecAggSealed s;
+  OptionReader r(j, path);
+  r.at_least("from", &s.from, int64_t{0}).at_least("to", &s.to, int64_t{0}, true);
+  hex_field(r, "box", &s.box);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
+  return s;
+}
+
+json SecAggTrain::to_json() const {
+  json inbox_json = json::array();
+  for (const auto& s : inbox) inbox_json.push_back(s.to_json());
+  return json{{"plan", plan.to_json()},
+              {"index", index},
+              {"weight_scale", weight_scale},
+              {"inbox", std::move(inbox_json)}};
+}
+
+StatusOr<SecAggTrain> SecAggTrain::from_json(const json& j) {
+  SecAggTrain t;
+  OptionReader r(j, "train args.secure");
+  plan_field(r, &t.plan);
+  r.required("index", &t.index).required("weight_scale", &t.weight_scale);
+  if (!(t.weight_scale > 0)) r.fail("weight_scale", "must be > 0");
+  check_index(r, t.plan, t.index);
+  list_field(r, "inbox", "train args.secure", &t.inbox);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
+  return t;
+}
+
 json TrainArgs::to_json() const {
   json j{{"round", round},
          {"node", node},
@@ -95,6 +216,7 @@ json TrainArgs::to_json() const {
          {"put", put.to_json()}};
   if (dp) j["dp"] = dp->to_json();
   if (ef_round) j["ef_round"] = *ef_round;
+  if (secure) j["secure"] = secure->to_json();
   job.to_json(&j);
   return j;
 }
@@ -119,6 +241,15 @@ StatusOr<TrainArgs> TrainArgs::from_json(const json& j) {
     int64_t delivered = 0;
     r.at_least("ef_round", &delivered, int64_t{0});
     a.ef_round = delivered;
+  }
+  json secure;
+  r.optional("secure", &secure);
+  if (!secure.is_null()) {
+    auto part = SecAggTrain::from_json(secure);
+    if (part.is_ok())
+      a.secure = std::move(part).value();
+    else
+      r.fail("secure", part.status().message());
   }
   FLIGHT_RETURN_IF_ERROR(r.finish());
   return a;
@@ -216,6 +347,7 @@ json AggregateArgs::to_json() const {
   json j{{"round", round}, {"node", node}, {"children", std::move(kids)}, {"put", put.to_json()}};
   if (stream) j["stream"] = stream->to_json();
   if (ef_round) j["ef_round"] = *ef_round;
+  if (masked) j["masked"] = true;
   job.to_json(&j);
   return j;
 }
@@ -228,7 +360,8 @@ StatusOr<AggregateArgs> AggregateArgs::from_json(const json& j) {
   r.optional("round", &a.round)
       .required("node", &a.node)
       .required("children", &kids)
-      .optional("stream", &stream);
+      .optional("stream", &stream)
+      .optional("masked", &a.masked);
   put_field(r, &a.put);
   if (r.has("ef_round")) {
     int64_t delivered = 0;
@@ -322,6 +455,141 @@ StatusOr<EvaluateResult> EvaluateResult::from_json(const json& j) {
   r.required("loss", &e.loss).required("accuracy", &e.accuracy).required("n", &e.n);
   FLIGHT_RETURN_IF_ERROR(r.finish());
   return e;
+}
+
+json SecAggAdvertiseArgs::to_json() const {
+  json j{{"node", node},
+         {"worker_index", worker_index},
+         {"plan", plan.to_json()},
+         {"index", index},
+         {"uniform_weight", uniform_weight}};
+  job.to_json(&j);
+  return j;
+}
+
+StatusOr<SecAggAdvertiseArgs> SecAggAdvertiseArgs::from_json(const json& j) {
+  SecAggAdvertiseArgs a;
+  OptionReader r(j, "secagg_advertise args");
+  a.job = JobRef::from_json(r);
+  r.required("node", &a.node)
+      .required("worker_index", &a.worker_index)
+      .required("index", &a.index)
+      .optional("uniform_weight", &a.uniform_weight);
+  plan_field(r, &a.plan);
+  check_index(r, a.plan, a.index);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
+  return a;
+}
+
+json SecAggAdvertiseResult::to_json() const {
+  return json{{"public_key", hex_encode(public_key.data(), public_key.size())}, {"weight", weight}};
+}
+
+StatusOr<SecAggAdvertiseResult> SecAggAdvertiseResult::from_json(const json& j) {
+  SecAggAdvertiseResult a;
+  OptionReader r(j, "secagg_advertise result");
+  key_field(r, "public_key", &a.public_key);
+  r.required("weight", &a.weight);
+  if (!(a.weight >= 0) || !std::isfinite(a.weight)) r.fail("weight", "must be finite and >= 0");
+  FLIGHT_RETURN_IF_ERROR(r.finish());
+  return a;
+}
+
+json SecAggShareArgs::to_json() const {
+  json keys_json = json::array();
+  for (const auto& [i, k] : keys)
+    keys_json.push_back({{"index", i}, {"key", hex_encode(k.data(), k.size())}});
+  json j{{"node", node}, {"plan", plan.to_json()}, {"index", index}, {"keys", keys_json}};
+  job.to_json(&j);
+  return j;
+}
+
+StatusOr<SecAggShareArgs> SecAggShareArgs::from_json(const json& j) {
+  SecAggShareArgs a;
+  OptionReader r(j, "secagg_share args");
+  a.job = JobRef::from_json(r);
+  json keys;
+  r.required("node", &a.node).required("index", &a.index).required("keys", &keys);
+  plan_field(r, &a.plan);
+  check_index(r, a.plan, a.index);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
+  if (!keys.is_array()) return invalid_argument("secagg_share args.keys: must be a list");
+  for (size_t i = 0; i < keys.size(); ++i) {
+    OptionReader k(keys[i], "secagg_share args.keys[" + std::to_string(i) + "]");
+    int64_t index = -1;
+    std::array<uint8_t, 32> key{};
+    k.required("index", &index);
+    key_field(k, "key", &key);
+    check_index(k, a.plan, index);
+    FLIGHT_RETURN_IF_ERROR(k.finish());
+    a.keys.emplace_back(index, key);
+  }
+  return a;
+}
+
+json SecAggShareResult::to_json() const {
+  json out = json::array();
+  for (const auto& s : shares) out.push_back(s.to_json());
+  return json{{"shares", std::move(out)}};
+}
+
+StatusOr<SecAggShareResult> SecAggShareResult::from_json(const json& j) {
+  SecAggShareResult a;
+  OptionReader r(j, "secagg_share result");
+  list_field(r, "shares", "secagg_share result", &a.shares);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
+  return a;
+}
+
+json SecAggRevealArgs::to_json() const {
+  json j{{"node", node}, {"plan", plan.to_json()}, {"index", index}, {"survivors", survivors}};
+  job.to_json(&j);
+  return j;
+}
+
+StatusOr<SecAggRevealArgs> SecAggRevealArgs::from_json(const json& j) {
+  SecAggRevealArgs a;
+  OptionReader r(j, "secagg_reveal args");
+  a.job = JobRef::from_json(r);
+  r.required("node", &a.node).required("index", &a.index).required("survivors", &a.survivors);
+  plan_field(r, &a.plan);
+  check_index(r, a.plan, a.index);
+  for (int64_t s : a.survivors) {
+    if (s < 0 || s >= a.plan.num_workers) {
+      r.fail("survivors", "holds " + std::to_string(s) + ", not a worker of the round");
+      break;
+    }
+  }
+  FLIGHT_RETURN_IF_ERROR(r.finish());
+  return a;
+}
+
+json SecAggRevealResult::to_json() const {
+  json out = json::array();
+  for (const auto& s : shares) {
+    out.push_back({{"owner", s.owner},
+                   {"self_mask", s.self_mask},
+                   {"share", hex_encode(s.share.data(), s.share.size())}});
+  }
+  return json{{"shares", std::move(out)}};
+}
+
+StatusOr<SecAggRevealResult> SecAggRevealResult::from_json(const json& j) {
+  SecAggRevealResult a;
+  OptionReader r(j, "secagg_reveal result");
+  json shares;
+  r.required("shares", &shares);
+  FLIGHT_RETURN_IF_ERROR(r.finish());
+  if (!shares.is_array()) return invalid_argument("secagg_reveal result.shares: must be a list");
+  for (size_t i = 0; i < shares.size(); ++i) {
+    OptionReader s(shares[i], "secagg_reveal result.shares[" + std::to_string(i) + "]");
+    SecAggRevealed v;
+    s.at_least("owner", &v.owner, int64_t{0}, true).required("self_mask", &v.self_mask);
+    hex_field(s, "share", &v.share);
+    FLIGHT_RETURN_IF_ERROR(s.finish());
+    a.shares.push_back(std::move(v));
+  }
+  return a;
 }
 
 }  // namespace flight::engine

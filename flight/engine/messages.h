@@ -13,6 +13,16 @@
 //   evaluate   EvaluateArgs   {job, model: Ref, batch_size, begin, end?}
 //              EvaluateResult {loss, accuracy, n}
 //
+// Secure aggregation (privacy.secure_aggregation; secure_round.h), per
+// selected worker, before and after its train task (whose TrainArgs carry
+// `secure`); binary values are hex strings:
+//   secagg_advertise  SecAggAdvertiseArgs {job, node, worker_index, plan, index, uniform_weight}
+//                     SecAggAdvertiseResult {public_key, weight}
+//   secagg_share      SecAggShareArgs {job, node, plan, index, keys: [{index, key}]}
+//                     SecAggShareResult {shares: [{to, box}]}
+//   secagg_reveal     SecAggRevealArgs {job, node, plan, index, survivors: [index]}
+//                     SecAggRevealResult {shares: [{owner, self_mask, share}]}
+//
 // to_json() gives the wire form (the JSON keys above, stable: `flight
 // endpoint` processes of the same version read them); from_json() checks
 // every field with the options reader (flight/base/options.h) and names the
@@ -20,9 +30,11 @@
 // is input like any other: a malformed one is a failed task, never a crash.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -75,6 +87,46 @@ struct DpTask {
   static StatusOr<DpTask> from_json(const nlohmann::json& j);
 };
 
+// The public parameters of one secure round, the same for every party
+// (privacy::SecAggRound on the wire). `id` separates the keys and keystreams of
+// rounds and retried attempts.
+struct SecAggPlan {
+  uint64_t id = 0;
+  int64_t num_workers = 0;
+  int64_t neighbours = 0;
+  int64_t threshold = 0;
+  int64_t fractional_bits = 20;
+  uint64_t graph_seed = 0;
+
+  nlohmann::json to_json() const;
+  static StatusOr<SecAggPlan> from_json(const nlohmann::json& j,
+                                        const std::string& path = "secagg plan");
+};
+
+// A sealed share of one worker's secrets for another (privacy::SealedShare):
+// `box` is XSalsa20-Poly1305 under the pair's key, opaque to the coordinator.
+struct SecAggSealed {
+  int64_t from = -1;
+  int64_t to = -1;
+  std::vector<uint8_t> box;
+
+  nlohmann::json to_json() const;
+  static StatusOr<SecAggSealed> from_json(const nlohmann::json& j, const std::string& path);
+};
+
+// What a train task needs to mask its update: the round, the worker's index
+// in it, 1 / (the selected workers' total weight) and the shares its
+// neighbours sealed for it.
+struct SecAggTrain {
+  SecAggPlan plan;
+  int64_t index = 0;
+  double weight_scale = 1;
+  std::vector<SecAggSealed> inbox;
+
+  nlohmann::json to_json() const;
+  static StatusOr<SecAggTrain> from_json(const nlohmann::json& j);
+};
+
 struct TrainArgs {
   JobRef job;
   int64_t round = 0;  // the training seed's round (async: the worker's task number)
@@ -86,6 +138,8 @@ struct TrainArgs {
   // compression topk: the round of this worker's last delivered update (0:
   // none), whose error-feedback residual it continues from (error_feedback.h).
   std::optional<int64_t> ef_round;
+  // privacy.secure_aggregation: put the masked fixed-point update instead.
+  std::optional<SecAggTrain> secure;
 
   nlohmann::json to_json() const;
   static StatusOr<TrainArgs> from_json(const nlohmann::json& j);
@@ -156,6 +210,9 @@ struct AggregateArgs {
   // compression topk with aggregator_fraction: the round of this aggregator's
   // last delivered partial (0: none), whose residual it continues from.
   std::optional<int64_t> ef_round;
+  // Secure aggregation: the children are masked uint32 vectors; they are only
+  // added modulo 2^32 (secagg_worker.h, masked_sum), never read as floats.
+  bool masked = false;
 
   nlohmann::json to_json() const;
   static StatusOr<AggregateArgs> from_json(const nlohmann::json& j);
@@ -194,6 +251,71 @@ struct EvaluateResult {
 
   nlohmann::json to_json() const;
   static StatusOr<EvaluateResult> from_json(const nlohmann::json& j);
+};
+
+struct SecAggAdvertiseArgs {
+  JobRef job;
+  std::string node;
+  int64_t worker_index = 0;  // its data partition (the weight is its size's)
+  SecAggPlan plan;
+  int64_t index = 0;            // position among the round's selected workers
+  bool uniform_weight = false;  // privacy.dp: every worker weighs 1
+
+  nlohmann::json to_json() const;
+  static StatusOr<SecAggAdvertiseArgs> from_json(const nlohmann::json& j);
+};
+
+struct SecAggAdvertiseResult {
+  std::array<uint8_t, 32> public_key{};
+  double weight = 0;  // the strategy's worker weight (what its update will carry)
+
+  nlohmann::json to_json() const;
+  static StatusOr<SecAggAdvertiseResult> from_json(const nlohmann::json& j);
+};
+
+struct SecAggShareArgs {
+  JobRef job;
+  std::string node;
+  SecAggPlan plan;
+  int64_t index = 0;
+  // The advertised keys of the worker's neighbours in the masking graph.
+  std::vector<std::pair<int64_t, std::array<uint8_t, 32>>> keys;
+
+  nlohmann::json to_json() const;
+  static StatusOr<SecAggShareArgs> from_json(const nlohmann::json& j);
+};
+
+struct SecAggShareResult {
+  std::vector<SecAggSealed> shares;
+
+  nlohmann::json to_json() const;
+  static StatusOr<SecAggShareResult> from_json(const nlohmann::json& j);
+};
+
+struct SecAggRevealArgs {
+  JobRef job;
+  std::string node;
+  SecAggPlan plan;
+  int64_t index = 0;
+  std::vector<int64_t> survivors;  // indices whose masked vectors are in the total
+
+  nlohmann::json to_json() const;
+  static StatusOr<SecAggRevealArgs> from_json(const nlohmann::json& j);
+};
+
+// One revealed Shamir share (privacy::RevealedShare): of `owner`'s self-mask
+// seed when it survived, else of its secret key; `share` is its 44 bytes.
+struct SecAggRevealed {
+  int64_t owner = -1;
+  bool self_mask = false;
+  std::vector<uint8_t> share;
+};
+
+struct SecAggRevealResult {
+  std::vector<SecAggRevealed> shares;
+
+  nlohmann::json to_json() const;
+  static StatusOr<SecAggRevealResult> from_json(const nlohmann::json& j);
 };
 
 }  // namespace flight::engine

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <iostream>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "flight/base/logging.h"
 #include "flight/base/time.h"
@@ -13,6 +14,8 @@
 #include "flight/engine/devices.h"
 #include "flight/engine/output.h"
 #include "flight/engine/run_context.h"
+#include "flight/engine/secagg_worker.h"
+#include "flight/engine/secure_round.h"
 
 namespace flight::engine {
 
@@ -78,6 +81,7 @@ struct SyncDriver::RoundState {
   // cancelling stragglers at the deadline).
   std::vector<std::string> task_ids;
   size_t next_submit = 0;
+  size_t submit_end = 0;  // order[submit_end, end) are never submitted (secure: left out)
   size_t outstanding = 0;
   size_t budget = 0;  // max outstanding
   size_t refill = 1;  // the driver refills once this many credits are free
@@ -111,6 +115,14 @@ struct SyncDriver::RoundState {
   std::unique_ptr<ChildFold> root_fold;
   Status root_status;  // its first error
   uint64_t coordinator_ingress = 0;
+  int64_t attempt = 1;
+  // privacy.secure_aggregation: the coordinator's side of the round; per
+  // node, whether its parent took its update (to name the survivors); and
+  // whether the round failed for too few secure-aggregation answers (an
+  // insufficient round: retried or stopped like one).
+  std::unique_ptr<SecureRound> secure;
+  std::vector<uint8_t> taken;
+  bool secure_insufficient = false;
 
   NodeState& agg(NodeTable::Index i) { return aggs[node[i].agg]; }
   const NodeState& agg(NodeTable::Index i) const { return aggs[node[i].agg]; }
@@ -278,10 +290,16 @@ StatusOr<RoundRow> SyncDriver::run_round(int64_t round) {
     rs->bytes_up_by_tier.assign(ctx_.tiers, 0);
     rs->session = "r" + std::to_string(round) + "." + std::to_string(attempt);
     rs->scope = round_scope(round);
+    rs->attempt = attempt;
     Status st = run_attempt(round, rs);
     output_.add_tasks(rs->rows);
     if (!st.is_ok()) {
       rs->root_fold.reset();
+      if (rs->secure_insufficient && attempt < max_attempts) {
+        spdlog::warn("{}; retrying the round (attempt {} of {})", st.message(), attempt + 1,
+                     max_attempts);
+        continue;
+      }
       return st;
     }
 
@@ -299,7 +317,13 @@ StatusOr<RoundRow> SyncDriver::run_round(int64_t round) {
       }
       return failed_precondition(why);
     }
-    FLIGHT_RETURN_IF_ERROR(finish_root(round, *rs));
+    st = finish_root(round, *rs);
+    if (!st.is_ok() && rs->secure_insufficient && attempt < max_attempts) {
+      spdlog::warn("{}; retrying the round (attempt {} of {})", st.message(), attempt + 1,
+                   max_attempts);
+      continue;
+    }
+    FLIGHT_RETURN_IF_ERROR(st);
     if (ctx_.dp) row.epsilon = ctx_.dp->epsilon();
     // A synchronous round lasts as long as its slowest returned worker.
     virtual_time_ += rs->virtual_span;
@@ -364,6 +388,23 @@ Status SyncDriver::finish_root(int64_t round, RoundState& rs) {
     (void)ctx_.store->evict_scope(round_scope(round));
     return aggregate.status().with_context("round " + std::to_string(round) + ": coordinator fold");
   }
+  if (rs.secure) {
+    // The masked total of the survivors: their reveals remove the masks.
+    std::unordered_set<std::string> taken;
+    for (Node i = 0; i < rs.taken.size(); ++i) {
+      if (rs.taken[i]) taken.insert(nodes_.id(i));
+    }
+    const auto survivors = rs.secure->survivors(taken);
+    rs.dp_reports = static_cast<int64_t>(survivors.size());
+    aggregate =
+        rs.secure->finish(ctx_.global, std::move(aggregate).value(), survivors, &rs.dp_unclipped);
+    if (!aggregate.is_ok()) {
+      (void)ctx_.store->evict_scope(round_scope(round));
+      rs.secure_insufficient = aggregate.status().code() == StatusCode::kFailedPrecondition;
+      return aggregate.status().with_context("round " + std::to_string(round) +
+                                             ": secure aggregation");
+    }
+  }
   if (ctx_.dp) {
     Status st = ctx_.dp->finish_round(round, ctx_.global, static_cast<int64_t>(rs.order.size()),
                                       rs.dp_reports, rs.dp_unclipped, &*aggregate);
@@ -391,14 +432,15 @@ Status SyncDriver::run_attempt(int64_t round, const RoundPtr& rs) {
   if (rs->order.empty()) return internal_error("strategy selected no workers");
   FLIGHT_ASSIGN_OR_RETURN(rs->model_ref, ctx_.store->put(ctx_.global, {{}, rs->scope, {}}));
   if (ctx_.dp) rs->dp = ctx_.dp->task(static_cast<int64_t>(rs->order.size()));
+  if (ctx_.config.secure) FLIGHT_RETURN_IF_ERROR(start_secure(round, rs));
   rs->window = static_cast<size_t>(ctx_.config.fold.window_for(rs->model_ref.size));
   // Embedded: every update lives in this process until folded, so at most a
   // window of them may be outstanding. REST: they live in the connectors'
   // servers; submit everything (the invoker batches).
-  rs->budget = ctx_.is_local() ? rs->window : rs->order.size();
+  rs->budget = ctx_.is_local() ? rs->window : rs->submit_end;
   rs->refill = std::max<size_t>(1, rs->budget / 4);
-  rs->root_fold = std::make_unique<ChildFold>(ctx_.strategy->begin(), *ctx_.store,
-                                              rs->root().children.size(), rs->window);
+  rs->root_fold = std::make_unique<ChildFold>(rs->secure ? masked_sum() : ctx_.strategy->begin(),
+                                              *ctx_.store, rs->root().children.size(), rs->window);
   drive(round, rs);
   return Status::ok();
 }
@@ -457,6 +499,7 @@ void SyncDriver::select(int64_t round, RoundState& rs) {
     for (auto k = kids.rbegin(); k != kids.rend(); ++k) stack.push_back(*k);
   }
   rs.task_ids.resize(rs.order.size());
+  rs.submit_end = rs.order.size();
   rs.train_losses.reserve(rs.order.size());
   rs.rows.reserve(rs.order.size() + rs.aggs.size());
 }
@@ -473,13 +516,12 @@ void SyncDriver::drive(int64_t round, const RoundPtr& rs) {
   std::unique_lock<std::mutex> lock(rs->mu);
   NodeState& root = rs->root();
   auto can_submit = [&](size_t free) {
-    return !rs->closed && rs->next_submit < rs->order.size() &&
-           rs->outstanding + free <= rs->budget;
+    return !rs->closed && rs->next_submit < rs->submit_end && rs->outstanding + free <= rs->budget;
   };
   while (true) {
     if (can_submit(1)) {
-      const size_t n = std::min(
-          {rs->budget - rs->outstanding, kSubmitChunk, rs->order.size() - rs->next_submit});
+      const size_t n =
+          std::min({rs->budget - rs->outstanding, kSubmitChunk, rs->submit_end - rs->next_submit});
       const size_t first = rs->next_submit;
       rs->next_submit += n;
       rs->outstanding += n;
@@ -589,6 +631,48 @@ void SyncDriver::close_at_deadline(int64_t round, const RoundPtr& rs,
   lock->lock();
 }
 
+// privacy.secure_aggregation: the key exchange before training
+// (secure_round.h). Workers that did not complete it are left out of the
+// round: reported as failed to their parents, never trained.
+Status SyncDriver::start_secure(int64_t round, const RoundPtr& rs) {
+  std::vector<std::string> selected;
+  selected.reserve(rs->order.size());
+  for (const Node w : rs->order) selected.push_back(nodes_.id(w));
+  auto secure = SecureRound::start(ctx_, round, rs->attempt, selected);
+  if (!secure.is_ok()) {
+    rs->secure_insufficient = secure.status().code() == StatusCode::kFailedPrecondition;
+    (void)ctx_.store->evict_scope(rs->scope);
+    return secure.status();
+  }
+  rs->secure = std::move(secure).value();
+  rs->taken.assign(nodes_.size(), 0);
+  if (rs->secure->left_out().empty()) return Status::ok();
+  Later after;
+  {
+    std::lock_guard<std::mutex> lock(rs->mu);
+    for (const auto& [id, why] : rs->secure->left_out()) {
+      const Node w = nodes_.index_of(id);
+      rs->node[w].waiting = false;
+      --rs->waiting;
+      rs->failed++;
+      const std::string failure = "worker " + id + ": " + why;
+      rs->failures.push_back(failure);
+      spdlog::warn("round {}: {}", round, failure);
+      report(rs, round, nodes_.parent(w), w, std::nullopt, failure, &after);
+    }
+    // Still selected (they count against min_fraction), never submitted:
+    // moved past submit_end.
+    std::stable_partition(rs->order.begin(), rs->order.end(),
+                          [&](Node w) { return rs->node[w].waiting; });
+    for (size_t k = 0; k < rs->order.size(); ++k) {
+      rs->node[rs->order[k]].order = static_cast<uint32_t>(k);
+    }
+    rs->submit_end = rs->order.size() - rs->secure->left_out().size();
+  }
+  for (auto& f : after) f();
+  return Status::ok();
+}
+
 faas::TaskSpec SyncDriver::train_spec(const RoundState& rs, int64_t round, Node worker) const {
   const std::string& id = nodes_.id(worker);
   TrainArgs a;
@@ -601,6 +685,7 @@ faas::TaskSpec SyncDriver::train_spec(const RoundState& rs, int64_t round, Node 
   a.put.scope = rs.scope;
   a.dp = rs.dp;
   if (ctx_.ef) a.ef_round = ctx_.ef->delivered(a.worker_index);
+  if (rs.secure) a.secure = rs.secure->train_part(id);
   return spec(worker, "train", std::move(a));
 }
 
@@ -641,6 +726,7 @@ void SyncDriver::maybe_launch(const RoundPtr& rs, int64_t round, Node node, Late
   if (ctx_.ef && ctx_.config.aggregator_fraction > 0) {
     a.ef_round = ctx_.ef->delivered(aggregator_key(a.node));
   }
+  a.masked = rs->secure != nullptr;
   ns.sent_update = true;
   ns.in_flight = true;
   ns.final_sent = last;
@@ -921,6 +1007,7 @@ void SyncDriver::report(const RoundPtr& rs, int64_t round, Node parent, Node chi
     if (update && update->owned) (void)ctx_.store->evict(update->update);
     if (submitted) credit(*rs, 1);
   } else if (update) {
+    if (rs->secure) rs->taken[child] = 1;
     ns.returned += update->count;
     if (worker) ns.holds_credit[pos] = 1;  // until the parent folds it
     update->index = static_cast<int64_t>(pos);
@@ -944,7 +1031,7 @@ void SyncDriver::credit(RoundState& rs, size_t n) const {
   rs.outstanding -= n;
   const size_t low = rs.budget - std::min(rs.budget, rs.refill);
   if (rs.driver_waiting && before > low && rs.outstanding <= low &&
-      rs.next_submit < rs.order.size()) {
+      rs.next_submit < rs.submit_end) {
     rs.cv.notify_one();
   }
 }

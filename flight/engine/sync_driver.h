@@ -74,6 +74,7 @@ class SyncDriver {
   void fill_row(const RoundState& rs, RoundRow* row) const;
   std::string insufficient(int64_t round, const RoundState& rs, int64_t needed) const;
   Status finish_root(int64_t round, RoundState& rs);
+  Status start_secure(int64_t round, const RoundPtr& rs);
 
   // A task for `node`'s endpoint, tagged with the node (TaskSpec::tag), so
   // its result needs no lookup by task id.

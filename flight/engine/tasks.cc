@@ -12,6 +12,7 @@
 #include "flight/engine/error_feedback.h"
 #include "flight/engine/job.h"
 #include "flight/engine/job_cache.h"
+#include "flight/engine/secagg_worker.h"
 #include "flight/engine/task_process.h"
 #include "flight/faas/invoker.h"
 #include "flight/learning/trainer.h"
@@ -87,6 +88,21 @@ Status fold_bases(const AggregateArgs& args, const JobRuntime& rt, transport::St
   return Status::ok();
 }
 
+// Secure aggregation: the update becomes the worker's masked vector, put as
+// is (masked words do not compress). Aggregators see a count of 1, not the
+// worker's weight, which travels masked; so does DP's clip bit.
+Status put_masked(const TrainArgs& args, const JobRuntime& rt, const ParamSet& global,
+                  const ParamSet& trained, transport::Store& store, TrainResult* out) {
+  FLIGHT_ASSIGN_OR_RETURN(ParamSet masked,
+                          mask_update(args, rt, global, trained, out->weight, out->dp_unclipped));
+  FLIGHT_ASSIGN_OR_RETURN(out->update, store.put(masked, put_options(args.put)));
+  out->owned = true;
+  out->weight = 1;
+  out->dp_unclipped.reset();
+  out->bytes_put = out->update.size;
+  return Status::ok();
+}
+
 // Why a task stopped early: its deadline passed, or it was cancelled. The
 // invoker has already resolved the task so (first outcome wins); this status
 // says it where the function's own answer is read (logs, the endpoint's post).
@@ -159,6 +175,11 @@ StatusOr<TrainResult> train(const TrainArgs& args, const faas::TaskContext& ctx)
   if (rt->job.debug == DebugMode::kMoveData) {
     // No training, but the bytes of a trained round: the worker's own copy,
     // distinct from every other worker's, put through its connector.
+    if (args.secure) {
+      FLIGHT_RETURN_IF_ERROR(
+          put_masked(args, *rt, global, perturbed_copy(global, args.worker_index), *store, &out));
+      return out;
+    }
     FLIGHT_ASSIGN_OR_RETURN(
         out.update, store->put(perturbed_copy(global, args.worker_index), put_options(args.put)));
     out.owned = true;
@@ -181,13 +202,17 @@ StatusOr<TrainResult> train(const TrainArgs& args, const faas::TaskContext& ctx)
     FLIGHT_ASSIGN_OR_RETURN(
         res.state, error_feedback_delta(rt->id, args, rt->job.compression, global, res.state));
   }
+  out.loss = res.loss;
+  out.accuracy = res.accuracy;
+  out.train_seconds = res.seconds;
+  if (args.secure) {
+    FLIGHT_RETURN_IF_ERROR(put_masked(args, *rt, global, res.state, *store, &out));
+    return out;
+  }
   FLIGHT_ASSIGN_OR_RETURN(
       out.update,
       store->put(res.state, update_put_options(*rt, args.put, args.worker_index, args.round)));
   out.owned = true;
-  out.loss = res.loss;
-  out.accuracy = res.accuracy;
-  out.train_seconds = res.seconds;
   out.bytes_put = out.update.size;
   return out;
 }
@@ -216,7 +241,8 @@ StatusOr<AggregateResult> aggregate(const AggregateArgs& args, const faas::TaskC
   // children), fetching a few children ahead of the fold.
   AggregateResult out;
   constexpr size_t kFetchAhead = 3;
-  ChildFold fold(rt->strategy->begin(), *store, args.children.size(), kFetchAhead);
+  ChildFold fold(args.masked ? masked_sum() : rt->strategy->begin(), *store, args.children.size(),
+                 kFetchAhead);
   std::vector<ChildUpdate> children = args.children;
   for (size_t i = 0; i < children.size(); ++i) {
     out.bytes_fetched += children[i].update.size;
@@ -260,6 +286,9 @@ void register_functions(faas::FunctionRegistry& registry) {
   add(registry, "train", &train);
   add(registry, "aggregate", &aggregate);
   add(registry, "evaluate", &evaluate);
+  add(registry, "secagg_advertise", &secagg_advertise);
+  add(registry, "secagg_share", &secagg_share);
+  add(registry, "secagg_reveal", &secagg_reveal);
 }
 
 }  // namespace flight::engine

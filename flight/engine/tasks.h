@@ -33,7 +33,9 @@ StatusOr<AggregateResult> aggregate(const AggregateArgs& args, const faas::TaskC
 // Loss and accuracy of args.model on the test-set slice [begin, end).
 StatusOr<EvaluateResult> evaluate(const EvaluateArgs& args, const faas::TaskContext& ctx);
 
-// Registers train, aggregate and evaluate (replacing earlier registrations).
+// Registers train, aggregate, evaluate and the secure-aggregation phases
+// secagg_advertise, secagg_share, secagg_reveal (secagg_worker.h), replacing
+// earlier registrations.
 void register_functions(faas::FunctionRegistry& registry);
 
 }  // namespace flight::engine

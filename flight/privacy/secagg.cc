@@ -106,6 +106,17 @@ void add_mod32(uint32_t* acc, const uint32_t* x, size_t n) {
   for (size_t i = 0; i < n; ++i) acc[i] += x[i];  // unsigned: wraps modulo 2^32
 }
 
+double byte_chi_square(const uint32_t* v, size_t n) {
+  std::vector<double> count(256, 0);
+  for (size_t i = 0; i < n; ++i) {
+    for (int b = 0; b < 4; ++b) count[(v[i] >> (8 * b)) & 0xff] += 1;
+  }
+  const double expected = 4.0 * static_cast<double>(n) / 256;
+  double chi = 0;
+  for (double c : count) chi += (c - expected) * (c - expected) / expected;
+  return chi;
+}
+
 MaskingGraph::MaskingGraph(int n, int k, uint64_t seed)
     : k_(0), adj_(static_cast<size_t>(std::max(n, 0))) {
   if (n <= 1) return;
@@ -304,6 +315,11 @@ StatusOr<Reveal> SecAggWorker::reveal(const std::vector<bool>& survived) const {
 
 // ---------------------------------------------------------------- coordinator
 
+std::string SecAggCoordinator::name(int i) const {
+  if (i >= 0 && static_cast<size_t>(i) < names_.size()) return "worker " + names_[i];
+  return worker_name(i);
+}
+
 SecAggCoordinator::SecAggCoordinator(const SecAggRound& round)
     : round_(round),
       graph_(round.graph()),
@@ -313,22 +329,22 @@ SecAggCoordinator::SecAggCoordinator(const SecAggRound& round)
 
 Status SecAggCoordinator::add_public_key(int index, const PublicKey& key) {
   if (index < 0 || index >= round_.num_workers) {
-    return invalid_argument("public key from " + worker_name(index) + ", outside the round");
+    return invalid_argument("public key from " + name(index) + ", outside the round");
   }
-  if (keys_[index]) return already_exists(worker_name(index) + " advertised twice");
+  if (keys_[index]) return already_exists(name(index) + " advertised twice");
   keys_[index] = key;
   return Status::ok();
 }
 
 Status SecAggCoordinator::accept_shares(int from, std::vector<SealedShare> outbox) {
   if (from < 0 || from >= round_.num_workers || !keys_[from]) {
-    return invalid_argument("shares from " + worker_name(from) + ", which did not advertise a key");
+    return invalid_argument("shares from " + name(from) + ", which did not advertise a key");
   }
-  if (shared_[from]) return already_exists(worker_name(from) + " shared twice");
+  if (shared_[from]) return already_exists(name(from) + " shared twice");
   for (const auto& s : outbox) {
     if (s.from != from || s.to < 0 || s.to >= round_.num_workers || !graph_.adjacent(from, s.to)) {
-      return invalid_argument("share from " + worker_name(from) + " addressed to " +
-                              worker_name(s.to) + ", not one of its neighbours");
+      return invalid_argument("share from " + name(from) + " addressed to " + name(s.to) +
+                              ", not one of its neighbours");
     }
   }
   shared_[from] = true;
@@ -354,8 +370,7 @@ Status SecAggCoordinator::unmask(uint32_t* sum, size_t n, const std::vector<bool
   }
   for (int i = 0; i < nw; ++i) {
     if (survived[i] && !shared_[i]) {
-      return invalid_argument(worker_name(i) +
-                              " is listed as a survivor but never shared its secrets");
+      return invalid_argument(name(i) + " is listed as a survivor but never shared its secrets");
     }
   }
   // Collect shares per (owner, kind). x is the revealer's position among the
@@ -365,20 +380,20 @@ Status SecAggCoordinator::unmask(uint32_t* sum, size_t n, const std::vector<bool
     if (r.from < 0 || r.from >= nw || !survived[r.from]) continue;  // only survivors speak
     for (const auto& rs : r.shares) {
       if (rs.owner < 0 || rs.owner >= nw || !graph_.adjacent(rs.owner, r.from)) {
-        return invalid_argument("reveal from " + worker_name(r.from) + " holds a share of " +
-                                worker_name(rs.owner) + ", not its neighbour");
+        return invalid_argument("reveal from " + name(r.from) + " holds a share of " +
+                                name(rs.owner) + ", not its neighbour");
       }
       if (rs.self_mask != static_cast<bool>(survived[rs.owner])) {
-        return invalid_argument("reveal from " + worker_name(r.from) +
-                                " holds the wrong kind of share of " + worker_name(rs.owner));
+        return invalid_argument("reveal from " + name(r.from) +
+                                " holds the wrong kind of share of " + name(rs.owner));
       }
       const auto& nb = graph_.neighbours(rs.owner);
       const uint32_t x =
           static_cast<uint32_t>(std::lower_bound(nb.begin(), nb.end(), r.from) - nb.begin()) + 1;
       if (rs.share.x != x) {
-        return invalid_argument("reveal from " + worker_name(r.from) +
+        return invalid_argument("reveal from " + name(r.from) +
                                 " holds share x = " + std::to_string(rs.share.x) + " of " +
-                                worker_name(rs.owner) + ", expected " + std::to_string(x));
+                                name(rs.owner) + ", expected " + std::to_string(x));
       }
       got[{rs.owner, rs.self_mask}].push_back(rs.share);
     }
@@ -388,14 +403,12 @@ Status SecAggCoordinator::unmask(uint32_t* sum, size_t n, const std::vector<bool
     const size_t have = it == got.end() ? 0 : it->second.size();
     if (static_cast<int>(have) < round_.threshold) {
       return failed_precondition(
-          "secure aggregation cannot unmask: " + worker_name(owner) +
-          (self ? " survived" : " dropped") + " and only " + std::to_string(have) +
-          " of its neighbours revealed a share (threshold " + std::to_string(round_.threshold) +
-          " of " + std::to_string(round_.neighbours) + ")");
+          "secure aggregation cannot unmask: " + name(owner) + (self ? " survived" : " dropped") +
+          " and only " + std::to_string(have) + " of its neighbours revealed a share (threshold " +
+          std::to_string(round_.threshold) + " of " + std::to_string(round_.neighbours) + ")");
     }
     auto s = shamir_reconstruct(it->second, round_.threshold);
-    if (!s.is_ok())
-      return s.status().with_context("rebuilding " + worker_name(owner) + "'s secret");
+    if (!s.is_ok()) return s.status().with_context("rebuilding " + name(owner) + "'s secret");
     return s;
   };
   // All corrections are derived before any is applied: a failure leaves `sum` untouched.

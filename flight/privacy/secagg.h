@@ -33,6 +33,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "flight/base/status.h"
@@ -53,8 +54,10 @@ struct SecAggOptions {
   // neighbours of a worker learn nothing about its secrets.
   double threshold = 0.5;
   // Fixed-point fractional bits: a value v is sent as round(v * 2^bits). The
-  // decoded total must stay within +-2^(31 - bits). Default 16.
-  int fractional_bits = 16;
+  // decoded total must stay within +-2^(31 - bits). Default 20: +-2048 with a
+  // resolution of 1e-6 (the engine encodes weight-normalised update deltas,
+  // whose total is a weighted mean of deltas).
+  int fractional_bits = 20;
 
   Status validate() const;
 };
@@ -83,6 +86,11 @@ class FixedPoint {
 
 // acc[i] += x[i] (mod 2^32): all an aggregator does with masked vectors.
 void add_mod32(uint32_t* acc, const uint32_t* x, size_t n);
+
+// Pearson chi-square of the byte frequencies of v[0, n) against uniform (255
+// degrees of freedom; p = 0.001 critical value 330.5): how a masked vector
+// is tested for looking uniform to whoever holds it.
+double byte_chi_square(const uint32_t* v, size_t n);
 
 // The masking graph: a Harary graph H(k, n) over a seeded permutation of the
 // workers (each linked to its k/2 nearest on both sides of a ring), as in
@@ -184,6 +192,10 @@ class SecAggCoordinator {
  public:
   explicit SecAggCoordinator(const SecAggRound& round);
 
+  // Names for the workers 0..n-1 in error messages (the engine's node ids);
+  // "worker <index>" otherwise.
+  void set_names(std::vector<std::string> names) { names_ = std::move(names); }
+
   // Step 1.
   Status add_public_key(int index, const PublicKey& key);
   const std::vector<std::optional<PublicKey>>& public_keys() const { return keys_; }
@@ -207,6 +219,9 @@ class SecAggCoordinator {
   std::vector<std::optional<PublicKey>> keys_;
   std::vector<bool> shared_;
   std::vector<std::vector<SealedShare>> inbox_;
+  std::vector<std::string> names_;
+
+  std::string name(int i) const;
 };
 
 }  // namespace flight::privacy

@@ -80,6 +80,16 @@ TEST(Strings, ParseBytes) {
   EXPECT_FALSE(parse_bytes("99999999999999999999999", &v));
 }
 
+TEST(Strings, HexRoundTripsAndRejectsJunk) {
+  const uint8_t bytes[] = {0x00, 0x7f, 0xa5, 0xff};
+  EXPECT_EQ(hex_encode(bytes, 4), "007fa5ff");
+  std::vector<uint8_t> back;
+  ASSERT_TRUE(hex_decode("007FA5ff", &back));
+  EXPECT_EQ(back, std::vector<uint8_t>(bytes, bytes + 4));
+  EXPECT_FALSE(hex_decode("abc", &back));
+  EXPECT_FALSE(hex_decode("zz", &back));
+}
+
 struct Shape {
   virtual ~Shape() = default;
   virtual int sides() const = 0;

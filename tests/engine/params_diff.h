@@ -25,4 +25,14 @@ inline double max_rel_diff(const ParamSet& a, const ParamSet& b) {
   return worst;
 }
 
+// max over tensors of max|a − b| (the names, shapes and dtypes must match).
+inline double max_abs_diff(const ParamSet& a, const ParamSet& b) {
+  EXPECT_TRUE(a.check_compatible(b).is_ok());
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    worst = std::max(worst, at::max(at::abs(at::sub(a[i].tensor, b[i].tensor))).item().toDouble());
+  }
+  return worst;
+}
+
 }  // namespace flight::engine

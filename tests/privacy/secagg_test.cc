@@ -339,16 +339,8 @@ TEST(SecAgg, FlatAndThreeTierSumsGiveTheSameModel) {
   EXPECT_EQ(tree, flat);  // modular addition: any tree, bit-identical total
 }
 
-// Pearson chi-square of byte frequencies against uniform (255 dof).
 double byte_chi_square(const std::vector<uint32_t>& v) {
-  std::vector<double> count(256, 0);
-  for (uint32_t w : v) {
-    for (int b = 0; b < 4; ++b) count[(w >> (8 * b)) & 0xff] += 1;
-  }
-  const double expected = 4.0 * v.size() / 256;
-  double chi = 0;
-  for (double c : count) chi += (c - expected) * (c - expected) / expected;
-  return chi;
+  return privacy::byte_chi_square(v.data(), v.size());
 }
 
 TEST(SecAgg, AnAggregatorsViewOfASubtreeSumLooksUniform) {
