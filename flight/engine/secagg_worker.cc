@@ -149,9 +149,11 @@ ParamSet quantised(const ParamSet& trained, const transport::EncodeOptions& o) {
     at::Tensor& x = out[t].tensor;
     if (x.scalar_type() != at::kFloat) continue;
     const auto n = static_cast<uint64_t>(x.numel());
-    payload.resize(transport::payload_size(o, n));
-    transport::encode_payload(o, x.data_ptr<float>(), n, t, payload.data());
-    transport::decode_payload(o.encoding, payload.data(), n, x.data_ptr<float>());
+    float* xp = x.data_ptr<float>();
+    const transport::Encoding e = transport::tensor_encoding(o, xp, n);
+    payload.resize(transport::payload_size(o, xp, n));
+    transport::encode_payload(o, xp, n, t, payload.data());
+    transport::decode_payload(e, payload.data(), n, xp);
   }
   return out;
 }

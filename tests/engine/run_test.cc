@@ -24,42 +24,13 @@
 #include "flight/faas/functions.h"
 #include "flight/faas/service.h"
 #include "tests/engine/params_diff.h"
+#include "tests/engine/topologies.h"
 #include "tests/support/process.h"
 
 namespace flight::engine {
 namespace {
 
 namespace fs = std::filesystem;
-
-// coordinator -> agg-a {w1..w4}, agg-b {w5..w8}
-const char* kThreeTier = R"(coordinator:
-  kind: coordinator
-  children: [agg-a, agg-b]
-agg-a: {kind: aggregator, children: [w1, w2, w3, w4], endpoint: edge-a}
-agg-b: {kind: aggregator, children: [w5, w6, w7, w8], endpoint: edge-b}
-w1: {kind: worker, endpoint: edge-a}
-w2: {kind: worker, endpoint: edge-a}
-w3: {kind: worker, endpoint: edge-a}
-w4: {kind: worker, endpoint: edge-a}
-w5: {kind: worker, endpoint: edge-b}
-w6: {kind: worker, endpoint: edge-b}
-w7: {kind: worker, endpoint: edge-b}
-w8: {kind: worker, endpoint: edge-b}
-)";
-
-// The same eight workers, in the same order, directly under the coordinator.
-const char* kFlat = R"(coordinator:
-  kind: coordinator
-  children: [w1, w2, w3, w4, w5, w6, w7, w8]
-w1: {kind: worker}
-w2: {kind: worker}
-w3: {kind: worker}
-w4: {kind: worker}
-w5: {kind: worker}
-w6: {kind: worker}
-w7: {kind: worker}
-w8: {kind: worker}
-)";
 
 class RunTest : public ::testing::Test {
  protected:
