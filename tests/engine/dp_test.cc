@@ -22,6 +22,7 @@
 #include "flight/faas/functions.h"
 #include "flight/params/param_ops.h"
 #include "flight/privacy/rdp_accountant.h"
+#include "tests/engine/topologies.h"
 #include "tests/support/process.h"
 #include "transport/store.h"
 
@@ -90,18 +91,7 @@ class DpTest : public ::testing::Test {
 
   // MLP on Fashion-MNIST, 8 workers in two aggregators, 15 SGD steps a task.
   std::string config_text(const std::string& name, const std::string& extra) {
-    write("topo.yaml", R"(coordinator: {kind: coordinator, children: [agg-a, agg-b]}
-agg-a: {kind: aggregator, children: [w1, w2, w3, w4]}
-agg-b: {kind: aggregator, children: [w5, w6, w7, w8]}
-w1: {kind: worker}
-w2: {kind: worker}
-w3: {kind: worker}
-w4: {kind: worker}
-w5: {kind: worker}
-w6: {kind: worker}
-w7: {kind: worker}
-w8: {kind: worker}
-)");
+    write("topo.yaml", kThreeTier);
     return "name: " + name + R"(
 seed: 5
 topology: topo.yaml

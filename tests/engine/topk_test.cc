@@ -22,6 +22,7 @@
 #include "flight/engine/metrics.h"
 #include "flight/params/param_ops.h"
 #include "tests/engine/params_diff.h"
+#include "tests/engine/topologies.h"
 #include "tests/support/process.h"
 
 namespace flight::engine {
@@ -152,13 +153,7 @@ class TopKTest : public ::testing::Test {
   // MLP on Fashion-MNIST, 8 workers (flat, or in two aggregators), 15 SGD
   // steps a task, half of them selected a round.
   std::string config_text(const std::string& name, const std::string& extra, bool flat) {
-    std::string topo = flat ? "coordinator: {kind: coordinator, children: [w1, w2, w3, w4, w5, "
-                              "w6, w7, w8]}\n"
-                            : "coordinator: {kind: coordinator, children: [agg-a, agg-b]}\n"
-                              "agg-a: {kind: aggregator, children: [w1, w2, w3, w4]}\n"
-                              "agg-b: {kind: aggregator, children: [w5, w6, w7, w8]}\n";
-    for (int i = 1; i <= 8; ++i) topo += "w" + std::to_string(i) + ": {kind: worker}\n";
-    write(name + "-topo.yaml", topo);
+    write(name + "-topo.yaml", flat ? kFlat : kThreeTier);
     return "name: " + name + "\ntopology: " + name + "-topo.yaml\n" + R"(seed: 5
 model: {name: mlp}
 data:
