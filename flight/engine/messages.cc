@@ -34,15 +34,17 @@ void ref_field(OptionReader& r, const char* key, std::optional<Ref>* out) {
   *out = std::move(ref);
 }
 
-void put_field(OptionReader& r, PutTarget* out) {
+// A required object field read by T::from_json (PutTarget, SecAggPlan).
+template <typename T>
+void object_field(OptionReader& r, const char* key, T* out) {
   json j;
-  r.required("put", &j);
+  r.required(key, &j);
   if (j.is_null()) return;
-  auto put = PutTarget::from_json(j);
-  if (put.is_ok())
-    *out = std::move(put).value();
+  auto v = T::from_json(j);
+  if (v.is_ok())
+    *out = std::move(v).value();
   else
-    r.fail("put", put.status().message());
+    r.fail(key, v.status().message());
 }
 
 // A hex-encoded binary field of exactly `size` bytes (0: any size).
@@ -61,17 +63,6 @@ void key_field(OptionReader& r, const char* key, std::array<uint8_t, 32>* out) {
   std::vector<uint8_t> bytes;
   hex_field(r, key, &bytes, out->size());
   if (bytes.size() == out->size()) std::copy(bytes.begin(), bytes.end(), out->begin());
-}
-
-void plan_field(OptionReader& r, SecAggPlan* out) {
-  json j;
-  r.required("plan", &j);
-  if (j.is_null()) return;
-  auto plan = SecAggPlan::from_json(j);
-  if (plan.is_ok())
-    *out = *plan;
-  else
-    r.fail("plan", plan.status().message());
 }
 
 // A list field of objects read by T::from_json(element, "path[i]").
@@ -199,7 +190,7 @@ json SecAggTrain::to_json() const {
 StatusOr<SecAggTrain> SecAggTrain::from_json(const json& j) {
   SecAggTrain t;
   OptionReader r(j, "train args.secure");
-  plan_field(r, &t.plan);
+  object_field(r, "plan", &t.plan);
   r.required("index", &t.index).required("weight_scale", &t.weight_scale);
   if (!(t.weight_scale > 0)) r.fail("weight_scale", "must be > 0");
   check_index(r, t.plan, t.index);
@@ -227,7 +218,7 @@ StatusOr<TrainArgs> TrainArgs::from_json(const json& j) {
   a.job = JobRef::from_json(r);
   r.required("round", &a.round).required("node", &a.node).required("worker_index", &a.worker_index);
   ref_field(r, "model", &a.model);
-  put_field(r, &a.put);
+  object_field(r, "put", &a.put);
   json dp;
   r.optional("dp", &dp);
   if (!dp.is_null()) {
@@ -362,7 +353,7 @@ StatusOr<AggregateArgs> AggregateArgs::from_json(const json& j) {
       .required("children", &kids)
       .optional("stream", &stream)
       .optional("masked", &a.masked);
-  put_field(r, &a.put);
+  object_field(r, "put", &a.put);
   if (r.has("ef_round")) {
     int64_t delivered = 0;
     r.at_least("ef_round", &delivered, int64_t{0});
@@ -475,7 +466,7 @@ StatusOr<SecAggAdvertiseArgs> SecAggAdvertiseArgs::from_json(const json& j) {
       .required("worker_index", &a.worker_index)
       .required("index", &a.index)
       .optional("uniform_weight", &a.uniform_weight);
-  plan_field(r, &a.plan);
+  object_field(r, "plan", &a.plan);
   check_index(r, a.plan, a.index);
   FLIGHT_RETURN_IF_ERROR(r.finish());
   return a;
@@ -510,7 +501,7 @@ StatusOr<SecAggShareArgs> SecAggShareArgs::from_json(const json& j) {
   a.job = JobRef::from_json(r);
   json keys;
   r.required("node", &a.node).required("index", &a.index).required("keys", &keys);
-  plan_field(r, &a.plan);
+  object_field(r, "plan", &a.plan);
   check_index(r, a.plan, a.index);
   FLIGHT_RETURN_IF_ERROR(r.finish());
   if (!keys.is_array()) return invalid_argument("secagg_share args.keys: must be a list");
@@ -552,7 +543,7 @@ StatusOr<SecAggRevealArgs> SecAggRevealArgs::from_json(const json& j) {
   OptionReader r(j, "secagg_reveal args");
   a.job = JobRef::from_json(r);
   r.required("node", &a.node).required("index", &a.index).required("survivors", &a.survivors);
-  plan_field(r, &a.plan);
+  object_field(r, "plan", &a.plan);
   check_index(r, a.plan, a.index);
   for (int64_t s : a.survivors) {
     if (s < 0 || s >= a.plan.num_workers) {
