@@ -4,6 +4,7 @@
 #include <torch/csrc/jit/serialization/import.h>
 
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <unordered_map>
 
@@ -109,6 +110,11 @@ namespace {
 torch::jit::Module clone_module(const torch::jit::Module& module) {
   torch::jit::Module copy;
   {
+    // Module::clone registers the copy's methods in the compilation unit the
+    // modules share, which is not thread-safe: two invoker threads cloning at
+    // once failed with "method ... already defined".
+    static std::mutex clone_mu;
+    std::lock_guard<std::mutex> lock(clone_mu);
     at::NoGradGuard no_grad;
     copy = module.clone();
   }
