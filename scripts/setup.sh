@@ -15,14 +15,15 @@ PACKAGES=(
   libopenblas0-pthread
   libboost-dev libcurl4-openssl-dev nlohmann-json3-dev libhiredis-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libcli11-dev libspdlog-dev
-  libsodium-dev  # secure aggregation: X25519, ChaCha20, BLAKE2b, secretbox
+  libsodium-dev  # secure aggregation: X25519, BLAKE2b, secretbox; ChaCha20 for DP noise
   redis-server dataset-fashion-mnist
   # The Python package (python/, docs/python.md): Debian's python3 with its torch.
   python3-dev pybind11-dev python3-pytest python3-matplotlib
   # Deployment (flight/deploy): launchers on Slurm and OpenMPI, the single-node
   # Slurm its tests start, and the emulated hosts' namespaces, veths and tc caps.
   slurm-wlm munge openmpi-bin libopenmpi-dev iproute2
-  # TLS for `flight serve` (Asio/Beast ssl_stream) and the token hashes.
+  # TLS for `flight serve` (Asio/Beast ssl_stream), the token hashes and the
+  # AES-128-CTR secure-aggregation masks (AES-NI through EVP).
   libssl-dev openssl
   # libFuzzer targets (scripts/fuzz.sh): clang with its fuzzer runtime.
   clang libfuzzer-14-dev

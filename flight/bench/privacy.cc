@@ -1,8 +1,10 @@
 // `flight bench privacy`: what secure aggregation's arithmetic costs.
 //
 // Cases (one JSON line each, DESIGN.md "Benchmarks"), single thread:
-//   mask_expand     GB/s of adding one ChaCha20 mask to a --numel uint32
-//                   vector (apply_mask: keystream generation + add mod 2^32).
+//   mask_expand     GB/s of adding one mask to a --numel uint32 vector
+//                   (apply_mask: AES-128-CTR keystream through OpenSSL's EVP,
+//                   AES-NI, added mod 2^32 a cache-sized chunk at a time; the
+//                   key derivation from the seed is included).
 //                   Baseline `memcpy`: copying the same bytes between two
 //                   buffers, one thread. Target: >= 1 GB/s per core.
 //   unmask          GB/s of mask bytes the coordinator removes in one round of

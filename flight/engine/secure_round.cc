@@ -214,7 +214,17 @@ StatusOr<aggregators::Weighted> SecureRound::finish(const ParamSet& global,
   }
   at::Tensor& total = masked.params[0].tensor;
   auto* words = reinterpret_cast<uint32_t*>(total.data_ptr<int32_t>());
-  FLIGHT_RETURN_IF_ERROR(coordinator_->unmask(words, n + kMaskedExtraWords, survived, reveals));
+  // Every correction is derived (and checked) before any is applied, then the
+  // one pass over the total is split across the param_ops threads: the
+  // coordinator removes a self mask per survivor and a pair mask per
+  // (dropped, surviving neighbour) edge, the largest serial step of the round.
+  FLIGHT_ASSIGN_OR_RETURN(const auto terms, coordinator_->corrections(survived, reveals));
+  parallel_chunks(static_cast<int64_t>(n + kMaskedExtraWords), int64_t{1} << 16,
+                  [&](int64_t begin, int64_t end) {
+                    privacy::apply_masks(terms.data(), terms.size(), round_.round, words + begin,
+                                         static_cast<size_t>(end - begin),
+                                         static_cast<size_t>(begin));
+                  });
 
   // Decode: the total is sum_i round(delta_i * w_i / W * 2^b) over the
   // survivors; dividing by their exact share of W gives the weighted mean.

@@ -1,10 +1,12 @@
 #include "flight/privacy/prg.h"
 
+#include <openssl/evp.h>
 #include <sodium.h>
 
 #include <cmath>
 #include <cstring>
 #include <mutex>
+#include <vector>
 
 #include "flight/base/check.h"
 
@@ -17,14 +19,25 @@ void stream_nonce(uint64_t stream, unsigned char nonce[crypto_stream_chacha20_NO
   for (int i = 0; i < 8; ++i) nonce[i] = static_cast<unsigned char>(stream >> (8 * i));
 }
 
-// Chunk `chunk` of the mask (seed, stream): `words` <= kMaskChunkWords words.
-// The IETF variant writes the keystream directly (no zero buffer to XOR).
-void mask_chunk(const Seed& seed, uint64_t stream, uint64_t chunk, uint32_t* out, size_t words) {
-  unsigned char nonce[crypto_stream_chacha20_ietf_NONCEBYTES];
-  for (int i = 0; i < 8; ++i) nonce[i] = static_cast<unsigned char>(stream >> (8 * i));
-  for (int i = 0; i < 4; ++i) nonce[8 + i] = static_cast<unsigned char>(chunk >> (8 * i));
-  crypto_stream_chacha20_ietf(reinterpret_cast<unsigned char*>(out), words * sizeof(uint32_t),
-                              nonce, seed.data());
+constexpr const char* kMaskKeyLabel = "flight/secagg/mask-aes128-ctr";
+
+// Plaintext of the keystream: CTR mode XORs the keystream into its input.
+alignas(64) const uint8_t kZeros[kMaskChunkWords * sizeof(uint32_t)] = {};
+
+// The big-endian 128-bit counter of AES block `block`.
+AesBlock counter_block(uint64_t block) {
+  AesBlock c{};
+  for (int i = 0; i < 8; ++i) c[15 - i] = static_cast<uint8_t>(block >> (8 * i));
+  return c;
+}
+
+// Unsigned arithmetic wraps: exactly addition modulo 2^32. Separate loops so
+// each vectorises.
+void add_words(uint32_t* dst, const uint32_t* x, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] += x[i];
+}
+void subtract_words(uint32_t* dst, const uint32_t* x, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] -= x[i];
 }
 
 }  // namespace
@@ -50,20 +63,71 @@ Seed seed_from_u64(uint64_t value) {
   return s;
 }
 
-void apply_masks(const MaskTerm* terms, size_t count, uint64_t stream, uint32_t* v, size_t n) {
+Aes128Ctr::Aes128Ctr(const AesKey& key, const AesBlock& counter) : ctx_(EVP_CIPHER_CTX_new()) {
+  FLIGHT_CHECK(ctx_ != nullptr, "EVP_CIPHER_CTX_new failed");
+  FLIGHT_CHECK(
+      EVP_EncryptInit_ex(ctx_, EVP_aes_128_ctr(), nullptr, key.data(), counter.data()) == 1,
+      "AES-128-CTR initialisation failed");
+}
+
+Aes128Ctr::~Aes128Ctr() { EVP_CIPHER_CTX_free(ctx_); }
+
+Aes128Ctr& Aes128Ctr::operator=(Aes128Ctr&& other) noexcept {
+  if (this != &other) {
+    EVP_CIPHER_CTX_free(ctx_);
+    ctx_ = other.ctx_;
+    other.ctx_ = nullptr;
+  }
+  return *this;
+}
+
+void Aes128Ctr::keystream(uint8_t* out, size_t n) {
+  while (n > 0) {
+    const size_t m = std::min(n, sizeof(kZeros));
+    int len = 0;
+    FLIGHT_CHECK(EVP_EncryptUpdate(ctx_, out, &len, kZeros, static_cast<int>(m)) == 1 &&
+                     static_cast<size_t>(len) == m,
+                 "AES-128-CTR keystream failed");
+    out += m;
+    n -= m;
+  }
+}
+
+AesKey mask_key(const Seed& seed, uint64_t stream) {
   ensure_sodium();
-  FLIGHT_CHECK(n / kMaskChunkWords < (uint64_t{1} << 32), "mask longer than 2^32 chunks");
+  uint8_t msg[64];
+  const size_t label = std::strlen(kMaskKeyLabel);
+  std::memcpy(msg, kMaskKeyLabel, label);
+  for (int i = 0; i < 8; ++i) msg[label + i] = static_cast<uint8_t>(stream >> (8 * i));
+  AesKey key;
+  crypto_generichash(key.data(), key.size(), msg, label + 8, seed.data(), seed.size());
+  return key;
+}
+
+void apply_masks(const MaskTerm* terms, size_t count, uint64_t stream, uint32_t* v, size_t n,
+                 size_t first_word) {
+  if (n == 0 || count == 0) return;
+  constexpr size_t kBlockWords = 4;  // one AES block
+  std::vector<Aes128Ctr> ciphers;
+  ciphers.reserve(count);
+  uint32_t skip[kBlockWords];
+  for (size_t t = 0; t < count; ++t) {
+    ciphers.emplace_back(mask_key(terms[t].seed, stream), counter_block(first_word / kBlockWords));
+    // A range starting inside a block discards that block's leading words.
+    if (first_word % kBlockWords) {
+      ciphers.back().keystream(reinterpret_cast<uint8_t*>(skip),
+                               first_word % kBlockWords * sizeof(uint32_t));
+    }
+  }
   alignas(64) uint32_t buf[kMaskChunkWords];
-  for (size_t off = 0, chunk = 0; off < n; off += kMaskChunkWords, ++chunk) {
+  for (size_t off = 0; off < n; off += kMaskChunkWords) {
     const size_t m = std::min(kMaskChunkWords, n - off);
-    uint32_t* dst = v + off;
     for (size_t t = 0; t < count; ++t) {
-      mask_chunk(terms[t].seed, stream, chunk, buf, m);
-      // Unsigned arithmetic wraps: exactly addition modulo 2^32.
+      ciphers[t].keystream(reinterpret_cast<uint8_t*>(buf), m * sizeof(uint32_t));
       if (terms[t].sign == MaskSign::kAdd) {
-        for (size_t i = 0; i < m; ++i) dst[i] += buf[i];
+        add_words(v + off, buf, m);
       } else {
-        for (size_t i = 0; i < m; ++i) dst[i] -= buf[i];
+        subtract_words(v + off, buf, m);
       }
     }
   }
@@ -75,10 +139,8 @@ void apply_mask(const Seed& seed, uint64_t stream, MaskSign sign, uint32_t* v, s
 }
 
 void expand_mask(const Seed& seed, uint64_t stream, uint32_t* out, size_t n) {
-  ensure_sodium();
-  for (size_t off = 0, chunk = 0; off < n; off += kMaskChunkWords, ++chunk) {
-    mask_chunk(seed, stream, chunk, out + off, std::min(kMaskChunkWords, n - off));
-  }
+  Aes128Ctr(mask_key(seed, stream), counter_block(0))
+      .keystream(reinterpret_cast<uint8_t*>(out), n * sizeof(uint32_t));
 }
 
 ChaChaRng::ChaChaRng(const Seed& seed, uint64_t stream) : key_(seed), stream_(stream) {

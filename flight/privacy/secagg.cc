@@ -78,13 +78,17 @@ Status SecAggOptions::validate() const {
 size_t FixedPoint::encode(const float* x, size_t n, double weight, uint32_t* out) const {
   const double f = weight * scale_;
   constexpr double kMax = 2147483647.0, kMin = -2147483648.0;
+  // (y + 1.5 * 2^52) - 1.5 * 2^52 rounds y to the nearest integer, ties to
+  // even, exactly as nearbyint in the default rounding mode for |y| < 2^51
+  // (larger values saturate either way), without a libm call per element.
+  constexpr double kRound = 0x1.8p52;
   size_t saturated = 0;
   for (size_t i = 0; i < n; ++i) {
-    double v = std::nearbyint(static_cast<double>(x[i]) * f);
-    if (!(v <= kMax && v >= kMin)) {  // also catches NaN
-      ++saturated;
-      v = v > 0 ? kMax : kMin;
-    }
+    const double y = static_cast<double>(x[i]) * f;
+    double v = (y + kRound) - kRound;
+    const bool in_range = v <= kMax && v >= kMin;  // false for NaN
+    saturated += !in_range;
+    v = in_range ? v : (y > 0 ? kMax : kMin);
     out[i] = static_cast<uint32_t>(static_cast<int32_t>(v));
   }
   return saturated;
@@ -361,8 +365,8 @@ std::vector<SealedShare> SecAggCoordinator::inbox(int to) const {
   return out;
 }
 
-Status SecAggCoordinator::unmask(uint32_t* sum, size_t n, const std::vector<bool>& survived,
-                                 const std::vector<Reveal>& reveals) const {
+StatusOr<std::vector<MaskTerm>> SecAggCoordinator::corrections(
+    const std::vector<bool>& survived, const std::vector<Reveal>& reveals) const {
   const int nw = round_.num_workers;
   if (static_cast<int>(survived.size()) != nw) {
     return invalid_argument("unmask got a survivor list of " + std::to_string(survived.size()) +
@@ -411,7 +415,6 @@ Status SecAggCoordinator::unmask(uint32_t* sum, size_t n, const std::vector<bool
     if (!s.is_ok()) return s.status().with_context("rebuilding " + name(owner) + "'s secret");
     return s;
   };
-  // All corrections are derived before any is applied: a failure leaves `sum` untouched.
   std::vector<MaskTerm> terms;
   for (int i = 0; i < nw; ++i) {
     if (survived[i]) {
@@ -433,6 +436,13 @@ Status SecAggCoordinator::unmask(uint32_t* sum, size_t n, const std::vector<bool
       terms.push_back({seed, opposite(pair_sign(j, i))});
     }
   }
+  return terms;
+}
+
+Status SecAggCoordinator::unmask(uint32_t* sum, size_t n, const std::vector<bool>& survived,
+                                 const std::vector<Reveal>& reveals) const {
+  // All corrections are derived before any is applied: a failure leaves `sum` untouched.
+  FLIGHT_ASSIGN_OR_RETURN(auto terms, corrections(survived, reveals));
   apply_masks(terms.data(), terms.size(), round_.round, sum, n);
   return Status::ok();
 }

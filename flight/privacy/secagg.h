@@ -212,6 +212,11 @@ class SecAggCoordinator {
   // counts, and `sum` is left untouched.
   Status unmask(uint32_t* sum, size_t n, const std::vector<bool>& survived,
                 const std::vector<Reveal>& reveals) const;
+  // unmask() in two steps, for callers that spread the pass over threads:
+  // the masks to apply (stream round().round) to the total, or the same errors.
+  StatusOr<std::vector<MaskTerm>> corrections(const std::vector<bool>& survived,
+                                              const std::vector<Reveal>& reveals) const;
+  const SecAggRound& round() const { return round_; }
 
  private:
   SecAggRound round_;

@@ -4,8 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <numeric>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "flight/privacy/prg.h"
 #include "flight/privacy/secagg.h"
@@ -71,9 +74,69 @@ TEST(Shamir, CorruptShareIsDetectedAndSerialisationRoundTrips) {
   EXPECT_EQ(Share::deserialize(buf, kShareBytes - 1).status().code(), StatusCode::kDataLoss);
 }
 
+// NIST SP 800-38A, Recommendation for Block Cipher Modes of Operation (2001),
+// Appendix F.5.1 CTR-AES128.Encrypt: key, initial counter, the four plaintext
+// blocks and the published ciphertext blocks. The second block's counter
+// (...fdff00) carries across a byte, so the counter increment is checked too.
+TEST(Masks, Aes128CtrMatchesNistSp80038aF51) {
+  auto hex = [](const std::string& h) {
+    std::vector<uint8_t> out;
+    for (size_t i = 0; i < h.size(); i += 2) {
+      out.push_back(static_cast<uint8_t>(std::stoi(h.substr(i, 2), nullptr, 16)));
+    }
+    return out;
+  };
+  AesKey key;
+  AesBlock counter;
+  const auto k = hex("2b7e151628aed2a6abf7158809cf4f3c");
+  const auto c = hex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff");
+  std::copy(k.begin(), k.end(), key.begin());
+  std::copy(c.begin(), c.end(), counter.begin());
+  const auto plain =
+      hex("6bc1bee22e409f96e93d7e117393172a"
+          "ae2d8a571e03ac9c9eb76fac45af8e51"
+          "30c81c46a35ce411e5fbc1191a0a52ef"
+          "f69f2445df4f9b17ad2b417be66c3710");
+  const auto cipher =
+      hex("874d6191b620e3261bef6864990db6ce"
+          "9806f66b7970fdff8617187bb9fffdff"
+          "5ae4df3edbd5d35e5b4f09020db03eab"
+          "1e031dda2fbe03d1792170a0f3009cee");
+  // In one call, and in pieces that split blocks (the stream must continue).
+  for (const size_t piece : {size_t{64}, size_t{7}, size_t{16}}) {
+    Aes128Ctr ctr(key, counter);
+    std::vector<uint8_t> ks(plain.size());
+    for (size_t off = 0; off < ks.size(); off += piece) {
+      ctr.keystream(ks.data() + off, std::min(piece, ks.size() - off));
+    }
+    for (size_t i = 0; i < plain.size(); ++i) {
+      ASSERT_EQ(static_cast<uint8_t>(plain[i] ^ ks[i]), cipher[i])
+          << "byte " << i << ", pieces of " << piece;
+    }
+  }
+}
+
+TEST(Masks, AnyRangeOfAMaskCanBeAppliedOnItsOwn) {
+  const Seed a = seed_from_u64(11), b = seed_from_u64(12);
+  const MaskTerm terms[] = {{a, MaskSign::kAdd}, {b, MaskSign::kSubtract}};
+  const size_t n = 5 * kMaskChunkWords + 3;
+  std::vector<uint32_t> whole(n, 7), pieces(n, 7);
+  apply_masks(terms, 2, 3, whole.data(), n);
+  // Ranges starting inside an AES block and spanning chunks, as threads split it.
+  const size_t cuts[] = {0, 1, 6, kMaskChunkWords + 2, 3 * kMaskChunkWords - 1, n};
+  for (size_t c = 0; c + 1 < std::size(cuts); ++c) {
+    apply_masks(terms, 2, 3, pieces.data() + cuts[c], cuts[c + 1] - cuts[c], cuts[c]);
+  }
+  EXPECT_EQ(pieces, whole);
+  std::vector<uint32_t> ma(n), mb(n);
+  expand_mask(a, 3, ma.data(), n);
+  expand_mask(b, 3, mb.data(), n);
+  for (size_t i = 0; i < n; ++i) ASSERT_EQ(whole[i], 7u + ma[i] - mb[i]) << i;
+}
+
 TEST(Masks, AddThenSubtractIsIdentityAndChunksAreSeamless) {
   const Seed seed = seed_from_u64(4);
-  const size_t n = 3 * 4096 + 17;  // crosses chunk boundaries, odd tail
+  const size_t n = 3 * kMaskChunkWords + 17;  // crosses chunk boundaries, odd tail
   std::vector<uint32_t> v(n);
   std::iota(v.begin(), v.end(), 0u);
   const auto orig = v;
