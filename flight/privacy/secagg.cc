@@ -35,18 +35,24 @@ Seed derive(const uint8_t* key, size_t key_len, const char* label, uint64_t roun
   return out;
 }
 
-// The pair's shared secret from one side's secret key and the other's public
-// key; both sides get the same value (X25519 is symmetric), ordered by index.
-StatusOr<Seed> pair_secret(const Seed& sk, const PublicKey& other_pk, const char* label,
-                           uint64_t round, int i, int j) {
+// The pair's seeds for `labels` from one side's secret key and the other's
+// public key; both sides get the same values (X25519 is symmetric), ordered by
+// index. One scalar multiplication serves every label: it is the expensive step.
+template <size_t N>
+StatusOr<std::array<Seed, N>> pair_secrets(const Seed& sk, const PublicKey& other_pk,
+                                           const std::array<const char*, N>& labels, uint64_t round,
+                                           int i, int j) {
   uint8_t dh[crypto_scalarmult_BYTES];
   if (crypto_scalarmult(dh, sk.data(), other_pk.data()) != 0) {
     return invalid_argument("X25519 key agreement between " + worker_name(i) + " and " +
                             worker_name(j) + " failed (a low-order public key)");
   }
-  Seed s = derive(nullptr, 0, label, round, std::min(i, j), std::max(i, j), dh, sizeof(dh));
+  std::array<Seed, N> out;
+  for (size_t l = 0; l < N; ++l) {
+    out[l] = derive(nullptr, 0, labels[l], round, std::min(i, j), std::max(i, j), dh, sizeof(dh));
+  }
   sodium_memzero(dh, sizeof(dh));
-  return s;
+  return out;
 }
 
 constexpr const char* kMaskLabel = "flight/secagg/pair-mask";
@@ -220,10 +226,11 @@ StatusOr<std::vector<SealedShare>> SecAggWorker::share_secrets(
   for (int p = 0; p < k; ++p) {
     const int j = neighbours_[p];
     if (!keys[j]) continue;  // never advertised: no mask, no share
-    FLIGHT_ASSIGN_OR_RETURN(Seed mask_seed,
-                            pair_secret(sk_, *keys[j], kMaskLabel, round_.round, index_, j));
-    FLIGHT_ASSIGN_OR_RETURN(Seed box_key,
-                            pair_secret(sk_, *keys[j], kBoxLabel, round_.round, index_, j));
+    FLIGHT_ASSIGN_OR_RETURN(
+        const auto seeds,
+        pair_secrets<2>(sk_, *keys[j], {kMaskLabel, kBoxLabel}, round_.round, index_, j));
+    const Seed& mask_seed = seeds[0];
+    const Seed& box_key = seeds[1];
     pair_seeds_.emplace_back(j, mask_seed);
     box_keys_.emplace_back(j, box_key);
     uint8_t plain[kPlainBytes];
@@ -431,9 +438,9 @@ StatusOr<std::vector<MaskTerm>> SecAggCoordinator::corrections(
     if (alive.empty()) continue;
     FLIGHT_ASSIGN_OR_RETURN(Seed sk, rebuild(i, false));
     for (int j : alive) {
-      FLIGHT_ASSIGN_OR_RETURN(Seed seed,
-                              pair_secret(sk, *keys_[j], kMaskLabel, round_.round, i, j));
-      terms.push_back({seed, opposite(pair_sign(j, i))});
+      FLIGHT_ASSIGN_OR_RETURN(const auto seed,
+                              pair_secrets<1>(sk, *keys_[j], {kMaskLabel}, round_.round, i, j));
+      terms.push_back({seed[0], opposite(pair_sign(j, i))});
     }
   }
   return terms;
