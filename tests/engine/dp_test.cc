@@ -22,6 +22,7 @@
 #include "flight/faas/functions.h"
 #include "flight/params/param_ops.h"
 #include "flight/privacy/rdp_accountant.h"
+#include "tests/engine/interrupted_run.h"
 #include "tests/engine/topologies.h"
 #include "tests/support/process.h"
 #include "transport/store.h"
@@ -334,14 +335,9 @@ TEST_F(DpTest, ResumeKeepsTheAccountantAndTheAdaptiveClipNorm) {
   const json full_summary = summary_json(*full);
   EXPECT_NE(full_summary["privacy"]["final_clip_norm"].get<double>(), 0.2);
 
-  RunOptions first = quiet();
-  first.output_dir = dir_.file("split");
-  first.stop_after_rounds = 1;
-  ASSERT_TRUE(run_experiment(c, first).is_ok());
-  RunOptions rest = first;
-  rest.stop_after_rounds = 0;
-  rest.resume = true;
-  auto resumed = run_experiment(c, rest);
+  RunOptions split = quiet();
+  split.output_dir = dir_.file("split");
+  auto resumed = run_interrupted(c, split, 1);
   ASSERT_TRUE(resumed.is_ok()) << resumed.status();
   EXPECT_TRUE(resumed->final_model.equal(full->final_model));
   const json resumed_summary = summary_json(*resumed);

@@ -26,6 +26,7 @@
 #include "flight/faas/functions.h"
 #include "flight/faas/service.h"
 #include "flight/privacy/secagg.h"
+#include "tests/engine/interrupted_run.h"
 #include "tests/engine/params_diff.h"
 #include "tests/engine/topologies.h"
 #include "tests/support/process.h"
@@ -214,16 +215,9 @@ TEST_F(SecureTest, AResumedRunGivesTheUninterruptedModel) {
   auto full = run_experiment(c, full_options);
   ASSERT_TRUE(full.is_ok()) << full.status();
 
-  RunOptions first = quiet();
-  first.output_dir = dir_.file("split");
-  first.stop_after_rounds = 1;
-  auto stopped = run_experiment(c, first);
-  ASSERT_TRUE(stopped.is_ok()) << stopped.status();
-  EXPECT_FALSE(stopped->final_model.equal(full->final_model));  // one round, not three
-  RunOptions rest = first;
-  rest.stop_after_rounds = 0;
-  rest.resume = true;
-  auto resumed = run_experiment(c, rest);
+  RunOptions split = quiet();
+  split.output_dir = dir_.file("split");
+  auto resumed = run_interrupted(c, split, 1);
   ASSERT_TRUE(resumed.is_ok()) << resumed.status();
   EXPECT_TRUE(resumed->final_model.equal(full->final_model));
   EXPECT_EQ(rounds(*resumed).size(), 3u);
