@@ -189,7 +189,8 @@ Store::Result Store::fetch(const Ref& ref) {
 
 StatusOr<ParamSet> Store::get(const Ref& ref) {
   std::string id = cache_id(ref);
-  std::promise<Result> promise;
+  // Made only by the thread that fetches: a cache hit allocates no promise.
+  std::optional<std::promise<Result>> promise;
   std::shared_future<Result> waiting;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -204,7 +205,8 @@ StatusOr<ParamSet> Store::get(const Ref& ref) {
     if (pending != inflight_.end()) {
       waiting = pending->second;
     } else {
-      inflight_.emplace(id, promise.get_future().share());
+      promise.emplace();
+      inflight_.emplace(id, promise->get_future().share());
     }
   }
   // Another thread is fetching this Ref: share its result.
@@ -223,7 +225,7 @@ StatusOr<ParamSet> Store::get(const Ref& ref) {
     }
     inflight_.erase(id);
   }
-  promise.set_value(result);
+  promise->set_value(result);
   return result;
 }
 

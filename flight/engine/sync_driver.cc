@@ -209,6 +209,9 @@ faas::TaskSpec SyncDriver::spec(Node node, const char* function, Args args) cons
   spec.function = function;
   spec.message = std::make_shared<faas::TypedMessage<Args>>(std::move(args));
   spec.tag = node;
+  // Embedded, an aggregation runs before queued training: its children's
+  // updates wait in memory (holding flow-control credits) until it folds them.
+  if (!nodes_.is_worker(node)) spec.priority = 1;
   return spec;
 }
 

@@ -82,6 +82,12 @@ struct TaskSpec {
   // a shared batch callback knows whose result it got without a map from
   // task ids). In-process only: not part of the wire form.
   uint64_t tag = 0;
+  // Scheduling hint for an invoker with a queue of its own (LocalInvoker):
+  // queued tasks of a higher priority start first, FIFO within one priority
+  // (the engine gives aggregations priority over training, so a parent folds
+  // its children as they arrive instead of after every queued train task).
+  // In-process only: REST endpoints run tasks in lease order.
+  int priority = 0;
 
   // The JSON args: `args`, or message->to_json() when only the message is set.
   nlohmann::json json_args() const;

@@ -2,6 +2,8 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -104,7 +106,7 @@ class LocalInvoker final : public Invoker {
       if (closed_) return Status::ok();
       closing_ = true;
       not_full_.notify_all();
-      idle_.wait(lock, [this] { return queue_.empty() && running_ == 0; });
+      idle_.wait(lock, [this] { return queued_ == 0 && running_ == 0; });
       closed_ = true;
     }
     not_empty_.notify_all();
@@ -159,9 +161,9 @@ class LocalInvoker final : public Invoker {
       for (auto& job : jobs) {
         if (!from_pool) {
           if (options_.block_when_full) {
-            not_full_.wait(lock, [this] { return closing_ || queue_.size() < options_.max_queue; });
+            not_full_.wait(lock, [this] { return closing_ || queued_ < options_.max_queue; });
           }
-          if (closing_ || queue_.size() >= options_.max_queue) {
+          if (closing_ || queued_ >= options_.max_queue) {
             was_closing = closing_;
             rejected.push_back(std::move(job.completion));
             continue;
@@ -169,11 +171,12 @@ class LocalInvoker final : public Invoker {
         }
         if (job.spec.deadline_s > 0) deadlines.emplace_back(job.completion, job.spec.deadline_s);
         live_.emplace(job.serial & kSerialMask, job.completion);
-        queue_.push_back(std::move(job));
+        queues_[job.spec.priority].push_back(std::move(job));
+        ++queued_;
         // A pool thread sleeps only on an empty queue, so waking one per
         // task up to `threads` queued is enough, and a big batch does not
         // make a futex call per task.
-        if (queue_.size() <= options_.threads) not_empty_.notify_one();
+        if (queued_ <= options_.threads) not_empty_.notify_one();
       }
     }
     for (auto& c : rejected) {
@@ -213,18 +216,28 @@ class LocalInvoker final : public Invoker {
           }
           finished.reset();
           --running_;
-          if (running_ == 0 && queue_.empty()) idle_.notify_all();
+          if (running_ == 0 && queued_ == 0) idle_.notify_all();
         }
-        not_empty_.wait(lock, [this] { return closed_ || !queue_.empty(); });
-        if (queue_.empty()) return;  // closed_ and drained
-        job = std::move(queue_.front());
-        queue_.pop_front();
+        not_empty_.wait(lock, [this] { return closed_ || queued_ > 0; });
+        if (queued_ == 0) return;  // closed_ and drained
+        job = pop_locked();
         ++running_;
       }
       not_full_.notify_one();
       run(job);
       finished = job.serial & kSerialMask;
     }
+  }
+
+  // The oldest task of the highest priority queued. Called with mu_ held and
+  // queued_ > 0.
+  Job pop_locked() {
+    auto it = queues_.begin();
+    while (it->second.empty()) ++it;
+    Job job = std::move(it->second.front());
+    it->second.pop_front();
+    --queued_;
+    return job;
   }
 
   void run(Job& job) {
@@ -277,7 +290,10 @@ class LocalInvoker final : public Invoker {
 
   std::mutex mu_;
   std::condition_variable not_empty_, not_full_, idle_;
-  std::deque<Job> queue_;
+  // Tasks waiting to start, by priority (highest first; a priority's deque
+  // stays once made: a run uses a few), and how many in all.
+  std::map<int, std::deque<Job>, std::greater<int>> queues_;
+  size_t queued_ = 0;
   std::unordered_map<uint64_t, std::shared_ptr<TaskCompletion>> live_;  // by serial
   std::atomic<uint64_t> next_serial_{std::random_device()() * uint64_t{4096}};
   size_t running_ = 0;

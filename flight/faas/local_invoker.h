@@ -2,6 +2,9 @@
 // functions in-process for every virtual endpoint (the endpoint name is only a
 // label here), so 10,000 virtual workers are 10,000 queued tasks, not threads.
 //
+// Order: queued tasks start by TaskSpec::priority (highest first), FIFO
+// within a priority.
+//
 // Backpressure: the queue holds at most max_queue tasks that have not started.
 //   - submit() from outside the pool blocks while the queue is full
 //     (block_when_full = true, the default) or resolves the task kFailed with

@@ -2,6 +2,7 @@
 #include <atomic>
 #include <fstream>
 #include <future>
+#include <mutex>
 
 #include <gtest/gtest.h>
 
@@ -122,6 +123,34 @@ TEST(LocalInvoker, CallbackSubmittingIntoAFullQueueDoesNotDeadlock) {
   EXPECT_TRUE(blocker.wait().ok());
   EXPECT_TRUE(chained.get_future().get().wait().ok());
   EXPECT_TRUE(queued.wait().ok());
+}
+
+TEST(LocalInvoker, QueuedTasksStartByPriorityThenInSubmissionOrder) {
+  TempDir dir;
+  LocalInvokerOptions o;
+  o.threads = 1;
+  auto inv = make_local_invoker(o);
+  auto blocker = inv->submit(gate_task(dir.file("gate")));
+  ASSERT_TRUE(
+      wait_until([&] { return file_exists(dir.file("gate.started")); }, std::chrono::seconds(10)));
+  // Queued behind the blocker: two normal, then two urgent tasks, then one
+  // more urgent still. The only thread records the order they start in.
+  std::mutex mu;
+  std::vector<std::string> started;
+  std::vector<TaskHandle> handles;
+  for (const auto& [name, priority] : std::vector<std::pair<std::string, int>>{
+           {"n1", 0}, {"n2", 0}, {"u1", 1}, {"u2", 1}, {"v1", 2}}) {
+    TaskSpec s = noop_on(name);
+    s.priority = priority;
+    handles.push_back(inv->submit(std::move(s), [&, name = name](const TaskResult&) {
+      std::lock_guard<std::mutex> lock(mu);
+      started.push_back(name);
+    }));
+  }
+  touch(dir.file("gate"));
+  EXPECT_TRUE(blocker.wait().ok());
+  for (auto& h : handles) EXPECT_TRUE(h.wait().ok());
+  EXPECT_EQ(started, (std::vector<std::string>{"v1", "u1", "u2", "n1", "n2"}));
 }
 
 TEST(LocalInvoker, CloseFinishesQueuedWorkAndRejectsNewWork) {
