@@ -82,7 +82,14 @@ struct Layout {
   std::vector<uint8_t> codes;
   std::vector<Encoding> encodings;
   bool compressed = false;
+  bool packed = false;  // a sparse_varint entry: version 3
 };
+
+// Where an entry's payload may start: sparse_varint payloads are read
+// byte-wise, everything else may be wrapped as a tensor (64-byte aligned).
+uint64_t payload_alignment(Encoding e) {
+  return e == Encoding::kSparseVarint ? 8 : kBufferAlignment;
+}
 
 Status check_tensor(const ParamEntry& e, const DtypeInfo** info) {
   const at::Tensor& t = e.tensor;
@@ -135,6 +142,7 @@ StatusOr<Layout> plan(const ParamSet& params, const EncodeOptions* o = nullptr) 
     }
     l.encodings.push_back(enc);
     l.compressed |= enc != Encoding::kRaw;
+    l.packed |= enc == Encoding::kSparseVarint;
     l.table_size += align_up(kRecordFixedBytes + 8 * e.tensor.dim() + e.name.size(), 8);
   }
   l.data_offset = align_up(kCodecPreambleBytes + l.table_size, kBufferAlignment);
@@ -145,7 +153,7 @@ StatusOr<Layout> plan(const ParamSet& params, const EncodeOptions* o = nullptr) 
     uint64_t n = l.encodings[i] == Encoding::kRaw
                      ? numel * e.tensor.element_size()
                      : payload_size(*o, compressed[i].data_ptr<float>(), numel);
-    cursor = align_up(cursor, kBufferAlignment);
+    cursor = align_up(cursor, payload_alignment(l.encodings[i]));
     l.offsets.push_back(cursor);
     l.nbytes.push_back(n);
     cursor += n;
@@ -173,7 +181,9 @@ StatusOr<uint32_t> encode_with(const ParamSet& params, const EncodeOptions* o, u
   // Preamble.
   std::memset(dest, 0, l.data_offset);
   std::memcpy(dest, kMagic, 8);
-  put_le<uint32_t>(dest + 8, l.compressed ? kCodecVersionCompressed : kCodecVersion);
+  put_le<uint32_t>(dest + 8, l.packed       ? kCodecVersionPacked
+                             : l.compressed ? kCodecVersionCompressed
+                                            : kCodecVersion);
   put_le<uint32_t>(dest + 12, static_cast<uint32_t>(params.size()));
   put_le<uint64_t>(dest + 16, l.total_size);
   put_le<uint64_t>(dest + 24, l.data_offset);
@@ -275,10 +285,10 @@ StatusOr<CodecHeader> peek_header(ByteView bytes) {
   h.data_offset = get_le<uint64_t>(b + 24);
   h.table_size = get_le<uint64_t>(b + 32);
   h.checksum = get_le<uint32_t>(b + kChecksumOffset);
-  if (h.version != kCodecVersion && h.version != kCodecVersionCompressed) {
+  if (h.version < kCodecVersion || h.version > kCodecVersionPacked) {
     return invalid_argument("unsupported ParamSet format version " + std::to_string(h.version) +
                             " (this build reads versions " + std::to_string(kCodecVersion) +
-                            " and " + std::to_string(kCodecVersionCompressed) + ")");
+                            " to " + std::to_string(kCodecVersionPacked) + ")");
   }
   if (h.total_size > bytes.size) {
     return data_loss("truncated ParamSet encoding: the header says " +
@@ -380,11 +390,15 @@ StatusOr<std::vector<EntryView>> parse_entries(const Bytes& bytes, bool verify) 
       return data_loss(where + ": encoding " + encoding_name(encoding) +
                        " on a non-float32 tensor or in a version-1 encoding");
     }
+    if (encoding == Encoding::kSparseVarint && h.version < kCodecVersionPacked) {
+      return data_loss(where + ": encoding sparse_varint in a version-" +
+                       std::to_string(h.version) + " encoding (it needs version 3)");
+    }
     if (overflow ||
         (encoding == Encoding::kRaw && (numel > h.total_size || numel * elem != nbytes))) {
       return data_loss(where + ": shape and byte count disagree");
     }
-    if (offset % kBufferAlignment != 0 || offset < prev_end || offset > h.total_size ||
+    if (offset % payload_alignment(encoding) != 0 || offset < prev_end || offset > h.total_size ||
         nbytes > h.total_size - offset) {
       return data_loss(where + ": data offset " + std::to_string(offset) + " (+" +
                        std::to_string(nbytes) + " bytes) is outside the data region");
@@ -392,7 +406,7 @@ StatusOr<std::vector<EntryView>> parse_entries(const Bytes& bytes, bool verify) 
     if (encoding != Encoding::kRaw) {
       // Compressed payloads hold at least a byte per element, except top-k,
       // which check_payload bounds by its own count.
-      if (encoding != Encoding::kTopK && encoding != Encoding::kSparse && numel > nbytes) {
+      if (!is_sparse_encoding(encoding) && numel > nbytes) {
         return data_loss(where + ": shape and byte count disagree");
       }
       Status st = check_payload(encoding, b + offset, nbytes, numel);
@@ -467,7 +481,7 @@ Status accumulate_encoded(ParamSet& acc, const Bytes& bytes, double w) {
     }
     float* a = t.data_ptr<float>();
     const uint8_t* payload = b + e.offset;
-    if (e.encoding == Encoding::kTopK || e.encoding == Encoding::kSparse) {
+    if (is_sparse_encoding(e.encoding)) {
       accumulate_payload(e.encoding, payload, e.numel, w, a);
       continue;
     }

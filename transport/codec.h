@@ -32,6 +32,12 @@
 // accumulator without that copy. Encodings without compression write version
 // 1, byte for byte what earlier builds wrote.
 //
+// Version 3 (an encoding with a sparse_varint entry): as version 2, except
+// that sparse_varint payloads start at 8-byte (not 64-byte) aligned offsets
+// (they are read byte-wise, never wrapped as tensors), which saves up to 56
+// bytes per tensor of a payload that is itself a few hundred bytes. This build
+// reads versions 1 to 3; earlier builds reject version 3 by its number.
+//
 // Dtypes: float32, float64, float16, bfloat16, int8, int16, int32, int64, uint8,
 // bool, complex32, complex64, complex128; any shape, including 0-dim and empty.
 // Non-contiguous inputs are encoded in contiguous (row-major) order.
@@ -51,6 +57,7 @@ namespace flight::transport {
 
 constexpr uint32_t kCodecVersion = 1;            // raw tensors only
 constexpr uint32_t kCodecVersionCompressed = 2;  // some entries carry an Encoding
+constexpr uint32_t kCodecVersionPacked = 3;      // some are sparse_varint, 8-byte aligned
 constexpr size_t kCodecPreambleBytes = 64;
 // Limits that bound what a (possibly hostile) header can ask the decoder to believe.
 constexpr uint32_t kCodecMaxDims = 32;

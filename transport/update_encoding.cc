@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <utility>
 #include <vector>
 
 namespace flight::transport {
@@ -55,6 +56,74 @@ void write_indexed(const float* x, const std::vector<uint32_t>& idx, uint8_t* de
   for (uint64_t j = 0; j < k; ++j) std::memcpy(dest + values_at + 4 * j, &x[idx[j]], 4);
 }
 
+uint64_t align4(uint64_t n) { return (n + 3) / 4 * 4; }
+
+uint64_t varint_bytes(uint64_t v) {
+  uint64_t b = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++b;
+  }
+  return b;
+}
+
+// sparse_varint: bytes of the gap varints of x's nonzeros, and their count.
+std::pair<uint64_t, uint64_t> varint_index_bytes(const float* x, uint64_t n) {
+  uint64_t bytes = 0, k = 0, next = 0;  // next: the index a zero gap lands on
+  for (uint64_t i = 0; i < n; ++i) {
+    if (x[i] == 0.f) continue;
+    bytes += varint_bytes(i - next);
+    next = i + 1;
+    ++k;
+  }
+  return {bytes, k};
+}
+
+uint64_t varint_payload_size(uint64_t index_bytes, uint64_t k) {
+  return 8 + align4(index_bytes) + 4 * k;
+}
+
+void write_varint_sparse(const float* x, uint64_t n, uint8_t* dest) {
+  const auto [index_bytes, k] = varint_index_bytes(x, n);
+  const auto k32 = static_cast<uint32_t>(k), ib32 = static_cast<uint32_t>(index_bytes);
+  std::memcpy(dest, &k32, 4);
+  std::memcpy(dest + 4, &ib32, 4);
+  uint8_t* q = dest + 8;
+  uint8_t* values = dest + 8 + align4(index_bytes);
+  std::memset(q + index_bytes, 0, align4(index_bytes) - index_bytes);
+  uint64_t next = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    if (x[i] == 0.f) continue;
+    for (uint64_t v = i - next;; v >>= 7) {
+      *q++ = static_cast<uint8_t>((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+      if (v < 0x80) break;
+    }
+    std::memcpy(values, &x[i], 4);
+    values += 4;
+    next = i + 1;
+  }
+}
+
+// Walks the index varints of a sparse_varint payload, calling f(j, i) for the
+// j-th nonzero's index i (a checked payload: no bounds tests).
+template <typename F>
+void for_each_varint_index(const uint8_t* p, F&& f) {
+  const uint32_t k = load<uint32_t>(p);
+  const uint8_t* q = p + 8;
+  uint64_t next = 0;
+  for (uint32_t j = 0; j < k; ++j) {
+    uint64_t v = 0;
+    for (int shift = 0;; shift += 7) {
+      const uint8_t b = *q++;
+      v |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if (!(b & 0x80)) break;
+    }
+    const uint64_t i = next + v;
+    f(j, i);
+    next = i + 1;
+  }
+}
+
 }  // namespace
 
 StatusOr<Encoding> parse_encoding(const std::string& name) {
@@ -64,8 +133,9 @@ StatusOr<Encoding> parse_encoding(const std::string& name) {
   if (name == "int8") return Encoding::kInt8;
   if (name == "topk") return Encoding::kTopK;
   if (name == "sparse") return Encoding::kSparse;
+  if (name == "sparse_varint") return Encoding::kSparseVarint;
   return invalid_argument("compression '" + name +
-                          "' is not one of raw, fp16, bf16, int8, topk, sparse");
+                          "' is not one of raw, fp16, bf16, int8, topk, sparse, sparse_varint");
 }
 
 const char* encoding_name(Encoding e) {
@@ -82,11 +152,19 @@ const char* encoding_name(Encoding e) {
       return "topk";
     case Encoding::kSparse:
       return "sparse";
+    case Encoding::kSparseVarint:
+      return "sparse_varint";
   }
   return "?";
 }
 
-bool valid_encoding_code(uint8_t code) { return code <= static_cast<uint8_t>(Encoding::kSparse); }
+bool valid_encoding_code(uint8_t code) {
+  return code <= static_cast<uint8_t>(Encoding::kSparseVarint);
+}
+
+bool is_sparse_encoding(Encoding e) {
+  return e == Encoding::kTopK || e == Encoding::kSparse || e == Encoding::kSparseVarint;
+}
 
 Status EncodeOptions::validate() const {
   if (block_size < 8 || block_size > (1 << 20)) {
@@ -117,13 +195,19 @@ uint64_t payload_size(const EncodeOptions& o, const float* x, uint64_t n) {
       const uint64_t k = count_nonzero(x, n);
       return align8(8 + 4 * k) + 4 * k;
     }
+    case Encoding::kSparseVarint: {
+      const auto [index_bytes, k] = varint_index_bytes(x, n);
+      return varint_payload_size(index_bytes, k);
+    }
   }
   return 0;
 }
 
 Encoding tensor_encoding(const EncodeOptions& o, const float* x, uint64_t n) {
-  if (o.encoding != Encoding::kSparse) return o.encoding;
-  return payload_size(o, x, n) < 4 * n ? Encoding::kSparse : Encoding::kRaw;
+  if (o.encoding != Encoding::kSparse && o.encoding != Encoding::kSparseVarint) return o.encoding;
+  // sparse_varint's counts are u32: a tensor of 2^32 elements or more stays raw.
+  if (o.encoding == Encoding::kSparseVarint && n > UINT32_MAX) return Encoding::kRaw;
+  return payload_size(o, x, n) < 4 * n ? o.encoding : Encoding::kRaw;
 }
 
 void encode_payload(const EncodeOptions& o, const float* x, uint64_t n, uint64_t salt,
@@ -198,6 +282,9 @@ void encode_payload(const EncodeOptions& o, const float* x, uint64_t n, uint64_t
       write_indexed(x, idx, dest);
       return;
     }
+    case Encoding::kSparseVarint:
+      write_varint_sparse(x, n, dest);
+      return;
   }
 }
 
@@ -236,6 +323,33 @@ Status check_payload(Encoding e, const uint8_t* p, uint64_t nbytes, uint64_t n) 
         if (i >= n || static_cast<int64_t>(i) <= prev) return bad("indices out of range or order");
         prev = i;
       }
+      return Status::ok();
+    }
+    case Encoding::kSparseVarint: {
+      if (nbytes < 8) return bad("no header");
+      const uint64_t k = load<uint32_t>(p), index_bytes = load<uint32_t>(p + 4);
+      if (k > n || index_bytes > nbytes || nbytes != varint_payload_size(index_bytes, k)) {
+        return bad("k = " + std::to_string(k) + " with " + std::to_string(index_bytes) +
+                   " index bytes does not fit");
+      }
+      // Every varint ends inside the index bytes, none is longer than 10
+      // bytes, and the indices stay below n (gaps keep them ascending).
+      const uint8_t* q = p + 8;
+      const uint8_t* end = q + index_bytes;
+      uint64_t next = 0;
+      for (uint64_t j = 0; j < k; ++j) {
+        uint64_t v = 0;
+        int len = 0;
+        for (;; ++len) {
+          if (q == end || len == 10) return bad("index varint " + std::to_string(j) + " is cut");
+          const uint8_t b = *q++;
+          v |= static_cast<uint64_t>(b & 0x7f) << (7 * len);
+          if (!(b & 0x80)) break;
+        }
+        if (v >= n - next) return bad("index " + std::to_string(j) + " out of range");
+        next += v + 1;
+      }
+      if (q != end) return bad("trailing index bytes");
       return Status::ok();
     }
   }
@@ -281,6 +395,13 @@ void accumulate_payload(Encoding e, const uint8_t* p, uint64_t n, double w, floa
       const uint8_t* values = p + align8(8 + 4 * k);
       for (uint64_t j = 0; j < k; ++j)
         acc[load<uint32_t>(p + 8 + 4 * j)] += wf * load<float>(values + 4 * j);
+      return;
+    }
+    case Encoding::kSparseVarint: {
+      const uint8_t* values = p + 8 + align4(load<uint32_t>(p + 4));
+      for_each_varint_index(p, [&](uint32_t j, uint64_t i) {
+        acc[i] += wf * load<float>(values + 4 * static_cast<uint64_t>(j));
+      });
       return;
     }
   }

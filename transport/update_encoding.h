@@ -16,6 +16,13 @@
 //          float32 travels raw instead. For updates that are already sparse: a
 //          worker's top-k delta after error feedback, and sums of such deltas
 //          (an aggregator's partial), which top-k would truncate.
+//   sparse_varint  sparse's content (lossless, raw where not smaller) in a compact
+//          form: indices as LEB128 varints of the gaps (first index, then
+//          i[j] - i[j-1] - 1: one byte while gaps stay under 128), values float32
+//          payload: u32 k, u32 index_bytes, varints[index_bytes], pad to 4,
+//                   f32 values[k]        ~5 bytes/nonzero at 1 % (sparse: 8)
+//          Only in codec version 3 (codec.h), at 8-byte alignment; the engine's
+//          top-k deltas and partials travel this way. `sparse` still decodes.
 // Decoding is folded into aggregation (accumulate_payload): acc += w * x is
 // computed straight from the payload, with no full-size float copy.
 //
@@ -29,9 +36,18 @@
 
 namespace flight::transport {
 
-enum class Encoding : uint8_t { kRaw = 0, kFp16 = 1, kBf16 = 2, kInt8 = 3, kTopK = 4, kSparse = 5 };
+enum class Encoding : uint8_t {
+  kRaw = 0,
+  kFp16 = 1,
+  kBf16 = 2,
+  kInt8 = 3,
+  kTopK = 4,
+  kSparse = 5,
+  kSparseVarint = 6
+};
 
-// "raw" (also "float32", "none"), "fp16", "bf16", "int8", "topk", "sparse".
+// "raw" (also "float32", "none"), "fp16", "bf16", "int8", "topk", "sparse",
+// "sparse_varint".
 StatusOr<Encoding> parse_encoding(const std::string& name);
 const char* encoding_name(Encoding e);
 bool valid_encoding_code(uint8_t code);
@@ -46,11 +62,14 @@ struct EncodeOptions {
   Status validate() const;
 };
 
-// Payload bytes of the float32 tensor x[0, n) (only sparse reads x).
+// Whether e lists (index, value) pairs of the nonzeros: topk, sparse, sparse_varint.
+bool is_sparse_encoding(Encoding e);
+
+// Payload bytes of the float32 tensor x[0, n) (only the sparse forms read x).
 uint64_t payload_size(const EncodeOptions& o, const float* x, uint64_t n);
 
 // Encoding `o.encoding` applies to the float32 tensor x[0, n): itself, or raw
-// for sparse when the nonzeros would not be smaller.
+// for sparse / sparse_varint when the nonzeros would not be smaller.
 Encoding tensor_encoding(const EncodeOptions& o, const float* x, uint64_t n);
 
 // Writes the payload of x[0, n) to dest (payload_size bytes). `salt` makes

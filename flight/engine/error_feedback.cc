@@ -52,7 +52,7 @@ bool sends_deltas(const Job& job) {
 
 transport::EncodeOptions update_encoding(const Job& job) {
   transport::EncodeOptions o = job.compression;
-  if (sends_deltas(job)) o.encoding = transport::Encoding::kSparse;
+  if (sends_deltas(job)) o.encoding = transport::Encoding::kSparseVarint;
   return o;
 }
 

@@ -6,7 +6,7 @@
 // topk(e) (the ceil(f n) largest |e| of each float32 tensor) and keeps
 // r = e - topk(e). The split is exact: sent + r equals e bit for bit, so
 // every coordinate is eventually sent. The sent delta and the aggregators'
-// partial means of deltas travel in the lossless `sparse` encoding
+// partial means of deltas travel in the lossless `sparse_varint` encoding
 // (update_encoding.h: the nonzeros, or raw float32 where that is smaller);
 // partials are never top-k'd again, so hierarchical equals flat. The
 // coordinator's fold is the weighted mean delta; apply_mean_delta() turns it
@@ -65,7 +65,7 @@ namespace flight::engine {
 bool sends_deltas(const Job& job);
 
 // The encoding workers' and aggregators' updates are put with: the run's
-// compression, or for topk the lossless sparse encoding (the sent delta is
+// compression, or for topk the lossless sparse_varint encoding (the sent delta is
 // already top-k; the partial sums must not be truncated again).
 transport::EncodeOptions update_encoding(const Job& job);
 

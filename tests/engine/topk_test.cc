@@ -293,7 +293,7 @@ TEST_F(TopKTest, FlatEqualsThreeTierAndUpdatesAreSparse) {
   const RunSummary flat = run("flat", kTopK, {}, /*flat=*/true);
   ASSERT_FALSE(tree.final_model.empty());
   ASSERT_FALSE(flat.final_model.empty());
-  // The aggregators' partial means travel losslessly (sparse), so only the
+  // The aggregators' partial means travel losslessly (sparse_varint), so only the
   // float32 summation order differs.
   EXPECT_LE(max_rel_diff(tree.final_model, flat.final_model), 1e-6);
 
@@ -302,7 +302,8 @@ TEST_F(TopKTest, FlatEqualsThreeTierAndUpdatesAreSparse) {
   ASSERT_EQ(t.size(), 3u);
   ASSERT_EQ(d.size(), 3u);
   for (size_t i = 0; i < t.size(); ++i) {
-    // 4 workers at ~1 % (8 bytes per kept value) and 2 partials of at most 4x that.
+    // 4 workers at ~1 % (sparse_varint: ~5 bytes per kept value) and 2 partials of at
+    // most 4x that.
     EXPECT_LT(t[i].bytes_put * 8, d[i].bytes_put) << "round " << i + 1;
     EXPECT_LT(t[i].coordinator_ingress * 8, d[i].coordinator_ingress) << "round " << i + 1;
   }

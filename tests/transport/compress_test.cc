@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "flight/params/param_ops.h"
 #include "transport/checksum.h"
@@ -134,6 +135,65 @@ TEST(Compression, SparseIsLosslessAndFallsBackToRawWhenDense) {
   EXPECT_EQ((*d)->size(), (*encode(dense))->size());
 }
 
+TEST(Compression, SparseVarintIsLosslessAndSmallerThanSparse) {
+  // A worker's 1 % top-k delta: nonzeros at random positions, plus a dense
+  // tensor (raw), an all-zero one (k = 0) and one whose gaps need 1-3 byte varints.
+  ParamSet p = update_like(100000, 8);
+  p[0].tensor = p[0].tensor * (at::rand({1000, 100}) < 0.01);
+  p.add("zero", at::zeros({50}));
+  at::Tensor far = at::zeros({300000});
+  for (int64_t i : {0, 1, 200, 70000, 299999}) far[i] = 0.5f + i;
+  p.add("far", far);
+  auto packed = encode(p, opts(Encoding::kSparseVarint));
+  auto sparse = encode(p, opts(Encoding::kSparse));
+  ASSERT_TRUE(packed.is_ok() && sparse.is_ok()) << packed.status();
+  EXPECT_EQ(peek_header(ByteView(**packed))->version, kCodecVersionPacked);
+  auto back = decode(*packed);
+  ASSERT_TRUE(back.is_ok()) << back.status();
+  EXPECT_TRUE(back->equal(p));  // bit for bit
+  // ~5 bytes a nonzero (1-byte gaps below 128, 2 bytes above) against sparse's 8.
+  const int64_t nnz = (p[0].tensor != 0).sum().item<int64_t>();
+  const int64_t raw_rest = (100000 % 100 + 37) * 4 + 8;  // "b" and "steps" stay raw
+  EXPECT_LT(static_cast<int64_t>((*packed)->size()), nnz * 6 + raw_rest + 1024);
+  EXPECT_LT(static_cast<double>((*packed)->size()), 0.8 * (*sparse)->size());
+  // Folding straight from the payload equals decode-then-fold, bit for bit.
+  ParamSet direct = zeros_like(p), folded = zeros_like(p);
+  ASSERT_TRUE(accumulate_encoded(direct, *packed, 0.25).is_ok());
+  ASSERT_TRUE(add_scaled(folded, p, 0.25).is_ok());
+  EXPECT_TRUE(direct.equal(folded));
+  // Version-2 sparse payloads (earlier builds) still decode.
+  EXPECT_EQ(peek_header(ByteView(**sparse))->version, kCodecVersionCompressed);
+  EXPECT_TRUE(decode(*sparse)->equal(p));
+}
+
+TEST(Compression, SparseVarintRejectsMalformedIndices) {
+  // payload: u32 k, u32 index_bytes, varints, pad to 4, f32 values[k]
+  auto payload = [](uint32_t k, std::vector<uint8_t> idx) {
+    std::vector<uint8_t> b(8);
+    const uint32_t ib = static_cast<uint32_t>(idx.size());
+    std::memcpy(b.data(), &k, 4);
+    std::memcpy(b.data() + 4, &ib, 4);
+    b.insert(b.end(), idx.begin(), idx.end());
+    b.resize(8 + (ib + 3) / 4 * 4 + 4 * k, 0);
+    return b;
+  };
+  auto check = [](const std::vector<uint8_t>& b, uint64_t n) {
+    return check_payload(Encoding::kSparseVarint, b.data(), b.size(), n);
+  };
+  EXPECT_TRUE(check(payload(2, {3, 0x81, 0x01}), 200).is_ok());  // indices 3 and 133
+  EXPECT_EQ(check(payload(2, {3, 0x81, 0x01}), 133).code(), StatusCode::kDataLoss);  // range
+  EXPECT_EQ(check(payload(2, {3, 0x81}), 200).code(), StatusCode::kDataLoss);        // cut varint
+  EXPECT_EQ(check(payload(1, {3, 4}), 200).code(), StatusCode::kDataLoss);  // trailing byte
+  EXPECT_EQ(check(payload(3, {0, 0}), 200).code(), StatusCode::kDataLoss);  // k too large
+  std::vector<uint8_t> huge(11, 0xff);
+  huge.back() = 0x01;
+  EXPECT_EQ(check(payload(1, huge), 200).code(), StatusCode::kDataLoss);  // 11-byte varint
+  auto short_payload = payload(1, {3});
+  short_payload.pop_back();
+  EXPECT_EQ(check(short_payload, 200).code(), StatusCode::kDataLoss);  // size mismatch
+  EXPECT_TRUE(check(payload(0, {}), 200).is_ok());                     // all zero
+}
+
 TEST(Compression, AccumulateEncodedEqualsDecodeThenFold) {
   const ParamSet a = update_like(30000, 3), b = update_like(30000, 4);
   for (Encoding e :
@@ -184,7 +244,7 @@ TEST(Compression, ErrorFeedbackEventuallySendsEverything) {
 
 TEST(Compression, CorruptCompressedPayloadsAreDataLoss) {
   const ParamSet p = update_like(5000, 5);
-  for (Encoding e : {Encoding::kFp16, Encoding::kInt8, Encoding::kTopK}) {
+  for (Encoding e : {Encoding::kFp16, Encoding::kInt8, Encoding::kTopK, Encoding::kSparseVarint}) {
     auto bytes = encode(p, opts(e));
     ASSERT_TRUE(bytes.is_ok());
     const size_t n = (*bytes)->size();
