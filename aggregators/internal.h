@@ -24,15 +24,13 @@ void register_linear_strategies(StrategyRegistry& registry);  // linear.cc
 void register_async_strategies(StrategyRegistry& registry);   // async.cc
 void register_robust_strategies(StrategyRegistry& registry);  // robust.cc
 
-// Name, dtype and shape of each tensor of the first update of a fold.
-struct TensorMeta {
-  std::string name;
-  at::ScalarType dtype;
-  std::vector<int64_t> sizes;
-};
+// Name, dtype and shape of each tensor of the first update of a fold
+// (TensorMeta: strategy.h).
 std::vector<TensorMeta> layout_of(const ParamSet& p);
 // InvalidArgument naming update `index` and the first differing tensor.
 Status check_layout(const std::vector<TensorMeta>& layout, const ParamSet& update, size_t index);
+Status check_layout(const std::vector<TensorMeta>& layout, const std::vector<TensorMeta>& update,
+                    size_t index);
 // InvalidArgument unless w is finite and >= 0.
 Status check_weight(double w, size_t index);
 
@@ -41,6 +39,8 @@ Status check_weight(double w, size_t index);
 class WeightedMeanAggregation : public Aggregation {
  public:
   Status accumulate(const ParamSet& update, double weight) override;
+  bool folds_encoded() const override { return true; }
+  Status accumulate_encoded(const EncodedUpdate& update, double weight) override;
   size_t count() const override { return count_; }
   StatusOr<Weighted> finalize() override;
 

@@ -33,6 +33,10 @@ OrderedFold::~OrderedFold() {
 OrderedFold::Pending OrderedFold::ready(StatusOr<ParamSet> value) {
   return Pending::ready(std::move(value));
 }
+OrderedFold::Pending OrderedFold::ready(StatusOr<Encoded> value) {
+  return Pending::ready(std::move(value));
+}
+OrderedFold::Pending OrderedFold::ready(Status error) { return Pending::ready(std::move(error)); }
 
 Status OrderedFold::arrive(size_t index, double weight) { return report(index, true, weight); }
 
@@ -75,7 +79,7 @@ Status OrderedFold::advance() {
   while (next_ < slots_.size() && slots_[next_] != Slot::kWaiting) {
     const size_t k = next_;
     if (slots_[k] == Slot::kArrived) {
-      StatusOr<ParamSet> update = internal_error("not fetched");
+      StatusOr<Update> update = internal_error("not fetched");
       try {
         update = pending_[k].get();
       } catch (const std::exception& e) {
@@ -87,7 +91,8 @@ Status OrderedFold::advance() {
         status_ = update.status().with_context("position " + std::to_string(k));
         return status_;
       }
-      Status st = fold_->accumulate(*update, weights_[k]);
+      Status st = update->encoded ? fold_->accumulate_encoded(*update->encoded, weights_[k])
+                                  : fold_->accumulate(update->params, weights_[k]);
       if (!st.is_ok()) {
         status_ = st.with_context("position " + std::to_string(k));
         return status_;

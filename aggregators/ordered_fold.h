@@ -26,7 +26,9 @@
 // O(window x model) for the linear strategies. (Robust strategies' own
 // Aggregation keeps every update; the window still bounds what waits.)
 //
-// fetch(k) returns a Pending — a future, so a caller may resolve children
+// fetch(k) returns a Pending of a decoded ParamSet or of an EncodedUpdate
+// (strategy.h: bytes the fold dequantises in place; the caller offers them
+// when the Aggregation folds_encoded()) — a future, so a caller may resolve children
 // within the window concurrently (e.g. on a fetch pool), or a value already
 // there (ready(): no future, no shared state to allocate); the fold waits
 // for child k's only when k's turn comes. fetch and folded are called on the thread
@@ -58,34 +60,70 @@ namespace flight::aggregators {
 
 class OrderedFold {
  public:
+  // A resolved child: a decoded ParamSet, or encoded bytes the fold reads in
+  // place (Aggregation::accumulate_encoded) when `encoded` is set.
+  using Encoded = std::shared_ptr<const EncodedUpdate>;
+  struct Update {
+    ParamSet params;
+    Encoded encoded;
+  };
   // A child's update being resolved: a value already there, or a future.
   class Pending {
    public:
     Pending() = default;
     Pending(std::future<StatusOr<ParamSet>> future)  // NOLINT: a future is a Pending
         : future_(std::move(future)) {}
+    Pending(std::future<StatusOr<Encoded>> future)  // NOLINT: a future is a Pending
+        : encoded_future_(std::move(future)) {}
     static Pending ready(StatusOr<ParamSet> value) {
       Pending p;
-      p.value_.emplace(std::move(value));
+      if (value.is_ok()) {
+        p.value_.emplace(Update{std::move(value).value(), nullptr});
+      } else {
+        p.value_.emplace(value.status());
+      }
       return p;
     }
-    bool valid() const { return value_.has_value() || future_.valid(); }
+    static Pending ready(StatusOr<Encoded> value) {
+      Pending p;
+      if (value.is_ok()) {
+        p.value_.emplace(Update{ParamSet(), std::move(value).value()});
+      } else {
+        p.value_.emplace(value.status());
+      }
+      return p;
+    }
+    static Pending ready(Status error) {
+      Pending p;
+      p.value_.emplace(std::move(error));
+      return p;
+    }
+    bool valid() const { return value_.has_value() || future_.valid() || encoded_future_.valid(); }
     void wait() const {
       if (future_.valid()) future_.wait();
+      if (encoded_future_.valid()) encoded_future_.wait();
     }
     // The value; once (then !valid()). May rethrow what the future holds.
-    StatusOr<ParamSet> get() {
+    StatusOr<Update> get() {
       if (value_) {
-        StatusOr<ParamSet> v = std::move(*value_);
+        StatusOr<Update> v = std::move(*value_);
         value_.reset();
         return v;
       }
-      return future_.get();
+      if (encoded_future_.valid()) {
+        StatusOr<Encoded> e = encoded_future_.get();
+        if (!e.is_ok()) return e.status();
+        return Update{ParamSet(), std::move(e).value()};
+      }
+      StatusOr<ParamSet> v = future_.get();
+      if (!v.is_ok()) return v.status();
+      return Update{std::move(v).value(), nullptr};
     }
 
    private:
-    std::optional<StatusOr<ParamSet>> value_;
+    std::optional<StatusOr<Update>> value_;
     std::future<StatusOr<ParamSet>> future_;
+    std::future<StatusOr<Encoded>> encoded_future_;
   };
   using Fetch = std::function<Pending(size_t index)>;
   using Folded = std::function<void(size_t index)>;
@@ -98,9 +136,11 @@ class OrderedFold {
   OrderedFold(const OrderedFold&) = delete;
   OrderedFold& operator=(const OrderedFold&) = delete;
 
-  // A future already holding `value`: for fetches that need no wait (a memory
+  // A value already there: for fetches that need no wait (a memory
   // connector's zero-copy view, tests).
   static Pending ready(StatusOr<ParamSet> value);
+  static Pending ready(StatusOr<Encoded> value);
+  static Pending ready(Status error);
 
   // Child `index` reported an update of weight `weight`; folds every child
   // that is now in turn.

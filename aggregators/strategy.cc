@@ -125,6 +125,28 @@ Status check_layout(const std::vector<TensorMeta>& layout, const ParamSet& updat
   return Status::ok();
 }
 
+Status check_layout(const std::vector<TensorMeta>& layout, const std::vector<TensorMeta>& update,
+                    size_t index) {
+  const std::string where = "update " + std::to_string(index) + ": ";
+  for (size_t i = 0; i < std::min(layout.size(), update.size()); ++i) {
+    const auto& m = layout[i];
+    const auto& e = update[i];
+    if (e.name != m.name) {
+      return invalid_argument(where + "tensor " + std::to_string(i) + " is named '" + e.name +
+                              "' but earlier updates have '" + m.name + "' there");
+    }
+    if (e.dtype != m.dtype || e.sizes != m.sizes) {
+      return invalid_argument(where + "tensor '" + e.name + "' is " + describe_meta(e) +
+                              " but earlier updates have " + describe_meta(m));
+    }
+  }
+  if (update.size() != layout.size()) {
+    return invalid_argument(where + "has " + std::to_string(update.size()) +
+                            " tensors but earlier updates have " + std::to_string(layout.size()));
+  }
+  return Status::ok();
+}
+
 Status check_weight(double w, size_t index) {
   if (!std::isfinite(w) || w < 0) {
     return invalid_argument("update " + std::to_string(index) + " has weight " + std::to_string(w) +
@@ -160,6 +182,38 @@ Status WeightedMeanAggregation::accumulate(const ParamSet& update, double weight
   } else {
     FLIGHT_RETURN_IF_ERROR(check_layout(layout_, update, count_));
     for (size_t i = 0; i < acc_.size(); ++i) add_scaled_(acc_[i].tensor, update[i].tensor, weight);
+  }
+  total_ += weight;
+  ++count_;
+  return Status::ok();
+}
+
+Status Aggregation::accumulate_encoded(const EncodedUpdate& update, double weight) {
+  FLIGHT_ASSIGN_OR_RETURN(ParamSet decoded, update.decode());
+  return accumulate(decoded, weight);
+}
+
+// As accumulate(), reading the encoding in place: the same kernels' arithmetic
+// (EncodedUpdate::add_to), so the fold's bits do not depend on the path.
+Status WeightedMeanAggregation::accumulate_encoded(const EncodedUpdate& update, double weight) {
+  if (finalized_) return failed_precondition("accumulate after finalize");
+  FLIGHT_RETURN_IF_ERROR(check_weight(weight, count_));
+  const std::vector<TensorMeta>& layout = update.layout();
+  if (count_ == 0) {
+    ParamSet acc;
+    for (const auto& m : layout) {
+      if (at::isComplexType(m.dtype)) {
+        return invalid_argument("tensor '" + m.name + "' is " + describe_meta(m) +
+                                ": complex tensors cannot be aggregated");
+      }
+      acc.add(m.name, at::empty(m.sizes, at::TensorOptions().dtype(accumulator_dtype(m.dtype))));
+    }
+    FLIGHT_RETURN_IF_ERROR(update.add_to(acc, weight, /*assign=*/true));
+    layout_ = layout;
+    acc_ = std::move(acc);
+  } else {
+    FLIGHT_RETURN_IF_ERROR(check_layout(layout_, layout, count_));
+    FLIGHT_RETURN_IF_ERROR(update.add_to(acc_, weight, /*assign=*/false));
   }
   total_ += weight;
   ++count_;

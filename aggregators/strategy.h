@@ -100,6 +100,33 @@ struct Weighted {
   double weight = 0;
 };
 
+// Name, dtype and shape of one tensor.
+struct TensorMeta {
+  std::string name;
+  at::ScalarType dtype;
+  std::vector<int64_t> sizes;
+};
+
+// An update a fold reads where it lies instead of as a ParamSet: the engine
+// hands a child's encoded bytes (raw or compressed: fp16, bf16, int8, top-k,
+// sparse) behind this interface, and a linear fold dequantises them while it
+// accumulates, with no decoded float copy per child. The bytes were verified
+// (checksum, structure) before the fold sees them. Strategies never learn how
+// the bytes travelled or were encoded. Immutable; any thread.
+class EncodedUpdate {
+ public:
+  virtual ~EncodedUpdate() = default;
+  // Names, dtypes (logical: float32 for compressed tensors) and shapes, in order.
+  virtual const std::vector<TensorMeta>& layout() const = 0;
+  // acc += w * update (assign: acc = w * update), tensor by tensor, into
+  // contiguous accumulators of accumulator_dtype; bit-identical to decode()
+  // followed by param_ops' add_scaled_ / assign_scaled_ (see transport's
+  // accumulate_encoded for the one -0.0 exception). Changes nothing on error.
+  [[nodiscard]] virtual Status add_to(ParamSet& acc, double w, bool assign) const = 0;
+  // The update as a ParamSet (a float32 copy of compressed tensors).
+  [[nodiscard]] virtual StatusOr<ParamSet> decode() const = 0;
+};
+
 // One fold. Linear strategies keep O(model) memory; robust ones buffer.
 // Not thread-safe: one per aggregator task.
 class Aggregation {
@@ -113,6 +140,13 @@ class Aggregation {
   // reference to `update`'s tensors: the caller must not mutate them until
   // finalize() returns.
   [[nodiscard]] virtual Status accumulate(const ParamSet& update, double weight) = 0;
+
+  // True when accumulate_encoded() folds in place (the weighted mean, which
+  // every linear strategy uses); false: it decodes, then accumulate()s.
+  virtual bool folds_encoded() const { return false; }
+  // Folds an update given as encoded bytes; the same contract as accumulate().
+  // The default decodes it (robust aggregations keep the decoded tensors).
+  [[nodiscard]] virtual Status accumulate_encoded(const EncodedUpdate& update, double weight);
 
   // Updates accumulated so far.
   virtual size_t count() const = 0;

@@ -442,8 +442,19 @@ StatusOr<ParamSet> decode_impl(Bytes bytes, bool verify) {
 
 }  // namespace
 
-Status accumulate_encoded(ParamSet& acc, const Bytes& bytes, double w) {
-  FLIGHT_ASSIGN_OR_RETURN(auto entries, parse_entries(bytes, /*verify=*/true));
+StatusOr<std::vector<EncodedEntry>> inspect_encoded(const Bytes& bytes, bool verify_checksum) {
+  FLIGHT_ASSIGN_OR_RETURN(auto entries, parse_entries(bytes, verify_checksum));
+  std::vector<EncodedEntry> out;
+  out.reserve(entries.size());
+  for (auto& e : entries) {
+    out.push_back({std::move(e.name), e.info->type, std::move(e.dims), e.encoding, e.nbytes});
+  }
+  return out;
+}
+
+Status accumulate_encoded(ParamSet& acc, const Bytes& bytes, double w,
+                          const AccumulateOptions& options) {
+  FLIGHT_ASSIGN_OR_RETURN(auto entries, parse_entries(bytes, options.verify_checksum));
   if (entries.size() != acc.size()) {
     return invalid_argument("accumulate_encoded: the encoding has " +
                             std::to_string(entries.size()) + " tensors, the accumulator " +
@@ -468,37 +479,40 @@ Status accumulate_encoded(ParamSet& acc, const Bytes& bytes, double w) {
     dst[i] = t;
   }
   const uint8_t* b = bytes->data();
+  const bool assign = options.assign;
   for (size_t i = 0; i < entries.size(); ++i) {
     const auto& e = entries[i];
     at::Tensor& t = *dst[i];
     if (e.encoding == Encoding::kRaw &&
         !(t.scalar_type() == at::kFloat && e.info->type == c10::ScalarType::Float)) {
-      // Other dtypes: the param_ops kernel on a zero-copy view.
+      // Other dtypes: the param_ops kernels on a zero-copy view.
       at::Tensor x = at::from_blob(const_cast<uint8_t*>(b + e.offset), e.dims,
                                    at::TensorOptions().dtype(e.info->type));
-      add_scaled_(t, x, w);
+      if (assign) {
+        assign_scaled_(t, x, w);
+      } else {
+        add_scaled_(t, x, w);
+      }
       continue;
     }
     float* a = t.data_ptr<float>();
     const uint8_t* payload = b + e.offset;
+    const auto n = static_cast<int64_t>(e.numel);
     if (is_sparse_encoding(e.encoding)) {
-      accumulate_payload(e.encoding, payload, e.numel, w, a);
+      accumulate_payload(e.encoding, payload, e.numel, w, a, assign);
       continue;
     }
-    // Dense encodings split across param_ops' threads; int8 chunks stay whole
-    // blocks so each chunk sees its own scales.
-    if (e.encoding == Encoding::kRaw) {
-      parallel_chunks(static_cast<int64_t>(e.numel), 1 << 16, [&](int64_t lo, int64_t hi) {
-        accumulate_payload(Encoding::kRaw, payload + 4 * lo, static_cast<uint64_t>(hi - lo), w,
-                           a + lo);
-      });
-    } else if (e.encoding == Encoding::kFp16 || e.encoding == Encoding::kBf16) {
-      parallel_chunks(static_cast<int64_t>(e.numel), 1 << 16, [&](int64_t lo, int64_t hi) {
-        accumulate_payload(e.encoding, payload + 2 * lo, static_cast<uint64_t>(hi - lo), w, a + lo);
-      });
-    } else {
-      accumulate_payload(e.encoding, payload, e.numel, w, a);
-    }
+    // Dense encodings split across param_ops' threads (elementwise, so the
+    // split does not change a bit); int8 chunks are whole blocks.
+    const int64_t unit =
+        e.encoding == Encoding::kInt8 ? static_cast<int64_t>(int8_block_size(payload)) : int64_t{1};
+    const int64_t units = (n + unit - 1) / unit;
+    parallel_chunks(units, std::max<int64_t>(1, (int64_t{1} << 16) / unit),
+                    [&](int64_t lo, int64_t hi) {
+                      accumulate_payload(e.encoding, payload, e.numel, w, a, assign,
+                                         static_cast<uint64_t>(lo * unit),
+                                         static_cast<uint64_t>(std::min(n, hi * unit)));
+                    });
   }
   return Status::ok();
 }

@@ -46,7 +46,9 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "flight/base/status.h"
 #include "flight/params/param_set.h"
@@ -89,13 +91,40 @@ StatusOr<uint32_t> encode_into(const ParamSet& params, uint8_t* dest, size_t siz
 StatusOr<uint64_t> encoded_size(const ParamSet& params, const EncodeOptions& options);
 StatusOr<Bytes> encode(const ParamSet& params, const EncodeOptions& options);
 
+struct AccumulateOptions {
+  // Verify the CRC32C over the bytes first (false: the caller verified them,
+  // e.g. Store::get_bytes; structure is still checked).
+  bool verify_checksum = true;
+  // acc = w * decode(bytes) instead of acc += ...: the first update of a fold
+  // (no zero-fill pass; same bits as assign_scaled_ on the decoded tensors).
+  bool assign = false;
+};
+
 // acc += w * decode(bytes), entry by entry by name, straight from the buffer:
-// compressed entries are dequantised inside the fold (no decoded copy). The
-// checksum and structure are verified first, and nothing is added unless the
-// whole encoding is valid and matches acc (same names, element counts;
-// compressed entries need a contiguous float32 accumulator). Non-floating
-// raw entries combine by maximum, as in param_ops.
-Status accumulate_encoded(ParamSet& acc, const Bytes& bytes, double w);
+// compressed entries are dequantised inside the fold (no decoded copy), with
+// the same bits as decode() followed by param_ops' add_scaled_ (assign:
+// assign_scaled_). One exception: where acc holds -0.0, a sparse/top-k entry
+// that sends nothing there leaves it -0.0 (adding the decoded +0.0 would make
+// it +0.0; the values compare equal). The checksum (unless the caller verified
+// it) and structure are verified first, and nothing is added unless the whole
+// encoding is valid and matches acc (same names, element counts; compressed
+// entries need a contiguous float32 accumulator). Non-floating raw entries
+// combine by maximum, as in param_ops.
+Status accumulate_encoded(ParamSet& acc, const Bytes& bytes, double w,
+                          const AccumulateOptions& options = {});
+
+// One tensor of an encoding, as its table records it.
+struct EncodedEntry {
+  std::string name;
+  c10::ScalarType dtype;       // the logical dtype (float32 for compressed entries)
+  std::vector<int64_t> sizes;  // the logical shape
+  Encoding encoding;
+  uint64_t nbytes;  // payload bytes
+};
+// Verifies the encoding as decode() does (checksum unless !verify_checksum,
+// every size and offset) and lists its tensors in order, without decoding.
+StatusOr<std::vector<EncodedEntry>> inspect_encoded(const Bytes& bytes,
+                                                    bool verify_checksum = true);
 
 // Error feedback for lossy encodings (top-k above all; Seide et al. 2014,
 // Karimireddy et al. 2019): one per worker, kept across rounds. encode() adds

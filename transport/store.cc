@@ -139,6 +139,7 @@ StatusOr<Ref> Store::put(const ParamSet& params, const PutOptions& options) {
   ref.size = size;
   ref.checksum = checksum;
   std::optional<ParamSet> view;
+  Bytes view_bytes = bytes;
   // Compressed puts are not cached: their decoded view is float32, four times
   // what the byte budget would count.
   if (options_.cache_puts && size <= options_.cache_bytes &&
@@ -155,11 +156,11 @@ StatusOr<Ref> Store::put(const ParamSet& params, const PutOptions& options) {
     scopes_[options.scope].emplace(id, ref);
     scope_of_[id] = options.scope;
   }
-  if (view) cache_insert_locked(id, std::move(*view), size);
+  if (view) cache_insert_locked(id, std::move(*view), std::move(view_bytes), size);
   return ref;
 }
 
-Store::Result Store::fetch(const Ref& ref) {
+StatusOr<Bytes> Store::fetch_bytes(const Ref& ref) {
   FLIGHT_ASSIGN_OR_RETURN(std::shared_ptr<Connector> conn, resolve(ref.connector));
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -184,7 +185,36 @@ Store::Result Store::fetch(const Ref& ref) {
     return data_loss("object '" + ref.key + "' is not the one its Ref names (checksum " +
                      std::to_string(header.checksum) + " vs " + std::to_string(ref.checksum) + ")");
   }
-  return decode(std::move(bytes));
+  return bytes;
+}
+
+Store::Result Store::fetch(const Ref& ref, Bytes* encoded) {
+  FLIGHT_ASSIGN_OR_RETURN(*encoded, fetch_bytes(ref));
+  return decode(*encoded);
+}
+
+StatusOr<Bytes> Store::get_bytes(const Ref& ref) {
+  std::string id = cache_id(ref);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.gets;
+    auto hit = index_.find(id);
+    if (hit != index_.end() && hit->second->encoded) {
+      // Encoded here or verified when fetched.
+      ++stats_.cache_hits;
+      lru_.splice(lru_.begin(), lru_, hit->second);
+      return hit->second->encoded;
+    }
+  }
+  try {
+    FLIGHT_ASSIGN_OR_RETURN(Bytes bytes, fetch_bytes(ref));
+    // The checks decode() makes (checksum, table, payloads), without decoding.
+    Status checked = inspect_encoded(bytes).status();
+    if (!checked.is_ok()) return checked.with_context("object '" + ref.key + "'");
+    return bytes;
+  } catch (const std::exception& e) {
+    return internal_error(std::string("fetching '") + ref.key + "': " + e.what());
+  }
 }
 
 StatusOr<ParamSet> Store::get(const Ref& ref) {
@@ -212,8 +242,9 @@ StatusOr<ParamSet> Store::get(const Ref& ref) {
   // Another thread is fetching this Ref: share its result.
   if (waiting.valid()) return waiting.get();
   Result result = internal_error("fetch did not complete");
+  Bytes encoded;
   try {
-    result = fetch(ref);
+    result = fetch(ref, &encoded);
   } catch (const std::exception& e) {
     // Decoding runs ATen code; nothing it throws may leave waiters hanging.
     result = internal_error(std::string("fetching '") + ref.key + "': " + e.what());
@@ -221,7 +252,7 @@ StatusOr<ParamSet> Store::get(const Ref& ref) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (result.is_ok() && ref.size <= options_.cache_bytes) {
-      cache_insert_locked(id, *result, ref.size);
+      cache_insert_locked(id, *result, std::move(encoded), ref.size);
     }
     inflight_.erase(id);
   }
@@ -292,7 +323,8 @@ void Store::reset_stats() {
   stats_ = StoreStats{};
 }
 
-void Store::cache_insert_locked(const std::string& id, ParamSet value, uint64_t bytes) {
+void Store::cache_insert_locked(const std::string& id, ParamSet value, Bytes encoded,
+                                uint64_t bytes) {
   if (bytes > options_.cache_bytes || options_.cache_bytes == 0) return;
   cache_erase_locked(id);
   // Evicted ParamSets stay valid for whoever holds them (shared buffers); the
@@ -302,7 +334,7 @@ void Store::cache_insert_locked(const std::string& id, ParamSet value, uint64_t 
     index_.erase(lru_.back().id);
     lru_.pop_back();
   }
-  lru_.push_front(CacheEntry{id, std::move(value), bytes});
+  lru_.push_front(CacheEntry{id, std::move(value), std::move(encoded), bytes});
   index_[id] = lru_.begin();
   cached_bytes_ += bytes;
 }

@@ -103,6 +103,13 @@ class Store {
   // NotFound when the object is gone (evicted, expired, producer exited);
   // DataLoss when the bytes do not match the Ref or fail the codec's checks.
   StatusOr<ParamSet> get(const Ref& ref);
+  // The object's encoded bytes, checked as get() checks them (size and
+  // checksum against the Ref, then the codec's checksum and structure), not
+  // decoded: for a consumer that reads the encoding in place (a fold with
+  // accumulate_encoded, which may then skip its own checksum pass). Served from
+  // the cache when get() or put() left the object there; never adds to it (a
+  // child's update is read once). Errors as get().
+  StatusOr<Bytes> get_bytes(const Ref& ref);
   // Removes the object from its connector and this Store's cache (OK if absent).
   Status evict(const Ref& ref);
   // Evicts every object this Store put with `scope`; tries all, returns the
@@ -126,14 +133,17 @@ class Store {
   struct CacheEntry {
     std::string id;
     ParamSet value;
+    Bytes encoded;  // the buffer `value` views or was decoded from (checked)
     uint64_t bytes = 0;
   };
   using Result = StatusOr<ParamSet>;
 
   StatusOr<std::shared_ptr<Connector>> resolve(const ConnectorConfig& config);
-  Result fetch(const Ref& ref);
+  // Connector get, size and checksum against the Ref (not the codec's checks).
+  StatusOr<Bytes> fetch_bytes(const Ref& ref);
+  Result fetch(const Ref& ref, Bytes* encoded);
   std::string cache_id(const Ref& ref) const;
-  void cache_insert_locked(const std::string& id, ParamSet value, uint64_t bytes);
+  void cache_insert_locked(const std::string& id, ParamSet value, Bytes encoded, uint64_t bytes);
   void cache_erase_locked(const std::string& id);
 
   std::shared_ptr<Connector> connector_;

@@ -365,45 +365,87 @@ void decode_payload(Encoding e, const uint8_t* p, uint64_t n, float* out) {
   accumulate_payload(e, p, n, 1.0, out);
 }
 
-void accumulate_payload(Encoding e, const uint8_t* p, uint64_t n, double w, float* acc) {
-  const float wf = static_cast<float>(w);
+uint64_t int8_block_size(const uint8_t* p) { return load<uint32_t>(p); }
+
+namespace {
+
+// The element decode_payload writes: 0 + 1 * x, where the 0 + turns -0 into
+// +0. Folding w * decoded(x) keeps decode-while-folding bit-identical to
+// decoding first and folding the decoded tensor (an int8 element is
+// decoded as scale * q, then weighted: w * (scale * q), never (w * scale) * q).
+inline float decoded(float x) { return 0.f + x; }
+
+template <bool kAssign>
+inline void fold(float& a, float wf, float d) {
+  if constexpr (kAssign) {
+    a = wf * d;
+  } else {
+    a += wf * d;
+  }
+}
+
+template <bool kAssign>
+void fold_payload(Encoding e, const uint8_t* p, uint64_t n, float wf, float* acc, uint64_t lo,
+                  uint64_t hi) {
   switch (e) {
     case Encoding::kRaw:
-      for (uint64_t i = 0; i < n; ++i) acc[i] += wf * load<float>(p + 4 * i);
+      // Raw float32 is folded as it lies (decode wraps it without a copy).
+      for (uint64_t i = lo; i < hi; ++i) fold<kAssign>(acc[i], wf, load<float>(p + 4 * i));
       return;
     case Encoding::kFp16:
-      for (uint64_t i = 0; i < n; ++i)
-        acc[i] += wf * static_cast<float>(load<c10::Half>(p + 2 * i));
+      for (uint64_t i = lo; i < hi; ++i)
+        fold<kAssign>(acc[i], wf, decoded(static_cast<float>(load<c10::Half>(p + 2 * i))));
       return;
     case Encoding::kBf16:
-      for (uint64_t i = 0; i < n; ++i)
-        acc[i] += wf * static_cast<float>(load<c10::BFloat16>(p + 2 * i));
+      for (uint64_t i = lo; i < hi; ++i)
+        fold<kAssign>(acc[i], wf, decoded(static_cast<float>(load<c10::BFloat16>(p + 2 * i))));
       return;
     case Encoding::kInt8: {
       const uint64_t b = load<uint32_t>(p), nb = blocks(n, b);
       const auto* q = reinterpret_cast<const int8_t*>(p + align8(8 + 4 * nb));
-      for (uint64_t blk = 0; blk < nb; ++blk) {
-        const float s = wf * load<float>(p + 8 + 4 * blk);
-        const uint64_t lo = blk * b, hi = std::min(n, lo + b);
-        for (uint64_t i = lo; i < hi; ++i) acc[i] += s * static_cast<float>(q[i]);
+      for (uint64_t blk = lo / b; blk < nb && blk * b < hi; ++blk) {
+        const float s = load<float>(p + 8 + 4 * blk);
+        const uint64_t from = std::max(lo, blk * b), to = std::min(hi, (blk + 1) * b);
+        for (uint64_t i = from; i < to; ++i)
+          fold<kAssign>(acc[i], wf, decoded(s * static_cast<float>(q[i])));
       }
       return;
     }
     case Encoding::kTopK:
     case Encoding::kSparse: {
+      // What decode writes where nothing is sent is +0: w * +0 = +0.
+      if (kAssign) std::fill(acc + lo, acc + hi, 0.f);
       const uint64_t k = load<uint64_t>(p);
       const uint8_t* values = p + align8(8 + 4 * k);
-      for (uint64_t j = 0; j < k; ++j)
-        acc[load<uint32_t>(p + 8 + 4 * j)] += wf * load<float>(values + 4 * j);
+      for (uint64_t j = 0; j < k; ++j) {
+        const uint32_t i = load<uint32_t>(p + 8 + 4 * j);
+        if (i >= lo && i < hi) fold<kAssign>(acc[i], wf, decoded(load<float>(values + 4 * j)));
+      }
       return;
     }
     case Encoding::kSparseVarint: {
+      if (kAssign) std::fill(acc + lo, acc + hi, 0.f);
       const uint8_t* values = p + 8 + align4(load<uint32_t>(p + 4));
       for_each_varint_index(p, [&](uint32_t j, uint64_t i) {
-        acc[i] += wf * load<float>(values + 4 * static_cast<uint64_t>(j));
+        if (i >= lo && i < hi)
+          fold<kAssign>(acc[i], wf, decoded(load<float>(values + 4 * static_cast<uint64_t>(j))));
       });
       return;
     }
+  }
+}
+
+}  // namespace
+
+void accumulate_payload(Encoding e, const uint8_t* p, uint64_t n, double w, float* acc, bool assign,
+                        uint64_t lo, uint64_t hi) {
+  const float wf = static_cast<float>(w);
+  hi = std::min(hi, n);
+  if (lo >= hi) return;
+  if (assign) {
+    fold_payload<true>(e, p, n, wf, acc, lo, hi);
+  } else {
+    fold_payload<false>(e, p, n, wf, acc, lo, hi);
   }
 }
 

@@ -24,7 +24,8 @@
 //          Only in codec version 3 (codec.h), at 8-byte alignment; the engine's
 //          top-k deltas and partials travel this way. `sparse` still decodes.
 // Decoding is folded into aggregation (accumulate_payload): acc += w * x is
-// computed straight from the payload, with no full-size float copy.
+// computed straight from the payload, with no full-size float copy, and gives
+// the same bits as decoding first (decode_payload) and folding the result.
 //
 // Thread safety: pure functions.
 #pragma once
@@ -84,7 +85,16 @@ Status check_payload(Encoding e, const uint8_t* p, uint64_t nbytes, uint64_t n);
 // out[0, n) = decoded payload (a checked payload).
 void decode_payload(Encoding e, const uint8_t* p, uint64_t n, float* out);
 
-// acc[0, n) += w * decoded payload (a checked payload), without a decoded copy.
-void accumulate_payload(Encoding e, const uint8_t* p, uint64_t n, double w, float* acc);
+// acc[i] += w * decoded payload[i] (assign: acc[i] = w * decoded[i]) for i in
+// [lo, min(hi, n)) of a checked payload, without a decoded copy; acc points at
+// element 0. Bit-identical to decode_payload() followed by acc += w * out
+// (assign: acc = w * out) in float32, so a fold may decode while it folds.
+// int8: `lo` should be a multiple of the block size (int8_block_size) for
+// ranges to split the work evenly; any range is correct.
+void accumulate_payload(Encoding e, const uint8_t* p, uint64_t n, double w, float* acc,
+                        bool assign = false, uint64_t lo = 0, uint64_t hi = UINT64_MAX);
+
+// The block size recorded in a checked int8 payload.
+uint64_t int8_block_size(const uint8_t* p);
 
 }  // namespace flight::transport

@@ -18,9 +18,16 @@ namespace flight::engine {
 ChildFold::ChildFold(std::unique_ptr<aggregators::Aggregation> fold, transport::Store& store,
                      size_t total, size_t window)
     : store_(store), children_(total) {
+  // A linear fold reads each child's checked encoding in place (compressed
+  // payloads are dequantised inside the fold: no decoded float copy per
+  // child); robust and masked folds get decoded ParamSets.
+  const bool in_place = fold->folds_encoded();
   fold_ = std::make_unique<aggregators::OrderedFold>(
       std::move(fold), total, window,
-      [this](size_t k) { return fetch_async(store_, children_[k]->update); },
+      [this, in_place](size_t k) {
+        const transport::Ref& ref = children_[k]->update;
+        return in_place ? fetch_encoded_async(store_, ref) : fetch_async(store_, ref);
+      },
       [this](size_t k) {
         // The consumer owns a child's update: evicting it once folded keeps a
         // round's footprint at O(window), not O(workers).

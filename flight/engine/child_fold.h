@@ -1,7 +1,10 @@
 // ChildFold: how an aggregating node — an aggregator's `aggregate` task or
 // the coordinator in the sync driver — folds its children's updates: an
 // OrderedFold (aggregators/ordered_fold.h) over ChildUpdates, resolving each
-// child's Ref through a Store (fetch_pool.h) when it enters the window and
+// child's Ref through a Store (fetch_pool.h) when it enters the window — as
+// checked encoded bytes the fold dequantises in place when the Aggregation
+// folds_encoded() (the weighted mean of every linear strategy), as a decoded
+// ParamSet otherwise (robust strategies, secure aggregation's masked sum) — and
 // evicting each owned update as soon as it is folded. A child that arrives
 // ahead of the window is kept as its Ref (a few hundred bytes), so the node
 // holds O(window x model), not O(children x model).

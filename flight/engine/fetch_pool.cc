@@ -2,8 +2,11 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <thread>
+
+#include "transport/codec.h"
 
 namespace flight::engine {
 namespace {
@@ -15,13 +18,13 @@ class FetchPool {
     static FetchPool* pool = new FetchPool(kFetchThreads);  // leaked: see below
     return *pool;
   }
-  std::future<StatusOr<ParamSet>> submit(transport::Store* store, transport::Ref ref) {
-    std::packaged_task<StatusOr<ParamSet>()> job(
-        [store, ref = std::move(ref)] { return store->get(ref); });
-    auto fut = job.get_future();
+  template <typename T>
+  std::future<T> submit(std::function<T()> f) {
+    auto job = std::make_shared<std::packaged_task<T()>>(std::move(f));
+    auto fut = job->get_future();
     {
       std::lock_guard<std::mutex> lock(mu_);
-      queue_.push_back(std::move(job));
+      queue_.push_back([job] { (*job)(); });
     }
     cv_.notify_one();
     return fut;
@@ -36,7 +39,7 @@ class FetchPool {
   }
   void work() {
     while (true) {
-      std::packaged_task<StatusOr<ParamSet>()> job;
+      std::function<void()> job;
       {
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait(lock, [this] { return !queue_.empty(); });
@@ -48,18 +51,55 @@ class FetchPool {
   }
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::packaged_task<StatusOr<ParamSet>()>> queue_;
+  std::deque<std::function<void()>> queue_;
 };
 
 bool local(const transport::Ref& ref) {
   return ref.connector->is_object() && ref.connector->value("kind", std::string()) == "memory";
 }
 
+// A child's checked encoding, folded in place by a linear Aggregation.
+class EncodedChild : public aggregators::EncodedUpdate {
+ public:
+  EncodedChild(transport::Bytes bytes, std::vector<aggregators::TensorMeta> layout)
+      : bytes_(std::move(bytes)), layout_(std::move(layout)) {}
+  const std::vector<aggregators::TensorMeta>& layout() const override { return layout_; }
+  Status add_to(ParamSet& acc, double w, bool assign) const override {
+    transport::AccumulateOptions o;
+    o.verify_checksum = false;  // Store::get_bytes verified it
+    o.assign = assign;
+    return transport::accumulate_encoded(acc, bytes_, w, o);
+  }
+  StatusOr<ParamSet> decode() const override { return transport::decode_trusted(bytes_); }
+
+ private:
+  transport::Bytes bytes_;
+  std::vector<aggregators::TensorMeta> layout_;
+};
+
+StatusOr<aggregators::OrderedFold::Encoded> get_encoded(transport::Store& store,
+                                                        const transport::Ref& ref) {
+  FLIGHT_ASSIGN_OR_RETURN(transport::Bytes bytes, store.get_bytes(ref));
+  FLIGHT_ASSIGN_OR_RETURN(auto entries,
+                          transport::inspect_encoded(bytes, /*verify_checksum=*/false));
+  std::vector<aggregators::TensorMeta> layout;
+  layout.reserve(entries.size());
+  for (auto& e : entries) layout.push_back({std::move(e.name), e.dtype, std::move(e.sizes)});
+  return std::make_shared<const EncodedChild>(std::move(bytes), std::move(layout));
+}
+
 }  // namespace
 
 aggregators::OrderedFold::Pending fetch_async(transport::Store& store, const transport::Ref& ref) {
   if (local(ref)) return aggregators::OrderedFold::Pending::ready(store.get(ref));
-  return FetchPool::instance().submit(&store, ref);
+  return FetchPool::instance().submit<StatusOr<ParamSet>>([&store, ref] { return store.get(ref); });
+}
+
+aggregators::OrderedFold::Pending fetch_encoded_async(transport::Store& store,
+                                                      const transport::Ref& ref) {
+  if (local(ref)) return aggregators::OrderedFold::Pending::ready(get_encoded(store, ref));
+  return FetchPool::instance().submit<StatusOr<aggregators::OrderedFold::Encoded>>(
+      [&store, ref] { return get_encoded(store, ref); });
 }
 
 }  // namespace flight::engine

@@ -17,4 +17,10 @@ namespace flight::engine {
 // (the stores of task_process.h live as long as the process).
 aggregators::OrderedFold::Pending fetch_async(transport::Store& store, const transport::Ref& ref);
 
+// store.get_bytes(ref) (checksum and structure verified), pending, as an
+// EncodedUpdate a linear fold dequantises in place: no decoded float copy of
+// a compressed child. Same inline/pool split as fetch_async.
+aggregators::OrderedFold::Pending fetch_encoded_async(transport::Store& store,
+                                                      const transport::Ref& ref);
+
 }  // namespace flight::engine
