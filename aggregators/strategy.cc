@@ -101,28 +101,7 @@ std::string describe_meta(const TensorMeta& m) {
 }  // namespace
 
 Status check_layout(const std::vector<TensorMeta>& layout, const ParamSet& update, size_t index) {
-  const std::string where = "update " + std::to_string(index) + ": ";
-  for (size_t i = 0; i < std::min(layout.size(), update.size()); ++i) {
-    const auto& m = layout[i];
-    const auto& e = update[i];
-    if (e.name != m.name) {
-      return invalid_argument(where + "tensor " + std::to_string(i) + " is named '" + e.name +
-                              "' but earlier updates have '" + m.name + "' there");
-    }
-    if (e.tensor.scalar_type() != m.dtype || e.tensor.sizes() != at::IntArrayRef(m.sizes)) {
-      return invalid_argument(where + "tensor '" + e.name + "' is " + describe_tensor(e.tensor) +
-                              " but earlier updates have " + describe_meta(m));
-    }
-  }
-  if (update.size() != layout.size()) {
-    std::string detail = update.size() > layout.size()
-                             ? "extra tensor '" + update[layout.size()].name + "'"
-                             : "missing tensor '" + layout[update.size()].name + "'";
-    return invalid_argument(where + "has " + std::to_string(update.size()) +
-                            " tensors but earlier updates have " + std::to_string(layout.size()) +
-                            " (" + detail + ")");
-  }
-  return Status::ok();
+  return check_layout(layout, layout_of(update), index);
 }
 
 Status check_layout(const std::vector<TensorMeta>& layout, const std::vector<TensorMeta>& update,
@@ -141,8 +120,12 @@ Status check_layout(const std::vector<TensorMeta>& layout, const std::vector<Ten
     }
   }
   if (update.size() != layout.size()) {
+    std::string detail = update.size() > layout.size()
+                             ? "extra tensor '" + update[layout.size()].name + "'"
+                             : "missing tensor '" + layout[update.size()].name + "'";
     return invalid_argument(where + "has " + std::to_string(update.size()) +
-                            " tensors but earlier updates have " + std::to_string(layout.size()));
+                            " tensors but earlier updates have " + std::to_string(layout.size()) +
+                            " (" + detail + ")");
   }
   return Status::ok();
 }
