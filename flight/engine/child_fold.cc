@@ -20,13 +20,17 @@ ChildFold::ChildFold(std::unique_ptr<aggregators::Aggregation> fold, transport::
     : store_(store), children_(total) {
   // A linear fold reads each child's checked encoding in place (compressed
   // payloads are dequantised inside the fold: no decoded float copy per
-  // child); robust and masked folds get decoded ParamSets.
+  // child); robust and masked folds get decoded ParamSets. A child that does
+  // not own its Ref (debug: dispatch hands back the global model's) goes
+  // through the Store's cache: many children share it, and get_bytes would
+  // fetch it again for each.
   const bool in_place = fold->folds_encoded();
   fold_ = std::make_unique<aggregators::OrderedFold>(
       std::move(fold), total, window,
       [this, in_place](size_t k) {
         const transport::Ref& ref = children_[k]->update;
-        return in_place ? fetch_encoded_async(store_, ref) : fetch_async(store_, ref);
+        return in_place && children_[k]->owned ? fetch_encoded_async(store_, ref)
+                                               : fetch_async(store_, ref);
       },
       [this](size_t k) {
         // The consumer owns a child's update: evicting it once folded keeps a

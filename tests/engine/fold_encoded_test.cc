@@ -77,7 +77,7 @@ std::vector<ChildUpdate> children(transport::Store& store, Encoding e, int k, in
     ChildUpdate c;
     c.node = "worker-" + std::to_string(i);
     c.update = *ref;
-    c.owned = false;
+    c.owned = true;  // a real child: the fold reads its bytes in place, then evicts it
     c.weight = 10.0 + 3.7 * i;
     c.index = i;
     out.push_back(std::move(c));
@@ -129,17 +129,17 @@ class FoldEncoded : public ::testing::TestWithParam<Encoding> {};
 TEST_P(FoldEncoded, BitIdenticalToDecodeThenFold) {
   const Encoding e = GetParam();
   auto store = memory_store();
-  auto cs = children(*store, e, 6, 100003);  // not a multiple of the int8 block
   for (const std::string name : {"fedavg", "fedsgd", "fedadam"}) {
     auto s = strategy(name);
-    auto agg = s->begin();
-    ASSERT_TRUE(agg->folds_encoded()) << name;
+    ASSERT_TRUE(s->begin()->folds_encoded()) << name;
     for (size_t window : {size_t{1}, size_t{3}}) {
-      auto in_place = child_fold(std::move(agg), *store, cs, window);
+      // Fresh children each time: the fold evicts what it owns.
+      auto cs = children(*store, e, 6, 100003);  // not a multiple of the int8 block
+      const aggregators::Weighted expected = decode_then_fold(*s, *store, cs);
+      auto in_place = child_fold(s->begin(), *store, cs, window);
       ASSERT_TRUE(in_place.is_ok()) << in_place.status();
-      expect_bit_identical(*in_place, decode_then_fold(*s, *store, cs),
+      expect_bit_identical(*in_place, expected,
                            std::string(transport::encoding_name(e)) + " " + name);
-      agg = s->begin();
     }
   }
 }
@@ -155,9 +155,10 @@ TEST(FoldEncoded, RobustStrategiesStillDecode) {
   auto cs = children(*store, Encoding::kInt8, 5, 4096);
   auto s = strategy("median");
   ASSERT_FALSE(s->begin()->folds_encoded());
+  const aggregators::Weighted expected = decode_then_fold(*s, *store, cs);
   auto r = child_fold(s->begin(), *store, cs, 2);
   ASSERT_TRUE(r.is_ok()) << r.status();
-  expect_bit_identical(*r, decode_then_fold(*s, *store, cs), "median");
+  expect_bit_identical(*r, expected, "median");
 }
 
 // A flipped payload bit fails the codec checksum before anything is folded,
@@ -208,8 +209,8 @@ TEST(FoldEncoded, NoDecodedCopyPerWaitingChild) {
   constexpr int64_t kNumel = 1 << 22;  // 16 MiB as float32, ~4 MiB as int8
   const double float_bytes = 4.0 * kNumel;
   auto store = memory_store();
-  auto cs = children(*store, Encoding::kInt8, kChildren, kNumel);
   auto growth = [&](const std::string& name) {
+    auto cs = children(*store, Encoding::kInt8, kChildren, kNumel);  // the fold evicts them
     ChildFold fold(strategy(name)->begin(), *store, kChildren, kChildren);
     const size_t before = heap_in_use();
     for (int i = kChildren - 1; i >= 1; --i) EXPECT_TRUE(fold.add({cs[i]}).is_ok());
