@@ -23,6 +23,7 @@
 #include "flight/params/param_ops.h"
 #include "flight/privacy/rdp_accountant.h"
 #include "tests/engine/interrupted_run.h"
+#include "tests/engine/run_rows.h"
 #include "tests/engine/topologies.h"
 #include "tests/support/process.h"
 #include "transport/store.h"
@@ -129,12 +130,6 @@ threads: 2
   static json summary_json(const RunSummary& s) {
     std::ifstream in(s.output_dir + "/summary.json");
     return json::parse(in);
-  }
-
-  static std::vector<RoundRow> rounds(const RunSummary& s) {
-    auto rows = read_rounds_csv(s.output_dir + "/rounds.csv");
-    EXPECT_TRUE(rows.is_ok()) << rows.status();
-    return rows.is_ok() ? *rows : std::vector<RoundRow>{};
   }
 
   static double epsilon_after(int rounds, double q, double z, double delta = 1e-5) {

@@ -13,17 +13,17 @@
 
 #include <signal.h>
 
-
 #include "flight/engine/config.h"
 #include "flight/engine/federation.h"
 #include "flight/engine/job.h"
 #include "flight/engine/job_cache.h"
+#include "flight/engine/metrics.h"
 #include "flight/engine/task_process.h"
 #include "flight/engine/tasks.h"
-#include "flight/engine/metrics.h"
 #include "flight/faas/functions.h"
 #include "flight/faas/service.h"
 #include "tests/engine/params_diff.h"
+#include "tests/engine/run_rows.h"
 #include "tests/engine/topologies.h"
 #include "tests/support/process.h"
 
@@ -63,12 +63,6 @@ threads: 2
     RunOptions o;
     o.quiet = true;
     return o;
-  }
-
-  static std::vector<RoundRow> rounds(const RunSummary& s) {
-    auto rows = read_rounds_csv(s.output_dir + "/rounds.csv");
-    EXPECT_TRUE(rows.is_ok()) << rows.status();
-    return rows.is_ok() ? *rows : std::vector<RoundRow>{};
   }
 
   testing::TempDir dir_;
@@ -180,13 +174,14 @@ class FailingWorkers {
     register_functions(registry_);
     auto real = registry_.find("train");
     real_ = *real;
-    registry_.add("train", [this](const nlohmann::json& args, const faas::TaskContext& ctx)
-                               -> StatusOr<nlohmann::json> {
-      if (bad_.count(args.at("node").get<std::string>())) {
-        return internal_error("disk on fire");
-      }
-      return real_(args, ctx);
-    });
+    registry_.add("train",
+                  [this](const nlohmann::json& args,
+                         const faas::TaskContext& ctx) -> StatusOr<nlohmann::json> {
+                    if (bad_.count(args.at("node").get<std::string>())) {
+                      return internal_error("disk on fire");
+                    }
+                    return real_(args, ctx);
+                  });
   }
   faas::FunctionRegistry& registry() { return registry_; }
 
@@ -200,7 +195,8 @@ TEST_F(RunTest, FailedWorkerIsReportedAndTheRoundGoesOnAboveMinFraction) {
   FailingWorkers fw({"w3"});
   RunOptions o = quiet();
   o.functions = &fw.registry();
-  auto s = run_experiment(config(kThreeTier, "fail-ok", {"rounds=2", "faults.min_fraction=0.75"}), o);
+  auto s =
+      run_experiment(config(kThreeTier, "fail-ok", {"rounds=2", "faults.min_fraction=0.75"}), o);
   ASSERT_TRUE(s.is_ok()) << s.status();
   auto rows = rounds(*s);
   ASSERT_EQ(rows.size(), 2u);
@@ -232,12 +228,14 @@ TEST_F(RunTest, AggregatorWhoseChildrenAllFailedReportsUpward) {
   FailingWorkers fw({"w1", "w2", "w3", "w4"});
   RunOptions o = quiet();
   o.functions = &fw.registry();
-  auto s = run_experiment(config(kThreeTier, "agg-fail", {"rounds=1", "faults.min_fraction=0.5"}), o);
+  auto s =
+      run_experiment(config(kThreeTier, "agg-fail", {"rounds=1", "faults.min_fraction=0.5"}), o);
   ASSERT_TRUE(s.is_ok()) << s.status();
   auto rows = rounds(*s);
   ASSERT_EQ(rows.size(), 1u);
-  EXPECT_EQ(testing::read_file(s->output_dir + "/rounds.csv").find(",8,4,0,4,") != std::string::npos,
-            true);
+  EXPECT_EQ(
+      testing::read_file(s->output_dir + "/rounds.csv").find(",8,4,0,4,") != std::string::npos,
+      true);
 }
 
 TEST_F(RunTest, MalformedResultIsATaskFailureNotAHang) {
@@ -246,14 +244,16 @@ TEST_F(RunTest, MalformedResultIsATaskFailureNotAHang) {
   faas::add_builtin_functions(registry);
   register_functions(registry);
   faas::Function real = *registry.find("train");
-  registry.add("train", [&](const nlohmann::json& args, const faas::TaskContext& ctx)
-                            -> StatusOr<nlohmann::json> {
-    if (args.at("node") == "w5") return nlohmann::json{{"update", 42}, {"weight", "heavy"}};
-    return real(args, ctx);
-  });
+  registry.add(
+      "train",
+      [&](const nlohmann::json& args, const faas::TaskContext& ctx) -> StatusOr<nlohmann::json> {
+        if (args.at("node") == "w5") return nlohmann::json{{"update", 42}, {"weight", "heavy"}};
+        return real(args, ctx);
+      });
   RunOptions o = quiet();
   o.functions = &registry;
-  auto s = run_experiment(config(kThreeTier, "malformed", {"rounds=1", "faults.min_fraction=0.75"}), o);
+  auto s =
+      run_experiment(config(kThreeTier, "malformed", {"rounds=1", "faults.min_fraction=0.75"}), o);
   ASSERT_TRUE(s.is_ok()) << s.status();
   EXPECT_NE(testing::read_file(s->output_dir + "/rounds.csv").find(",8,7,0,1,"), std::string::npos);
   EXPECT_NE(testing::read_file(s->output_dir + "/tasks.csv").find("malformed result"),
@@ -267,21 +267,22 @@ TEST_F(RunTest, DeadlineDropsStragglersAndCountsThem) {
   register_functions(registry);
   faas::Function real = *registry.find("train");
   std::atomic<int> n_cancelled{0};
-  registry.add("train", [&](const nlohmann::json& args, const faas::TaskContext& ctx)
-                            -> StatusOr<nlohmann::json> {
-    if (args.at("node") == "w2") {
-      testing::wait_until(ctx.cancelled, std::chrono::seconds(120));
-      n_cancelled++;
-      return flight::cancelled("stopped at the deadline");
-    }
-    return real(args, ctx);
-  });
+  registry.add(
+      "train",
+      [&](const nlohmann::json& args, const faas::TaskContext& ctx) -> StatusOr<nlohmann::json> {
+        if (args.at("node") == "w2") {
+          testing::wait_until(ctx.cancelled, std::chrono::seconds(120));
+          n_cancelled++;
+          return flight::cancelled("stopped at the deadline");
+        }
+        return real(args, ctx);
+      });
   RunOptions o = quiet();
   o.functions = &registry;
-  auto s = run_experiment(
-      config(kThreeTier, "deadline",
-             {"rounds=2", "faults.round_deadline_s=6", "faults.min_fraction=0.5"}),
-      o);
+  auto s =
+      run_experiment(config(kThreeTier, "deadline",
+                            {"rounds=2", "faults.round_deadline_s=6", "faults.min_fraction=0.5"}),
+                     o);
   ASSERT_TRUE(s.is_ok()) << s.status();
   const std::string csv = testing::read_file(s->output_dir + "/rounds.csv");
   // selected 8, returned 7, 1 straggler, 0 failed — in both rounds.
@@ -307,7 +308,8 @@ TEST_F(RunTest, DistributedRunOverRestAndRedisMatchesTheLocalRun) {
   std::vector<std::unique_ptr<testing::Subprocess>> endpoints;
   for (const char* name : {"edge-a", "edge-b", "edge-b"}) {
     testing::Subprocess::Options po;
-    po.stderr_path = dir_.file(std::string("endpoint-") + name + std::to_string(endpoints.size()) + ".log");
+    po.stderr_path =
+        dir_.file(std::string("endpoint-") + name + std::to_string(endpoints.size()) + ".log");
     endpoints.push_back(std::make_unique<testing::Subprocess>(
         std::vector<std::string>{FLIGHT_BINARY, "endpoint", "--service", service.url(),
                                  "--token-file", token_file, "--name", name, "--threads", "1"},

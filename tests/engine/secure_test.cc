@@ -28,6 +28,7 @@
 #include "flight/privacy/secagg.h"
 #include "tests/engine/interrupted_run.h"
 #include "tests/engine/params_diff.h"
+#include "tests/engine/run_rows.h"
 #include "tests/engine/topologies.h"
 #include "tests/support/process.h"
 #include "transport/store.h"
@@ -85,12 +86,6 @@ threads: 2
     RunOptions o;
     o.quiet = true;
     return o;
-  }
-
-  static std::vector<RoundRow> rounds(const RunSummary& s) {
-    auto rows = read_rounds_csv(s.output_dir + "/rounds.csv");
-    EXPECT_TRUE(rows.is_ok()) << rows.status();
-    return rows.is_ok() ? *rows : std::vector<RoundRow>{};
   }
 
   // The fixed-point bound of a secure total of `terms` workers (no dropouts:

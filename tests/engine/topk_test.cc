@@ -22,6 +22,7 @@
 #include "flight/engine/metrics.h"
 #include "flight/params/param_ops.h"
 #include "tests/engine/params_diff.h"
+#include "tests/engine/run_rows.h"
 #include "tests/engine/topologies.h"
 #include "tests/support/process.h"
 
@@ -215,12 +216,6 @@ output: {checkpoint_every: 1}
     if (!full.is_ok() || !resumed.is_ok()) return {};
     last_full_ = full->output_dir;
     return {full->final_model, resumed->final_model};
-  }
-
-  static std::vector<RoundRow> rounds(const RunSummary& s) {
-    auto rows = read_rounds_csv(s.output_dir + "/rounds.csv");
-    EXPECT_TRUE(rows.is_ok()) << rows.status();
-    return rows.is_ok() ? *rows : std::vector<RoundRow>{};
   }
 
   testing::TempDir dir_;
