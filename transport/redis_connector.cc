@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -41,6 +42,19 @@ struct Meta {
 std::string format_meta(uint64_t size, uint64_t chunk, uint64_t count) {
   return "flight1 " + std::to_string(size) + " " + std::to_string(chunk) + " " +
          std::to_string(count);
+}
+
+// An object of at most chunk_bytes lives whole in its meta key: this fixed
+// header ("flight2 " + 20-digit size + "\n") followed by the bytes. One SET
+// writes it (atomic for readers) and one GET reads it straight into the
+// destination.
+constexpr size_t kMagicBytes = 8;
+constexpr size_t kInlineHeaderBytes = kMagicBytes + 20 + 1;
+
+std::string inline_header(uint64_t size) {
+  char h[kInlineHeaderBytes + 1];
+  std::snprintf(h, sizeof h, "flight2 %020llu\n", static_cast<unsigned long long>(size));
+  return std::string(h, kInlineHeaderBytes);
 }
 
 // One connection. hiredis connects, authenticates and runs the small commands;
@@ -122,16 +136,6 @@ class Conn {
     return Status::ok();
   }
 
-  Status skip(size_t n) {
-    uint8_t scratch[16 * 1024];
-    while (n > 0) {
-      size_t step = std::min(n, sizeof scratch);
-      FLIGHT_RETURN_IF_ERROR(read_exact(scratch, step));
-      n -= step;
-    }
-    return Status::ok();
-  }
-
   Status expect_crlf() {
     uint8_t crlf[2];
     FLIGHT_RETURN_IF_ERROR(read_exact(crlf, 2));
@@ -180,18 +184,6 @@ class Conn {
     if (!line.empty() && line[0] == '-') return server_error(line.substr(1));
     if (line.empty() || line[0] != ':') return protocol("expected an integer, got '" + line + "'");
     return static_cast<int64_t>(std::strtoll(line.c_str() + 1, nullptr, 10));
-  }
-
-  // Consumes one reply of any simple kind (used to drain a pipelined GET whose
-  // answer is no longer needed).
-  Status skip_reply() {
-    std::string line;
-    FLIGHT_RETURN_IF_ERROR(read_line(&line));
-    if (!line.empty() && line[0] == '$') {
-      long long len = std::strtoll(line.c_str() + 1, nullptr, 10);
-      if (len >= 0) return skip(static_cast<size_t>(len) + 2);
-    }
-    return Status::ok();
   }
 
   // True when no unread bytes remain (checked after each operation).
@@ -320,12 +312,16 @@ class RedisConnector : public Connector {
   Status evict(const std::string& key) override {
     FLIGHT_RETURN_IF_ERROR(check_key(key));
     return with_conn([&](Conn& c) -> Status {
-      FLIGHT_RETURN_IF_ERROR(c.send(resp({"GET", options_.prefix + key})));
-      FLIGHT_ASSIGN_OR_RETURN(auto meta_text, c.read_bulk_string(1024));
-      if (!meta_text) return Status::ok();
-      FLIGHT_ASSIGN_OR_RETURN(Meta m, parse_meta(*meta_text, key));
+      // The head of the meta key says whether chunk keys exist (an inline
+      // object's bytes are not worth fetching to delete them).
+      FLIGHT_RETURN_IF_ERROR(c.send(resp({"GETRANGE", options_.prefix + key, "0", "127"})));
+      FLIGHT_ASSIGN_OR_RETURN(auto head, c.read_bulk_string(128));
+      if (!head || head->empty()) return Status::ok();
       std::vector<std::string> args = {"DEL", options_.prefix + key};
-      for (uint64_t i = 0; i < m.count; ++i) args.push_back(chunk_key(key, i));
+      if (!starts_with(*head, "flight2 ")) {
+        FLIGHT_ASSIGN_OR_RETURN(Meta m, parse_meta(*head, key));
+        for (uint64_t i = 0; i < m.count; ++i) args.push_back(chunk_key(key, i));
+      }
       std::vector<const char*> argv;
       std::vector<size_t> lens;
       for (const auto& a : args) {
@@ -389,7 +385,8 @@ class RedisConnector : public Connector {
     return "$2\r\nPX\r\n$" + std::to_string(v.size()) + "\r\n" + v + "\r\n";
   }
 
-  // Pipelines every chunk of every value, then each meta record, in one write.
+  // Pipelines every chunk of every chunked value, then each meta record or
+  // inline object, in one write.
   Status put_on(Conn& c, const std::vector<std::string>& keys, const std::vector<ByteView>& values,
                 const PutHints& hints) {
     std::string px = px_suffix(hints);
@@ -398,9 +395,11 @@ class RedisConnector : public Connector {
     std::deque<std::string> heads;  // stable storage for the iovecs
     std::vector<iovec> iov;
     size_t replies = 0;
-    auto add = [&](const std::string& key, const void* data, size_t len) {
+    // SET key (prefix + data) [PX ms]; the prefix travels in the command head.
+    auto add = [&](const std::string& key, const std::string& prefix, const void* data,
+                   size_t len) {
       heads.push_back(argc + "$3\r\nSET\r\n$" + std::to_string(key.size()) + "\r\n" + key +
-                      "\r\n$" + std::to_string(len) + "\r\n");
+                      "\r\n$" + std::to_string(prefix.size() + len) + "\r\n" + prefix);
       iov.push_back({heads.back().data(), heads.back().size()});
       iov.push_back({const_cast<void*>(data), len});
       iov.push_back({tail.data(), tail.size()});
@@ -410,16 +409,25 @@ class RedisConnector : public Connector {
     std::vector<std::string> metas;
     for (size_t v = 0; v < values.size(); ++v) {
       uint64_t size = values[v].size;
+      if (size <= chunk) {
+        metas.push_back(inline_header(size));
+        continue;
+      }
       uint64_t count = (size + chunk - 1) / chunk;
       for (uint64_t i = 0; i < count; ++i) {
         uint64_t off = i * chunk;
-        add(chunk_key(keys[v], i), values[v].data + off, std::min(chunk, size - off));
+        add(chunk_key(keys[v], i), "", values[v].data + off, std::min(chunk, size - off));
       }
       metas.push_back(format_meta(size, chunk, count));
     }
     // Metas last: a reader that sees a meta record sees all of its chunks.
     for (size_t v = 0; v < values.size(); ++v) {
-      add(options_.prefix + keys[v], metas[v].data(), metas[v].size());
+      const std::string& key = options_.prefix + keys[v];
+      if (values[v].size <= chunk) {
+        add(key, metas[v], values[v].data, values[v].size);
+      } else {
+        add(key, "", metas[v].data(), metas[v].size());
+      }
     }
     FLIGHT_RETURN_IF_ERROR(c.send(std::move(iov)));
     Status first = Status::ok();
@@ -437,11 +445,11 @@ class RedisConnector : public Connector {
     uint64_t len;
   };
 
-  // Receives chunk replies in order, keeping up to `window` GETs in flight. The
-  // first `already_sent` GETs were sent by the caller. False when a chunk was
-  // missing (the object expired or was evicted meanwhile).
-  StatusOr<bool> fetch_chunks(Conn& c, const std::vector<ChunkTask>& tasks, size_t already_sent) {
-    size_t sent = already_sent;
+  // Receives chunk replies in order, keeping up to `window` GETs in flight.
+  // False when a chunk was missing (the object expired or was evicted
+  // meanwhile).
+  StatusOr<bool> fetch_chunks(Conn& c, const std::vector<ChunkTask>& tasks) {
+    size_t sent = 0;
     size_t window = static_cast<size_t>(options_.window);
     for (size_t done = 0; done < tasks.size(); ++done) {
       if (sent < tasks.size() && sent - done < window) {
@@ -474,29 +482,72 @@ class RedisConnector : public Connector {
     }
   }
 
-  // One round trip for small objects: the meta and the first chunk are asked
-  // for together.
+  // What one GET of a meta key found: nothing, a whole inline object, or the
+  // layout of a chunked one.
+  struct Found {
+    bool present = false;
+    std::optional<Bytes> whole;
+    Meta meta;
+  };
+
+  // Reads the reply to GET <meta key>; an inline object goes straight from the
+  // socket into a fresh buffer.
+  StatusOr<Found> read_meta_reply(Conn& c, const std::string& key) {
+    FLIGHT_ASSIGN_OR_RETURN(int64_t len, c.read_bulk_len());
+    Found f;
+    if (len < 0) return f;
+    f.present = true;
+    auto corrupt = [&](const std::string& what) {
+      c.broken = true;  // the rest of the reply is not worth draining
+      return data_loss(where_ + ": object '" + key + "' has a corrupt meta record (" + what + ")");
+    };
+    if (static_cast<uint64_t>(len) < kMagicBytes) return corrupt(std::to_string(len) + " bytes");
+    char head[kInlineHeaderBytes];
+    FLIGHT_RETURN_IF_ERROR(c.read_exact(reinterpret_cast<uint8_t*>(head), kMagicBytes));
+    if (std::memcmp(head, "flight2 ", kMagicBytes) == 0) {
+      if (static_cast<uint64_t>(len) < kInlineHeaderBytes) return corrupt("short inline header");
+      FLIGHT_RETURN_IF_ERROR(c.read_exact(reinterpret_cast<uint8_t*>(head) + kMagicBytes,
+                                          kInlineHeaderBytes - kMagicBytes));
+      uint64_t size = 0;
+      std::string digits(head + kMagicBytes, kInlineHeaderBytes - kMagicBytes - 1);
+      if (head[kInlineHeaderBytes - 1] != '\n' || !parse_u64(digits, &size) ||
+          size > options_.max_object_bytes ||
+          size != static_cast<uint64_t>(len) - kInlineHeaderBytes) {
+        return corrupt("inline header '" + std::string(head, kInlineHeaderBytes - 1) + "' for a " +
+                       std::to_string(len) + "-byte value");
+      }
+      auto buf = Buffer::allocate(size);
+      if (!buf.is_ok()) {
+        c.broken = true;
+        return buf.status();
+      }
+      FLIGHT_RETURN_IF_ERROR(c.read_exact((*buf)->data(), size));
+      FLIGHT_RETURN_IF_ERROR(c.expect_crlf());
+      f.whole = Bytes(std::move(*buf));
+      return f;
+    }
+    if (len > 1024) return corrupt(std::to_string(len) + " bytes");
+    std::string text(static_cast<size_t>(len), '\0');
+    std::memcpy(text.data(), head, kMagicBytes);
+    FLIGHT_RETURN_IF_ERROR(c.read_exact(reinterpret_cast<uint8_t*>(text.data()) + kMagicBytes,
+                                        text.size() - kMagicBytes));
+    FLIGHT_RETURN_IF_ERROR(c.expect_crlf());
+    FLIGHT_ASSIGN_OR_RETURN(f.meta, parse_meta(text, key));
+    return f;
+  }
+
+  // One command for an inline object; a chunked one (larger than chunk_bytes)
+  // costs a round trip for its meta record before the chunk GETs.
   StatusOr<std::optional<Bytes>> get_on(Conn& c, const std::string& key) {
-    FLIGHT_RETURN_IF_ERROR(
-        c.send(resp({"GET", options_.prefix + key}) + resp({"GET", chunk_key(key, 0)})));
-    FLIGHT_ASSIGN_OR_RETURN(auto meta_text, c.read_bulk_string(1024));
-    if (!meta_text) {
-      FLIGHT_RETURN_IF_ERROR(c.skip_reply());
-      return std::optional<Bytes>();
-    }
-    FLIGHT_ASSIGN_OR_RETURN(Meta m, parse_meta(*meta_text, key));
-    auto buf = Buffer::allocate(m.size);
-    if (!buf.is_ok()) {
-      c.broken = true;
-      return buf.status();
-    }
-    if (m.count == 0) {
-      FLIGHT_RETURN_IF_ERROR(c.skip_reply());
-      return std::optional<Bytes>(Bytes(std::move(*buf)));
-    }
+    FLIGHT_RETURN_IF_ERROR(c.send(resp({"GET", options_.prefix + key})));
+    FLIGHT_ASSIGN_OR_RETURN(Found f, read_meta_reply(c, key));
+    if (!f.present) return std::optional<Bytes>();
+    if (f.whole) return std::move(f.whole);
+    auto buf = Buffer::allocate(f.meta.size);
+    if (!buf.is_ok()) return buf.status();
     std::vector<ChunkTask> tasks;
-    add_tasks(key, m, (*buf)->data(), &tasks);
-    FLIGHT_ASSIGN_OR_RETURN(bool complete, fetch_chunks(c, tasks, 1));
+    add_tasks(key, f.meta, (*buf)->data(), &tasks);
+    FLIGHT_ASSIGN_OR_RETURN(bool complete, fetch_chunks(c, tasks));
     if (!complete) return std::optional<Bytes>();
     return std::optional<Bytes>(Bytes(std::move(*buf)));
   }
@@ -506,33 +557,29 @@ class RedisConnector : public Connector {
     std::string cmds;
     for (const auto& k : keys) cmds += resp({"GET", options_.prefix + k});
     FLIGHT_RETURN_IF_ERROR(c.send(cmds));
-    std::vector<std::optional<Meta>> metas;
-    Status bad = Status::ok();
+    std::vector<Found> found;
     for (const auto& k : keys) {
-      FLIGHT_ASSIGN_OR_RETURN(auto text, c.read_bulk_string(1024));
-      if (!text) {
-        metas.emplace_back();
-        continue;
-      }
-      auto m = parse_meta(*text, k);
-      if (!m.is_ok() && bad.is_ok()) bad = m.status();
-      metas.emplace_back(m.is_ok() ? std::optional<Meta>(*m) : std::nullopt);
+      FLIGHT_ASSIGN_OR_RETURN(Found f, read_meta_reply(c, k));
+      found.push_back(std::move(f));
     }
-    FLIGHT_RETURN_IF_ERROR(bad);
+    std::vector<std::optional<Bytes>> out(keys.size());
     std::vector<std::shared_ptr<Buffer>> bufs(keys.size());
     std::vector<ChunkTask> tasks;
     for (size_t i = 0; i < keys.size(); ++i) {
-      if (!metas[i]) continue;
-      FLIGHT_ASSIGN_OR_RETURN(bufs[i], Buffer::allocate(metas[i]->size));
-      add_tasks(keys[i], *metas[i], bufs[i]->data(), &tasks);
+      if (!found[i].present) continue;
+      if (found[i].whole) {
+        out[i] = std::move(found[i].whole);
+        continue;
+      }
+      FLIGHT_ASSIGN_OR_RETURN(bufs[i], Buffer::allocate(found[i].meta.size));
+      add_tasks(keys[i], found[i].meta, bufs[i]->data(), &tasks);
     }
-    FLIGHT_ASSIGN_OR_RETURN(bool complete, fetch_chunks(c, tasks, 0));
-    std::vector<std::optional<Bytes>> out(keys.size());
+    FLIGHT_ASSIGN_OR_RETURN(bool complete, fetch_chunks(c, tasks));
     if (!complete) {
-      // Some object vanished while reading; fall back to one get per key so
-      // that each answer is exact.
+      // Some chunked object vanished while reading; fall back to one get per
+      // chunked key so that each answer is exact.
       for (size_t i = 0; i < keys.size(); ++i) {
-        if (!metas[i]) continue;
+        if (!bufs[i]) continue;
         FLIGHT_ASSIGN_OR_RETURN(out[i], get(keys[i]));
       }
       return out;
