@@ -18,6 +18,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "tests/support/process.h"
@@ -469,6 +470,80 @@ TEST(RedisConnector, LostChunkReadsAsMissingAndCorruptMetaAsDataLoss) {
   auto corrupt = (*c)->get(*key);
   ASSERT_FALSE(corrupt.is_ok());
   EXPECT_EQ(corrupt.status().code(), StatusCode::kDataLoss) << corrupt.status();
+}
+
+TEST(RedisConnector, SmallObjectIsOneKeyAndCorruptHeaderIsDataLoss) {
+  RedisServer server;
+  auto c = make_connector(
+      {{"kind", "redis"}, {"port", server.port()}, {"chunk_bytes", "64KiB"}, {"prefix", "t:"}});
+  ASSERT_TRUE(c.is_ok());
+  std::string value = pattern(64 * 1024, 14);  // exactly one chunk: stored whole
+  auto key = (*c)->put(value);
+  ASSERT_TRUE(key.is_ok()) << key.status();
+  RawRedis raw(server.port());
+  EXPECT_EQ(raw.integer("DBSIZE"), 1) << "one key, no separate meta record";
+  EXPECT_EQ(raw.integer(("STRLEN t:" + *key).c_str()), 29 + 64 * 1024) << "29-byte header";
+  auto got = (*c)->get(*key);
+  ASSERT_TRUE(got.is_ok() && got->has_value()) << got.status();
+  EXPECT_TRUE(same(**got, value));
+
+  // A value whose length disagrees with its header (truncated or appended to)
+  // is data loss, not a short object.
+  EXPECT_GT(raw.integer(("APPEND t:" + *key + " x").c_str()), 0);
+  auto longer = (*c)->get(*key);
+  ASSERT_FALSE(longer.is_ok());
+  EXPECT_EQ(longer.status().code(), StatusCode::kDataLoss) << longer.status();
+  // A header that is not digits.
+  EXPECT_GT(raw.integer(("SETRANGE t:" + *key + " 10 zz").c_str()), 0);
+  auto bad = (*c)->get_batch({*key});
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kDataLoss) << bad.status();
+  // Evict still removes it (it only looks at the magic), and the pool still works.
+  ASSERT_TRUE((*c)->evict(*key).is_ok());
+  EXPECT_EQ(raw.integer("DBSIZE"), 0);
+  auto empty = (*c)->put(std::string());
+  ASSERT_TRUE(empty.is_ok()) << empty.status();
+  auto got_empty = (*c)->get(*empty);
+  ASSERT_TRUE(got_empty.is_ok() && got_empty->has_value()) << got_empty.status();
+  EXPECT_EQ((**got_empty)->size(), 0u);
+}
+
+TEST(RedisConnector, ConcurrentReaderSeesWholeObjectsOrNothing) {
+  // A reader that lists the keys while puts run: every object it finds (small
+  // ones stored whole, chunked ones whose meta record is written last) must
+  // read back complete.
+  RedisServer server;
+  auto c = make_connector(
+      {{"kind", "redis"}, {"port", server.port()}, {"chunk_bytes", "64KiB"}, {"prefix", "t:"}});
+  ASSERT_TRUE(c.is_ok());
+  const std::string small = pattern(1000, 15), large = pattern(64 * 1024 * 3 + 5, 16);
+  std::atomic<bool> reader_done{false};
+  std::thread writer([&] {
+    for (int i = 0; i < 20000 && !reader_done; ++i) {
+      ASSERT_TRUE((*c)->put(i % 2 ? small : large).is_ok());
+    }
+  });
+  RawRedis raw(server.port());
+  std::set<std::string> checked;
+  while (checked.size() < 40) {
+    auto* r = static_cast<redisReply*>(redisCommand(raw.ctx, "KEYS t:*"));
+    ASSERT_TRUE(r != nullptr && r->type == REDIS_REPLY_ARRAY);
+    std::vector<std::string> keys;
+    for (size_t i = 0; i < r->elements; ++i) {
+      std::string k(r->element[i]->str, r->element[i]->len);
+      if (k.find(':', 2) == std::string::npos && !checked.count(k)) keys.push_back(k.substr(2));
+    }
+    freeReplyObject(r);
+    for (const auto& k : keys) {
+      auto got = (*c)->get(k);
+      ASSERT_TRUE(got.is_ok()) << got.status();
+      ASSERT_TRUE(got->has_value()) << "a listed object vanished: " << k;
+      EXPECT_TRUE(same(**got, (**got)->size() == small.size() ? small : large)) << k;
+      checked.insert("t:" + k);
+    }
+  }
+  reader_done = true;
+  writer.join();
 }
 
 TEST(RedisConnector, UrlForm) {

@@ -262,6 +262,30 @@ TEST(Store, ScopesLeaveNothingBehindInRedis) {
   redisFree(raw);
 }
 
+TEST(Store, CorruptSmallRedisObjectIsCaughtByTheChecksum) {
+  // A small object lives whole in one redis key; one flipped payload byte
+  // keeps its length, so only the Ref's checksum can catch it.
+  RedisServer server;
+  auto store = make_store({{"kind", "redis"}, {"port", server.port()}}, cache(0, false));
+  auto ref = store->put(bench::sample_params(1000, 3));
+  ASSERT_TRUE(ref.is_ok()) << ref.status();
+  ASSERT_TRUE(store->get(*ref).is_ok());
+  redisContext* raw = redisConnect("127.0.0.1", server.port());
+  const std::string key = "flight:" + ref->key;
+  const long long offset = 29 + static_cast<long long>(ref->size) - 100;  // in the payload
+  auto* byte = static_cast<redisReply*>(
+      redisCommand(raw, "GETRANGE %b %lld %lld", key.data(), key.size(), offset, offset));
+  ASSERT_TRUE(byte != nullptr && byte->type == REDIS_REPLY_STRING && byte->len == 1);
+  char flipped = static_cast<char>(byte->str[0] ^ 0x5a);
+  freeReplyObject(byte);
+  freeReplyObject(redisCommand(raw, "SETRANGE %b %lld %b", key.data(), key.size(), offset, &flipped,
+                               size_t{1}));
+  redisFree(raw);
+  auto got = store->get(*ref);
+  ASSERT_FALSE(got.is_ok());
+  EXPECT_EQ(got.status().code(), StatusCode::kDataLoss) << got.status();
+}
+
 TEST(Store, TtlLeaseThroughPutOptions) {
   auto store = make_store({{"kind", "memory"}}, cache(0, false));
   PutOptions lease;
