@@ -20,10 +20,13 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -43,10 +46,10 @@
 #include "flight/engine/config.h"
 #include "flight/engine/federation.h"
 #include "flight/engine/job.h"
+#include "flight/engine/run_context.h"
 #include "flight/engine/task_process.h"
 #include "flight/learning/dataset.h"
 #include "flight/learning/model.h"
-#include "flight/learning/partition.h"
 #include "flight/learning/trainer.h"
 #include "topology/topology.h"
 
@@ -89,6 +92,7 @@ double proc_cpu_s(pid_t pid) {
 struct Cost {
   double cpu_s = 0, wall_s = 0;
   double accuracy = -1;
+  ParamSet model;  // the final global model
 };
 
 // (round, node) of every train task the engine ran, in tasks.csv order.
@@ -121,6 +125,54 @@ StatusOr<std::vector<std::pair<int64_t, std::string>>> trained(const std::string
   return out;
 }
 
+// The topology's nodes depth-first with every node's children in canonical
+// (id) order: the order the engine submits a round's workers in and folds
+// each node's children in.
+std::vector<std::string> canonical_order(const topology::Topology& topo) {
+  std::vector<std::string> out;
+  std::vector<std::string> stack{topo.root().id};
+  while (!stack.empty()) {
+    std::string id = std::move(stack.back());
+    stack.pop_back();
+    std::vector<std::string> kids = topo.children(id);
+    std::sort(kids.begin(), kids.end());
+    for (auto k = kids.rbegin(); k != kids.rend(); ++k) stack.push_back(*k);
+    out.push_back(std::move(id));
+  }
+  return out;
+}
+
+// One round's hierarchical fold, as the engine's aggregators and coordinator
+// do it: each node folds its children's (partial) updates in id order with
+// the strategy's aggregation and passes {mean, total weight} upward.
+// `updates` holds the trained workers' results (absent: not selected).
+StatusOr<std::optional<aggregators::Weighted>> fold_subtree(
+    const topology::Topology& topo, const aggregators::Strategy& strategy, const std::string& id,
+    std::map<std::string, learning::TrainResult>& updates) {
+  if (topo.node(id).is_worker()) {
+    auto it = updates.find(id);
+    if (it == updates.end()) return std::optional<aggregators::Weighted>();
+    aggregators::Weighted w;
+    w.params = std::move(it->second.state);
+    w.weight = strategy.worker_weight(it->second.n_samples);
+    updates.erase(it);
+    return std::optional<aggregators::Weighted>(std::move(w));
+  }
+  std::vector<std::string> kids = topo.children(id);
+  std::sort(kids.begin(), kids.end());
+  auto fold = strategy.begin();
+  size_t folded = 0;
+  for (const auto& k : kids) {
+    FLIGHT_ASSIGN_OR_RETURN(auto part, fold_subtree(topo, strategy, k, updates));
+    if (!part) continue;
+    FLIGHT_RETURN_IF_ERROR(fold->accumulate(part->params, part->weight));
+    ++folded;
+  }
+  if (folded == 0) return std::optional<aggregators::Weighted>();
+  FLIGHT_ASSIGN_OR_RETURN(aggregators::Weighted w, fold->finalize());
+  return std::optional<aggregators::Weighted>(std::move(w));
+}
+
 // The bare loop: the engine's trainings, folds and evaluations, nothing else.
 StatusOr<Cost> bare_loop(const engine::ExperimentConfig& config,
                          const std::vector<std::pair<int64_t, std::string>>& tasks) {
@@ -130,9 +182,12 @@ StatusOr<Cost> bare_loop(const engine::ExperimentConfig& config,
   std::vector<std::string> workers = topo.workers();
   std::map<std::string, int64_t> index;
   for (size_t i = 0; i < workers.size(); ++i) index[workers[i]] = static_cast<int64_t>(i);
+  std::map<std::string, size_t> place;
+  for (const auto& id : canonical_order(topo)) place.emplace(id, place.size());
   FLIGHT_ASSIGN_OR_RETURN(learning::DatasetPair data, learning::load_dataset(config.data));
-  FLIGHT_ASSIGN_OR_RETURN(auto parts, learning::partition(data.train->labels, workers.size(),
-                                                          config.data.partition, config.seed));
+  FLIGHT_ASSIGN_OR_RETURN(
+      auto parts,
+      learning::worker_partitions(data, workers.size(), config.data.partition, config.seed));
   FLIGHT_ASSIGN_OR_RETURN(auto strategy, aggregators::make_strategy(config.strategy));
   at::manual_seed(static_cast<uint64_t>(config.seed));
   FLIGHT_ASSIGN_OR_RETURN(auto init, learning::make_model(config.model));
@@ -149,6 +204,9 @@ StatusOr<Cost> bare_loop(const engine::ExperimentConfig& config,
     for (const auto& [r, n] : tasks) {
       if (r == round) nodes.push_back(n);
     }
+    // In the engine's submission order.
+    std::sort(nodes.begin(), nodes.end(),
+              [&](const std::string& a, const std::string& b) { return place[a] < place[b]; });
     std::vector<StatusOr<learning::TrainResult>> results(nodes.size(),
                                                          internal_error("not trained"));
     std::atomic<size_t> next{0};
@@ -156,31 +214,44 @@ StatusOr<Cost> bare_loop(const engine::ExperimentConfig& config,
     for (size_t t = 0; t < threads; ++t) {
       pool.emplace_back([&, t] {
         engine::configure_task_threads();  // as the engine's task threads
+        auto hook = strategy->worker_hook();
         for (size_t i = next++; i < nodes.size(); i = next++) {
           const int64_t w = index.at(nodes[i]);
           results[i] =
               learning::train(*models[t], global, *data.train, parts[static_cast<size_t>(w)],
-                              config.train, engine::task_seed(config.seed, w, round), nullptr);
+                              config.train, engine::task_seed(config.seed, w, round), hook.get());
         }
       });
     }
     for (auto& th : pool) th.join();
-    auto fold = strategy->begin();
-    for (auto& r : results) {
-      if (!r.is_ok()) return r.status();
-      FLIGHT_RETURN_IF_ERROR(fold->accumulate(r->state, strategy->worker_weight(r->n_samples)));
+    std::map<std::string, learning::TrainResult> updates;
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      if (!results[i].is_ok()) return results[i].status();
+      updates.emplace(nodes[i], std::move(results[i]).value());
     }
-    FLIGHT_ASSIGN_OR_RETURN(aggregators::Weighted agg, fold->finalize());
-    FLIGHT_ASSIGN_OR_RETURN(global, strategy->server_update(global, agg));
+    FLIGHT_ASSIGN_OR_RETURN(auto agg, fold_subtree(topo, *strategy, topo.root().id, updates));
+    if (!agg) return internal_error("round " + std::to_string(round) + ": nothing trained");
+    FLIGHT_ASSIGN_OR_RETURN(global, strategy->server_update(global, *agg));
     if (round == config.rounds || (config.eval.every > 0 && round % config.eval.every == 0)) {
-      FLIGHT_ASSIGN_OR_RETURN(
-          auto ev, learning::evaluate(*models[0], global, *data.test, config.eval.batch_size));
-      cost.accuracy = ev.accuracy;
+      FLIGHT_ASSIGN_OR_RETURN(auto ev,
+                              engine::evaluate_sharded(*models[0], config.model, global, *data.test,
+                                                       config.threads, config.eval.batch_size));
+      cost.accuracy = ev.second;
     }
   }
   cost.wall_s = wall.seconds();
   cost.cpu_s = self_cpu_s() - cpu0;
+  cost.model = std::move(global);
   return cost;
+}
+
+// Whether two models are bit-identical (names, dtypes, shapes and values).
+bool same_model(const ParamSet& a, const ParamSet& b) {
+  if (a.size() == 0 || !a.check_compatible(b).is_ok()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!at::equal(a[i].tensor, b[i].tensor)) return false;
+  }
+  return true;
 }
 
 // The REST + Redis deployment of one run: redis-server, `flight serve`, one
@@ -238,6 +309,7 @@ StatusOr<Cost> engine_run(const engine::ExperimentConfig& config,
   cost.cpu_s = self_cpu_s() - cpu0;
   for (size_t i = 0; i < children.size(); ++i) cost.cpu_s += proc_cpu_s(children[i]) - child0[i];
   cost.accuracy = summary.final_accuracy;
+  cost.model = std::move(summary.final_model);
   return cost;
 }
 
@@ -259,6 +331,7 @@ void emit_pair(const std::string& control, const Cost& eng, const Cost& bare, co
                {"target_overhead", control == "embedded" ? 0.05 : 0.15},
                {"engine_accuracy", eng.accuracy},
                {"bare_accuracy", bare.accuracy},
+               {"same_model", same_model(eng.model, bare.model)},
                {"command", command}};
     emit_bench(r);
   }

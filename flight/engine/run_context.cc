@@ -228,35 +228,40 @@ std::string RunContext::endpoint_of(const std::string& node) const {
 }
 
 StatusOr<std::pair<double, double>> RunContext::evaluate_global() {
-  // Shard the test set over `threads` threads, each with its own model: the
-  // intra-op pool is pinned to one thread for the virtual workers.
-  const learning::Dataset& test = *data.test;
+  return evaluate_sharded(*model, config.model, global, *data.test, config.threads,
+                          config.eval.batch_size);
+}
+
+StatusOr<std::pair<double, double>> evaluate_sharded(learning::Model& model,
+                                                     const learning::ModelSpec& spec,
+                                                     const ParamSet& params,
+                                                     const learning::Dataset& test, int64_t threads,
+                                                     int64_t batch_size) {
   const int64_t n = test.size();
-  const int64_t shards = std::max<int64_t>(1, std::min<int64_t>(config.threads, n / 256 + 1));
+  const int64_t shards = std::max<int64_t>(1, std::min<int64_t>(threads, n / 256 + 1));
   std::vector<StatusOr<learning::EvalResult>> results(static_cast<size_t>(shards),
                                                       internal_error("not run"));
-  std::vector<std::thread> threads;
+  std::vector<std::thread> pool;
   for (int64_t s = 0; s < shards; ++s) {
-    threads.emplace_back([&, s] {
+    pool.emplace_back([&, s] {
       const int64_t b = n * s / shards, e = n * (s + 1) / shards;
       learning::Dataset shard;
       shard.images = test.images.narrow(0, b, e - b);
       shard.labels = test.labels.narrow(0, b, e - b);
       shard.num_classes = test.num_classes;
       if (s == 0) {
-        results[0] = learning::evaluate(*model, global, shard, config.eval.batch_size);
+        results[0] = learning::evaluate(model, params, shard, batch_size);
         return;
       }
-      auto m = learning::make_model(config.model);
+      auto m = learning::make_model(spec);
       if (!m.is_ok()) {
         results[static_cast<size_t>(s)] = m.status();
         return;
       }
-      results[static_cast<size_t>(s)] =
-          learning::evaluate(**m, global, shard, config.eval.batch_size);
+      results[static_cast<size_t>(s)] = learning::evaluate(**m, params, shard, batch_size);
     });
   }
-  for (auto& t : threads) t.join();
+  for (auto& t : pool) t.join();
   double loss = 0, correct = 0;
   int64_t total = 0;
   for (auto& r : results) {

@@ -1,4 +1,5 @@
-// Internal to flight/engine: what both drivers (sync_driver.h, async_driver.h)
+// Internal to flight/engine (and `flight bench overhead`, whose bare loop
+// evaluates with evaluate_sharded below): what both drivers (sync_driver.h, async_driver.h)
 // work on — the topology, the control plane (invoker), the data plane (store),
 // the strategy, the model and data, and the global model with the selection
 // RNG. A plain struct filled once by build_run_context(); the drivers own the
@@ -95,6 +96,17 @@ struct RunContext {
   // The global model's (test loss, test accuracy), sharded over `threads` threads.
   StatusOr<std::pair<double, double>> evaluate_global();
 };
+
+// (loss, accuracy) of `params` on `test`, sharded over up to `threads` threads
+// (one per 256 images at most): shard 0 on `model`, the others on models made
+// from `spec`. The intra-op pool is pinned to one thread for the virtual
+// workers, so this is how an evaluation keeps every core busy. Also used by
+// `flight bench overhead`'s bare loop, which must evaluate as the engine does.
+StatusOr<std::pair<double, double>> evaluate_sharded(learning::Model& model,
+                                                     const learning::ModelSpec& spec,
+                                                     const ParamSet& params,
+                                                     const learning::Dataset& test, int64_t threads,
+                                                     int64_t batch_size);
 
 // A finished task's typed result: the in-process message as is, or read from
 // its JSON (which may come from another process: checked field by field).

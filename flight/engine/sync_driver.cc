@@ -141,10 +141,10 @@ struct SyncDriver::RoundState {
 struct SyncDriver::Parsed {
   const faas::TaskResult* raw = nullptr;  // id and times
   bool ok_ = false;
-  std::string error;                          // why, when !ok()
-  const TrainResult* train = nullptr;         // a worker's, when ok
+  std::string error;                           // why, when !ok()
+  const TrainResult* train = nullptr;          // a worker's, when ok
   const AggregateResult* aggregate = nullptr;  // an aggregator's, when ok
-  std::optional<TrainResult> train_read;      // read from JSON (another process)
+  std::optional<TrainResult> train_read;       // read from JSON (another process)
   std::optional<AggregateResult> aggregate_read;
 
   Parsed() = default;
@@ -774,7 +774,10 @@ void SyncDriver::submit_task(const RoundPtr& rs, int64_t round, faas::TaskSpec s
 
 void SyncDriver::on_task_done(const RoundPtr& rs, int64_t round, const faas::TaskResult& result) {
   const Node node = static_cast<Node>(result.tag);
-  const double extra = nodes_.is_worker(node)
+  // clock: virtual — device time is simulated (SimulatedDevices::busy), so a
+  // slow device's result is not held back in real time (that only left the
+  // cores idle while the round waited for it).
+  const double extra = nodes_.is_worker(node) && ctx_.config.clock != Clock::kVirtual
                            ? devices_.slowdown(static_cast<size_t>(nodes_.worker_index(node)))
                            : 0.0;
   if (result.ok() && extra > 1e-9) {
@@ -800,8 +803,7 @@ void SyncDriver::on_task_done(const RoundPtr& rs, int64_t round, const faas::Tas
   for (auto& f : after) f();
 }
 
-TaskRow SyncDriver::task_row(RoundState& rs, int64_t round, Node node,
-                             const Parsed& parsed) const {
+TaskRow SyncDriver::task_row(RoundState& rs, int64_t round, Node node, const Parsed& parsed) const {
   const faas::TaskResult& result = *parsed.raw;
   TaskRow row;
   row.round = round;
@@ -917,8 +919,7 @@ bool SyncDriver::worker_gate(const RoundPtr& rs, int64_t round, Node node, const
     row.error = result.error;
     rs->rows.push_back(row);
     nr.attempts++;
-    spdlog::warn("round {}: worker {} failed ({}); retrying", round, nodes_.id(node),
-                 result.error);
+    spdlog::warn("round {}: worker {} failed ({}); retrying", round, nodes_.id(node), result.error);
     after->push_back(
         [this, rs, round, node] { submit_task(rs, round, train_spec(*rs, round, node)); });
     return true;
