@@ -1,14 +1,23 @@
 // `flight bench overhead`: what the framework costs on top of the learning.
 //
 // The main job's config (default configs/fmnist-3tier.yaml) runs for a few
-// rounds through the engine, then a bare loop does the same work with
+// rounds through the engine, and a bare loop does the same work with
 // flight/learning and the strategy directly — no engine, invoker or store:
-// the same workers each round (read back from the engine's tasks.csv), the
-// same partitions, training options and per-task seeds (engine::task_seed),
-// the same strategy fold and server step, the same evaluations — on the same
-// number of threads. `clock: virtual` is set so that the topology's simulated
-// slow devices are not held back in real time (that delay is not overhead).
-// The dataset is loaded once before either is timed.
+// the same workers each round (the strategy's seeded selection, as the
+// engine draws it), the same partitions, training options and per-task seeds
+// (engine::task_seed), the same fold (each aggregator folds its children in
+// id order, the coordinator its aggregators', then the server step), the same
+// sharded evaluation (engine::evaluate_sharded) — on the same number of
+// threads. Its final model is bit-identical to the engine's: `same_model`
+// says so, and a false there means the two sides no longer do the same work.
+// `clock: virtual` is set so that the topology's simulated slow devices are
+// not held back in real time (that delay is not overhead). The dataset is
+// loaded once before either is timed.
+//
+// --repeats N runs N (engine, bare) pairs, alternating which side goes first
+// (the second runs on warmer caches and allocator); value and baseline are
+// the medians. --side engine|bare runs one side only (for `perf record`) and
+// prints its times.
 //
 // Cases (value = engine, baseline = bare loop, times, ratio = bare / engine;
 // extra `overhead` = (engine - bare) / bare):
@@ -27,6 +36,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -63,6 +73,8 @@ struct OverheadArgs {
   int64_t rounds = 3;
   std::string controls = "local,rest";
   int64_t endpoints = 2;  // REST: 1 for aggregators + (N - 1) for workers
+  int64_t repeats = 1;    // (engine, bare) pairs; medians reported
+  std::string side = "both";
 };
 
 // CPU seconds (user + system) of this process, all threads.
@@ -94,36 +106,6 @@ struct Cost {
   double accuracy = -1;
   ParamSet model;  // the final global model
 };
-
-// (round, node) of every train task the engine ran, in tasks.csv order.
-StatusOr<std::vector<std::pair<int64_t, std::string>>> trained(const std::string& tasks_csv) {
-  std::ifstream in(tasks_csv);
-  if (!in) return not_found("cannot read '" + tasks_csv + "'");
-  std::string line;
-  std::getline(in, line);
-  auto header = split(line, ',');
-  int round = -1, node = -1, kind = -1, status = -1;
-  for (size_t i = 0; i < header.size(); ++i) {
-    const std::string h = trim(header[i]);
-    if (h == "round") round = static_cast<int>(i);
-    if (h == "node") node = static_cast<int>(i);
-    if (h == "kind") kind = static_cast<int>(i);
-    if (h == "status") status = static_cast<int>(i);
-  }
-  if (round < 0 || node < 0 || kind < 0) return data_loss(tasks_csv + ": no round/node/kind");
-  std::vector<std::pair<int64_t, std::string>> out;
-  while (std::getline(in, line)) {
-    auto c = split(line, ',');
-    if (c.size() <= static_cast<size_t>(std::max({round, node, kind}))) continue;
-    if (c[static_cast<size_t>(kind)] != "train") continue;
-    if (status >= 0 && c.size() > static_cast<size_t>(status) &&
-        c[static_cast<size_t>(status)] != "ok") {
-      continue;
-    }
-    out.emplace_back(std::stoll(c[static_cast<size_t>(round)]), c[static_cast<size_t>(node)]);
-  }
-  return out;
-}
 
 // The topology's nodes depth-first with every node's children in canonical
 // (id) order: the order the engine submits a round's workers in and folds
@@ -174,8 +156,7 @@ StatusOr<std::optional<aggregators::Weighted>> fold_subtree(
 }
 
 // The bare loop: the engine's trainings, folds and evaluations, nothing else.
-StatusOr<Cost> bare_loop(const engine::ExperimentConfig& config,
-                         const std::vector<std::pair<int64_t, std::string>>& tasks) {
+StatusOr<Cost> bare_loop(const engine::ExperimentConfig& config) {
   const double cpu0 = self_cpu_s();
   Stopwatch wall;
   FLIGHT_ASSIGN_OR_RETURN(topology::Topology topo, topology::Topology::load(config.topology.file));
@@ -198,12 +179,11 @@ StatusOr<Cost> bare_loop(const engine::ExperimentConfig& config,
     FLIGHT_ASSIGN_OR_RETURN(auto m, learning::make_model(config.model));
     models.push_back(std::move(m));
   }
+  std::mt19937_64 rng(static_cast<uint64_t>(config.seed));  // the engine's selection RNG
   Cost cost;
   for (int64_t round = 1; round <= config.rounds; ++round) {
     std::vector<std::string> nodes;
-    for (const auto& [r, n] : tasks) {
-      if (r == round) nodes.push_back(n);
-    }
+    for (size_t k : strategy->select(workers.size(), round, rng)) nodes.push_back(workers[k]);
     // In the engine's submission order.
     std::sort(nodes.begin(), nodes.end(),
               [&](const std::string& a, const std::string& b) { return place[a] < place[b]; });
@@ -295,13 +275,14 @@ StatusOr<std::unique_ptr<RestDeployment>> deploy(const std::string& dir, int64_t
 }
 
 // One engine run; CPU includes `children` (their CPU during the run).
-StatusOr<Cost> engine_run(const engine::ExperimentConfig& config,
+StatusOr<Cost> engine_run(const engine::ExperimentConfig& config, const std::string& out_dir,
                           const std::vector<pid_t>& children) {
   std::vector<double> child0;
   for (pid_t p : children) child0.push_back(proc_cpu_s(p));
   const double cpu0 = self_cpu_s();
   engine::RunOptions options;
   options.quiet = true;
+  options.output_dir = out_dir;
   Stopwatch wall;
   FLIGHT_ASSIGN_OR_RETURN(engine::RunSummary summary, engine::run_experiment(config, options));
   Cost cost;
@@ -313,11 +294,22 @@ StatusOr<Cost> engine_run(const engine::ExperimentConfig& config,
   return cost;
 }
 
-void emit_pair(const std::string& control, const Cost& eng, const Cost& bare, const json& params,
-               const std::string& command) {
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n == 0 ? 0.0 : n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+void emit_pair(const std::string& control, const std::vector<Cost>& eng,
+               const std::vector<Cost>& bare, const json& params, const std::string& command) {
+  bool same = !eng.empty() && !bare.empty();
+  for (const Cost& e : eng) same = same && same_model(e.model, bare.front().model);
   for (const char* what : {"cpu", "wall"}) {
     const bool cpu = std::string(what) == "cpu";
-    const double v = cpu ? eng.cpu_s : eng.wall_s, b = cpu ? bare.cpu_s : bare.wall_s;
+    std::vector<double> vs, bs;
+    for (const Cost& c : eng) vs.push_back(cpu ? c.cpu_s : c.wall_s);
+    for (const Cost& c : bare) bs.push_back(cpu ? c.cpu_s : c.wall_s);
+    const double v = median(vs), b = median(bs);
     BenchRecord r;
     r.bench = "overhead";
     r.case_name = control + "_" + what;
@@ -329,52 +321,89 @@ void emit_pair(const std::string& control, const Cost& eng, const Cost& bare, co
     r.higher_is_better = false;
     r.extra = {{"overhead", b > 0 ? (v - b) / b : 0.0},
                {"target_overhead", control == "embedded" ? 0.05 : 0.15},
-               {"engine_accuracy", eng.accuracy},
-               {"bare_accuracy", bare.accuracy},
-               {"same_model", same_model(eng.model, bare.model)},
+               {"engine_s", vs},
+               {"bare_s", bs},
+               {"engine_accuracy", eng.front().accuracy},
+               {"bare_accuracy", bare.front().accuracy},
+               {"same_model", same},
                {"command", command}};
     emit_bench(r);
   }
 }
 
+// --side: one side's times, for profiling it alone.
+void print_side(const std::string& side, const Cost& c) {
+  std::cout << json{{"side", side},
+                    {"cpu_s", c.cpu_s},
+                    {"wall_s", c.wall_s},
+                    {"accuracy", c.accuracy}}
+                   .dump()
+            << std::endl;
+}
+
 int run_overhead(const OverheadArgs& a) {
   if (a.rounds < 1) return usage_error("--rounds must be >= 1");
+  if (a.repeats < 1) return usage_error("--repeats must be >= 1");
   if (a.endpoints < 2) return usage_error("--endpoints must be >= 2 (one for aggregators)");
-  const std::vector<std::string> controls = split(a.controls, ',');
-  for (const auto& c : controls) {
-    if (trim(c) != "local" && trim(c) != "rest") {
+  if (a.side != "both" && a.side != "engine" && a.side != "bare") {
+    return usage_error("--side: unknown '" + a.side + "' (both, engine, bare)");
+  }
+  bool local = false, rest = false;
+  for (const auto& c : split(a.controls, ',')) {
+    if (trim(c) == "local") {
+      local = true;
+    } else if (trim(c) == "rest") {
+      rest = true;
+    } else {
       return usage_error("--controls: unknown '" + c + "' (local, rest)");
     }
   }
   TempDir dir("flight-bench-overhead");
   auto base = engine::ExperimentConfig::load(
-      a.config,
-      {"rounds=" + std::to_string(a.rounds), "clock=virtual", "output.dir=" + dir.path() + "/run",
-       "output.checkpoint_every=0", "output.save_model=false"});
+      a.config, {"rounds=" + std::to_string(a.rounds), "clock=virtual", "output.checkpoint_every=0",
+                 "output.save_model=false"});
   if (!base.is_ok()) return fail("bench overhead: " + base.status().message());
   // Neither side pays the dataset load.
   if (auto warm = learning::load_dataset(base->data); !warm.is_ok()) {
     return fail("bench overhead: " + warm.status().message());
   }
-  const std::string command = "flight bench overhead --config " + a.config + " --rounds " +
-                              std::to_string(a.rounds) + " --controls " + a.controls +
-                              " --endpoints " + std::to_string(a.endpoints);
-  const json params{{"config", a.config}, {"rounds", a.rounds}, {"threads", base->threads}};
+  std::string command = "flight bench overhead --config " + a.config + " --rounds " +
+                        std::to_string(a.rounds) + " --controls " + a.controls;
+  if (rest) command += " --endpoints " + std::to_string(a.endpoints);
+  if (a.repeats > 1) command += " --repeats " + std::to_string(a.repeats);
+  const json params{{"config", a.config},
+                    {"rounds", a.rounds},
+                    {"threads", base->threads},
+                    {"repeats", a.repeats}};
+  int64_t engine_runs = 0;
+  auto next_dir = [&] { return dir.path() + "/run-" + std::to_string(engine_runs++); };
 
-  // Embedded first: its tasks.csv says which workers the bare loop trains.
-  auto eng = engine_run(*base, {});
-  if (!eng.is_ok()) return fail("bench overhead: engine run: " + eng.status().message());
-  auto tasks = trained(dir.path() + "/run/tasks.csv");
-  if (!tasks.is_ok()) return fail("bench overhead: " + tasks.status().message());
-  auto bare = bare_loop(*base, *tasks);
-  if (!bare.is_ok()) return fail("bench overhead: bare loop: " + bare.status().message());
-  for (const auto& c : controls) {
-    if (trim(c) == "local") emit_pair("embedded", *eng, *bare, params, command);
-  }
-  if (std::find_if(controls.begin(), controls.end(),
-                   [](const std::string& c) { return trim(c) == "rest"; }) == controls.end()) {
+  if (a.side != "both") {
+    for (int64_t i = 0; i < a.repeats; ++i) {
+      auto c = a.side == "engine" ? engine_run(*base, next_dir(), {}) : bare_loop(*base);
+      if (!c.is_ok()) return fail("bench overhead: " + a.side + ": " + c.status().message());
+      print_side(a.side, *c);
+    }
     return kExitOk;
   }
+
+  // Pairs in alternating order: the side that runs second finds warmer caches.
+  std::vector<Cost> bare, eng;
+  for (int64_t i = 0; i < a.repeats; ++i) {
+    for (int side = 0; side < 2; ++side) {
+      if ((side == 0) == (i % 2 == 0) && local) {
+        auto c = engine_run(*base, next_dir(), {});
+        if (!c.is_ok()) return fail("bench overhead: engine run: " + c.status().message());
+        eng.push_back(std::move(c).value());
+      } else if ((side == 0) != (i % 2 == 0)) {
+        auto c = bare_loop(*base);
+        if (!c.is_ok()) return fail("bench overhead: bare loop: " + c.status().message());
+        bare.push_back(std::move(c).value());
+      }
+    }
+  }
+  if (local) emit_pair("embedded", eng, bare, params, command);
+  if (!rest) return kExitOk;
 
   auto d = deploy(dir.path(), a.endpoints, base->threads);
   if (!d.is_ok()) return fail("bench overhead: " + d.status().message());
@@ -395,14 +424,17 @@ int run_overhead(const OverheadArgs& a) {
   j["control"] = {{"rest", {{"url", (*d)->url}, {"token_file", (*d)->token_file}}}};
   j["data_plane"] = {
       {"connector", {{"kind", "redis"}, {"host", "127.0.0.1"}, {"port", (*d)->redis->port()}}}};
-  j["output"]["dir"] = dir.path() + "/run-rest";
   auto rest_config = engine::ExperimentConfig::from_json(j, "bench-overhead", dir.path());
   if (!rest_config.is_ok()) return fail("bench overhead: " + rest_config.status().message());
-  auto rest = engine_run(*rest_config, (*d)->pids());
-  if (!rest.is_ok()) return fail("bench overhead: REST run: " + rest.status().message());
+  std::vector<Cost> over_rest;
+  for (int64_t i = 0; i < a.repeats; ++i) {
+    auto c = engine_run(*rest_config, next_dir(), (*d)->pids());
+    if (!c.is_ok()) return fail("bench overhead: REST run: " + c.status().message());
+    over_rest.push_back(std::move(c).value());
+  }
   json rest_params = params;
   rest_params["endpoints"] = a.endpoints;
-  emit_pair("rest_redis", *rest, *bare, rest_params, command);
+  emit_pair("rest_redis", over_rest, bare, rest_params, command);
   return kExitOk;
 }
 
@@ -417,6 +449,12 @@ FLIGHT_BENCH(bench_overhead,
                 app->add_option("--config", a->config, "Experiment config")->capture_default_str();
                 app->add_option("--rounds", a->rounds, "Rounds")->capture_default_str();
                 app->add_option("--controls", a->controls, "local,rest")->capture_default_str();
+                app->add_option("--repeats", a->repeats,
+                                "(engine, bare) pairs, alternating which goes first; medians")
+                    ->capture_default_str();
+                app->add_option("--side", a->side,
+                                "both, or engine / bare alone (for profiling one side)")
+                    ->capture_default_str();
                 app->add_option("--endpoints", a->endpoints,
                                 "REST: endpoint processes (1 for aggregators, the rest workers)")
                     ->capture_default_str();
