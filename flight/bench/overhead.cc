@@ -274,6 +274,28 @@ StatusOr<std::unique_ptr<RestDeployment>> deploy(const std::string& dir, int64_t
   return d;
 }
 
+// The bench's config over `d`: every worker on the `edge` endpoints, every
+// aggregator on `agg`, weights through its redis-server.
+StatusOr<engine::ExperimentConfig> over_rest_config(const engine::ExperimentConfig& base,
+                                                    const RestDeployment& d,
+                                                    const std::string& dir) {
+  json j = base.to_json();
+  FLIGHT_ASSIGN_OR_RETURN(topology::Topology topo, topology::Topology::load(base.topology.file));
+  std::vector<topology::Node> nodes = topo.nodes();
+  for (auto& n : nodes) {
+    if (n.is_worker()) n.endpoint = "edge";
+    if (n.is_aggregator()) n.endpoint = "agg";
+  }
+  FLIGHT_ASSIGN_OR_RETURN(auto with_endpoints,
+                          topology::Topology::from_nodes(std::move(nodes), "bench-overhead"));
+  FLIGHT_RETURN_IF_ERROR(with_endpoints.save_yaml(dir + "/topology.yaml"));
+  j["topology"] = dir + "/topology.yaml";
+  j["control"] = {{"rest", {{"url", d.url}, {"token_file", d.token_file}}}};
+  j["data_plane"] = {
+      {"connector", {{"kind", "redis"}, {"host", "127.0.0.1"}, {"port", d.redis->port()}}}};
+  return engine::ExperimentConfig::from_json(j, "bench-overhead", dir);
+}
+
 // One engine run; CPU includes `children` (their CPU during the run).
 StatusOr<Cost> engine_run(const engine::ExperimentConfig& config, const std::string& out_dir,
                           const std::vector<pid_t>& children) {
@@ -379,10 +401,24 @@ int run_overhead(const OverheadArgs& a) {
   auto next_dir = [&] { return dir.path() + "/run-" + std::to_string(engine_runs++); };
 
   if (a.side != "both") {
+    // One side alone: the engine over REST + Redis with --controls rest.
+    const bool over_rest = a.side == "engine" && rest && !local;
+    std::unique_ptr<RestDeployment> d;
+    engine::ExperimentConfig config = *base;
+    if (over_rest) {
+      auto deployed = deploy(dir.path(), a.endpoints, base->threads);
+      if (!deployed.is_ok()) return fail("bench overhead: " + deployed.status().message());
+      d = std::move(deployed).value();
+      auto c = over_rest_config(*base, *d, dir.path());
+      if (!c.is_ok()) return fail("bench overhead: " + c.status().message());
+      config = std::move(c).value();
+    }
     for (int64_t i = 0; i < a.repeats; ++i) {
-      auto c = a.side == "engine" ? engine_run(*base, next_dir(), {}) : bare_loop(*base);
+      auto c = a.side == "bare"
+                   ? bare_loop(config)
+                   : engine_run(config, next_dir(), d ? d->pids() : std::vector<pid_t>{});
       if (!c.is_ok()) return fail("bench overhead: " + a.side + ": " + c.status().message());
-      print_side(a.side, *c);
+      print_side(over_rest ? "engine_rest_redis" : a.side, *c);
     }
     return kExitOk;
   }
@@ -407,24 +443,7 @@ int run_overhead(const OverheadArgs& a) {
 
   auto d = deploy(dir.path(), a.endpoints, base->threads);
   if (!d.is_ok()) return fail("bench overhead: " + d.status().message());
-  json j = base->to_json();
-  auto topo = topology::Topology::load(base->topology.file);
-  if (!topo.is_ok()) return fail("bench overhead: " + topo.status().message());
-  std::vector<topology::Node> nodes = topo->nodes();
-  for (auto& n : nodes) {
-    if (n.is_worker()) n.endpoint = "edge";
-    if (n.is_aggregator()) n.endpoint = "agg";
-  }
-  auto with_endpoints = topology::Topology::from_nodes(std::move(nodes), "bench-overhead");
-  if (!with_endpoints.is_ok()) return fail("bench overhead: " + with_endpoints.status().message());
-  if (Status st = with_endpoints->save_yaml(dir.path() + "/topology.yaml"); !st.is_ok()) {
-    return fail("bench overhead: " + st.message());
-  }
-  j["topology"] = dir.path() + "/topology.yaml";
-  j["control"] = {{"rest", {{"url", (*d)->url}, {"token_file", (*d)->token_file}}}};
-  j["data_plane"] = {
-      {"connector", {{"kind", "redis"}, {"host", "127.0.0.1"}, {"port", (*d)->redis->port()}}}};
-  auto rest_config = engine::ExperimentConfig::from_json(j, "bench-overhead", dir.path());
+  auto rest_config = over_rest_config(*base, **d, dir.path());
   if (!rest_config.is_ok()) return fail("bench overhead: " + rest_config.status().message());
   std::vector<Cost> over_rest;
   for (int64_t i = 0; i < a.repeats; ++i) {
