@@ -1,8 +1,10 @@
 // CRC32C (Castagnoli), the codec's checksum. The fastest implementation the CPU
-// has is picked once at run time: carry-less-multiply folding on 256-bit
-// registers (AVX2 + VPCLMULQDQ) for inputs of 256 bytes and more, else the
-// SSE4.2 crc32 instruction on three interleaved streams, else a slicing-by-8
-// table. All give identical results (tests compare them on random buffers).
+// has is picked once at run time: with AVX2 + VPCLMULQDQ, carry-less-multiply
+// folding on 256-bit registers running alongside three streams of the SSE4.2
+// crc32 instruction (the two use different execution units) for inputs of
+// 4 KiB and more, folding alone from 256 bytes; else the crc32 instruction on
+// three interleaved streams, else a slicing-by-8 table. All give identical results (tests compare
+// them on random buffers).
 //
 // Thread safety: pure functions.
 #pragma once
@@ -37,6 +39,7 @@ enum class Crc32cImpl {
   kPortable,      // slicing-by-8 tables
   kCrc32Streams,  // SSE4.2 crc32, three interleaved streams + shift-combine
   kClmulFold,     // AVX2 VPCLMULQDQ folding (crc32 streams below 256 bytes)
+  kHybrid,        // folding and three crc32 streams in one loop (kClmulFold below 4 KiB)
 };
 bool crc32c_available(Crc32cImpl impl);
 // What crc32c_extend and crc32c_copy use on this CPU.

@@ -57,8 +57,8 @@ TEST(Checksum, EveryImplementationIsBitIdenticalOnRandomBuffers) {
   for (int i = 0; i < 32; ++i) inc[static_cast<size_t>(i)] = static_cast<uint8_t>(i);
   std::vector<uint8_t> big(4096);
   for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<uint8_t>(i * 7 + 3);
-  for (Crc32cImpl impl :
-       {Crc32cImpl::kPortable, Crc32cImpl::kCrc32Streams, Crc32cImpl::kClmulFold}) {
+  for (Crc32cImpl impl : {Crc32cImpl::kPortable, Crc32cImpl::kCrc32Streams, Crc32cImpl::kClmulFold,
+                          Crc32cImpl::kHybrid}) {
     EXPECT_EQ(crc32c_extend_using(impl, 0, zeros.data(), 32), 0x8A9136AAu);
     EXPECT_EQ(crc32c_extend_using(impl, 0, ones.data(), 32), 0x62A8AB43u);
     EXPECT_EQ(crc32c_extend_using(impl, 0, inc.data(), 32), 0x46DD794Eu);
@@ -74,7 +74,8 @@ TEST(Checksum, EveryImplementationIsBitIdenticalOnRandomBuffers) {
     const size_t off = gen() % 64, dst_off = gen() % 64;
     const auto init = static_cast<uint32_t>(gen());
     const uint32_t want = crc32c_extend_portable(init, data.data() + off, n);
-    for (Crc32cImpl impl : {Crc32cImpl::kCrc32Streams, Crc32cImpl::kClmulFold}) {
+    for (Crc32cImpl impl :
+         {Crc32cImpl::kCrc32Streams, Crc32cImpl::kClmulFold, Crc32cImpl::kHybrid}) {
       EXPECT_EQ(crc32c_extend_using(impl, init, data.data() + off, n), want)
           << "impl " << static_cast<int>(impl) << " n " << n << " off " << off;
       const bool stream = iter % 2 == 1;
@@ -86,6 +87,58 @@ TEST(Checksum, EveryImplementationIsBitIdenticalOnRandomBuffers) {
   }
   std::printf("crc32c best: %d (clmul available: %s)\n", static_cast<int>(crc32c_best()),
               crc32c_available(Crc32cImpl::kClmulFold) ? "yes" : "no");
+}
+
+// Every alignment 0..63 of the source (and a different one of the copy's
+// destination) with random lengths up to 100k and lengths at the hybrid's
+// edges (4 KiB minimum, 160-byte steps, 8-byte tail): plain, chained at a
+// random split (crc32c_extend), and fused with a copy, streamed or not. The
+// hybrid joins its parts with x^n mod P computed at run time for each length,
+// so every length checks those multipliers too.
+TEST(Checksum, HybridMatchesTheTableAtEveryAlignment) {
+  std::mt19937_64 gen(23);
+  std::vector<uint8_t> data(100000 + 128);
+  for (auto& b : data) b = static_cast<uint8_t>(gen());
+  std::vector<uint8_t> dst(data.size() + 128);
+  std::vector<size_t> edges = {0, 1, 7, 255, 256, 4095, 4096, 4097, 4256, 4263, 4264, 4415};
+  for (size_t k = 26; k < 40; ++k) edges.push_back(k * 160 + k % 9);
+  int cases = 0;
+  for (size_t off = 0; off < 64; ++off) {
+    std::vector<size_t> lengths = {edges[off % edges.size()], edges[(off * 7 + 3) % edges.size()]};
+    for (int r = 0; r < 6; ++r) lengths.push_back(gen() % 100001);
+    for (size_t n : lengths) {
+      const auto init = static_cast<uint32_t>(gen());
+      const uint8_t* src = data.data() + off;
+      const uint32_t want = crc32c_extend_portable(init, src, n);
+      const size_t cut = n == 0 ? 0 : gen() % (n + 1);
+      for (Crc32cImpl impl :
+           {Crc32cImpl::kCrc32Streams, Crc32cImpl::kClmulFold, Crc32cImpl::kHybrid}) {
+        const int id = static_cast<int>(impl);
+        ASSERT_EQ(crc32c_extend_using(impl, init, src, n), want)
+            << "impl " << id << " n " << n << " off " << off;
+        const uint32_t head = crc32c_extend_using(impl, init, src, cut);
+        ASSERT_EQ(crc32c_extend_using(impl, head, src + cut, n - cut), want)
+            << "chained impl " << id << " n " << n << " cut " << cut << " off " << off;
+        for (bool stream : {false, true}) {
+          const size_t dst_off = (off * 5 + (stream ? 32 : 0)) % 64;
+          std::fill(dst.begin(), dst.end(), uint8_t{0xa5});
+          ASSERT_EQ(crc32c_copy_using(impl, init, dst.data() + dst_off, src, n, stream), want)
+              << "copy impl " << id << " n " << n << " off " << off << " stream " << stream;
+          ASSERT_EQ(std::memcmp(dst.data() + dst_off, src, n), 0) << n;
+          ASSERT_EQ(dst[dst_off + n], 0xa5) << "no write past the end, n " << n;
+          if (dst_off > 0) {
+            ASSERT_EQ(dst[dst_off - 1], 0xa5) << "no write before the start";
+          }
+        }
+        ++cases;
+      }
+      // The dispatching entry points agree too.
+      ASSERT_EQ(crc32c_extend(init, src, n), want);
+      ASSERT_EQ(crc32c_extend(crc32c_extend(init, src, cut), src + cut, n - cut), want);
+    }
+  }
+  EXPECT_EQ(cases, 64 * 8 * 3);
+  EXPECT_EQ(crc32c_available(Crc32cImpl::kHybrid), crc32c_available(Crc32cImpl::kClmulFold));
 }
 
 ParamSet all_dtypes() {
