@@ -171,13 +171,9 @@ uint32_t copy_and_checksum(uint8_t* dst, const uint8_t* src, size_t n, uint32_t 
   return crc32c_copy(crc, dst, src, n, /*stream=*/n >= kStreamThreshold);
 }
 
-StatusOr<uint32_t> encode_with(const ParamSet& params, const EncodeOptions* o, uint8_t* dest,
-                               size_t size) {
-  FLIGHT_ASSIGN_OR_RETURN(Layout l, plan(params, o));
-  if (size != l.total_size) {
-    return invalid_argument("encode_into: destination is " + std::to_string(size) +
-                            " bytes, the encoding needs " + std::to_string(l.total_size));
-  }
+// Writes the preamble (checksum field zero) and the entry table of `l` for
+// `params` into dest[0, l.data_offset) and returns their checksum, so far.
+uint32_t write_head(const ParamSet& params, const Layout& l, uint8_t* dest) {
   // Preamble.
   std::memset(dest, 0, l.data_offset);
   std::memcpy(dest, kMagic, 8);
@@ -208,7 +204,17 @@ StatusOr<uint32_t> encode_with(const ParamSet& params, const EncodeOptions* o, u
     p += align_up(kRecordFixedBytes + 8 * e.tensor.dim() + e.name.size(), 8);
   }
   uint32_t crc = crc32c_extend(0, dest, kChecksumOffset);
-  crc = crc32c_extend(crc, dest + kChecksumOffset + 4, l.data_offset - kChecksumOffset - 4);
+  return crc32c_extend(crc, dest + kChecksumOffset + 4, l.data_offset - kChecksumOffset - 4);
+}
+
+StatusOr<uint32_t> encode_with(const ParamSet& params, const EncodeOptions* o, uint8_t* dest,
+                               size_t size) {
+  FLIGHT_ASSIGN_OR_RETURN(Layout l, plan(params, o));
+  if (size != l.total_size) {
+    return invalid_argument("encode_into: destination is " + std::to_string(size) +
+                            " bytes, the encoding needs " + std::to_string(l.total_size));
+  }
+  uint32_t crc = write_head(params, l, dest);
   // Data, in offset order, with the zero padding between tensors.
   uint64_t cursor = l.data_offset;
   for (size_t i = 0; i < params.size(); ++i) {
@@ -266,6 +272,51 @@ StatusOr<Bytes> encode(const ParamSet& params) {
   FLIGHT_ASSIGN_OR_RETURN(auto buf, Buffer::allocate(total));
   FLIGHT_RETURN_IF_ERROR(encode_into(params, buf->data(), buf->size()).status());
   return Bytes(std::move(buf));
+}
+
+StatusOr<EncodingWriter> EncodingWriter::begin(const ParamSet& like) {
+  FLIGHT_ASSIGN_OR_RETURN(Layout l, plan(like));
+  EncodingWriter w;
+  FLIGHT_ASSIGN_OR_RETURN(w.buffer_, Buffer::allocate(l.total_size));
+  w.crc_ = write_head(like, l, w.buffer_->data());
+  w.cursor_ = l.data_offset;
+  w.offsets_ = std::move(l.offsets);
+  w.nbytes_ = std::move(l.nbytes);
+  return w;
+}
+
+Status EncodingWriter::write(size_t index, const Producer& produce) {
+  if (index != next_ || index >= offsets_.size()) {
+    return failed_precondition("EncodingWriter: entry " + std::to_string(index) +
+                               " written out of order (next is " + std::to_string(next_) + " of " +
+                               std::to_string(offsets_.size()) + ")");
+  }
+  uint8_t* dest = buffer_->data();
+  const uint64_t off = offsets_[index];
+  const uint64_t n = nbytes_[index];
+  if (off > cursor_) {
+    std::memset(dest + cursor_, 0, off - cursor_);
+    crc_ = crc32c_extend(crc_, dest + cursor_, off - cursor_);
+  }
+  alignas(kBufferAlignment) thread_local uint8_t chunk[kChunkBytes];
+  const bool stream = n >= kStreamThreshold;
+  for (uint64_t begin = 0; begin < n; begin += kChunkBytes) {
+    const uint64_t len = std::min<uint64_t>(kChunkBytes, n - begin);
+    produce(chunk, begin, len);
+    crc_ = crc32c_copy(crc_, dest + off + begin, chunk, len, stream);
+  }
+  cursor_ = off + n;
+  ++next_;
+  return Status::ok();
+}
+
+StatusOr<SealedBytes> EncodingWriter::seal() && {
+  if (next_ != offsets_.size()) {
+    return failed_precondition("EncodingWriter: sealed after " + std::to_string(next_) + " of " +
+                               std::to_string(offsets_.size()) + " entries");
+  }
+  put_le<uint32_t>(buffer_->data() + kChecksumOffset, crc_);
+  return SealedBytes{Bytes(std::move(buffer_)), crc_};
 }
 
 StatusOr<CodecHeader> peek_header(ByteView bytes) {

@@ -46,6 +46,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -86,6 +88,50 @@ StatusOr<Bytes> encode(const ParamSet& params);
 // As encode(), into caller memory of exactly encoded_size(params) bytes; returns
 // the checksum written into the preamble.
 StatusOr<uint32_t> encode_into(const ParamSet& params, uint8_t* dest, size_t size);
+
+// Bytes encoded and sealed by this process, with the checksum their preamble
+// holds (what a Ref records): Store::put_encoded takes them as they are.
+struct SealedBytes {
+  Bytes bytes;
+  uint32_t checksum = 0;
+};
+
+// The raw encoding of a ParamSet whose tensor data its producer computes
+// straight into the encoded buffer (no tensor to copy from: a debug worker's
+// perturbed model is one read of the global model and one write of the
+// update). begin() lays out the preamble and table for tensors shaped and
+// typed as `like`'s (their values are not read); write() has each tensor's
+// data produced, in order, through a small staging chunk that stays in L1:
+// the writer checksums it and copies it into place in one pass (streaming
+// stores for large tensors, as encode() does); seal() writes the checksum.
+// The result is byte for byte encode(p) for the ParamSet p that holds what
+// was produced. Not thread-safe; one writer per encoding.
+class EncodingWriter {
+ public:
+  // Staging chunk: a multiple of every element size, small enough for L1.
+  static constexpr uint64_t kChunkBytes = 16 << 10;
+  // Produces bytes [begin, begin + n) of an entry's row-major data into
+  // `chunk` (n <= kChunkBytes; begin is a multiple of kChunkBytes).
+  using Producer = std::function<void(uint8_t* chunk, uint64_t begin, uint64_t n)>;
+
+  // InvalidArgument for a tensor the codec does not encode, as encode().
+  static StatusOr<EncodingWriter> begin(const ParamSet& like);
+  // Produces entry `index`'s data; entries are written in order, each once.
+  Status write(size_t index, const Producer& produce);
+  // After every entry is written: the checksum into the preamble.
+  StatusOr<SealedBytes> seal() &&;
+  uint64_t size() const { return buffer_->size(); }
+
+ private:
+  EncodingWriter() = default;
+
+  std::shared_ptr<Buffer> buffer_;
+  std::vector<uint64_t> offsets_;
+  std::vector<uint64_t> nbytes_;
+  size_t next_ = 0;      // the entry write() expects
+  uint64_t cursor_ = 0;  // end of the bytes checksummed so far
+  uint32_t crc_ = 0;
+};
 
 // As encode() with float32 tensors compressed per `options` (validated first).
 StatusOr<uint64_t> encoded_size(const ParamSet& params, const EncodeOptions& options);

@@ -116,19 +116,36 @@ StatusOr<std::shared_ptr<Connector>> Store::resolve(const ConnectorConfig& confi
 
 StatusOr<Ref> Store::put(const ParamSet& params, const PutOptions& options) {
   Bytes bytes;
-  uint64_t size = 0;
   uint32_t checksum = 0;
   if (options.encoding.encoding != Encoding::kRaw) {
     FLIGHT_ASSIGN_OR_RETURN(bytes, encode(params, options.encoding));
-    size = bytes->size();
     FLIGHT_ASSIGN_OR_RETURN(CodecHeader h, peek_header(ByteView(*bytes)));
     checksum = h.checksum;
   } else {
-    FLIGHT_ASSIGN_OR_RETURN(size, encoded_size(params));
+    FLIGHT_ASSIGN_OR_RETURN(uint64_t size, encoded_size(params));
     FLIGHT_ASSIGN_OR_RETURN(std::shared_ptr<Buffer> buf, Buffer::allocate(size));
     FLIGHT_ASSIGN_OR_RETURN(checksum, encode_into(params, buf->data(), buf->size()));
     bytes = Bytes(std::move(buf));
   }
+  // Compressed puts are not cached: their decoded view is float32, four times
+  // what the byte budget would count.
+  return put_bytes(std::move(bytes), checksum, options,
+                   options.encoding.encoding == Encoding::kRaw);
+}
+
+StatusOr<Ref> Store::put_encoded(SealedBytes sealed, const PutOptions& options) {
+  if (!sealed.bytes) return invalid_argument("put_encoded: null buffer");
+  FLIGHT_ASSIGN_OR_RETURN(CodecHeader h, peek_header(ByteView(*sealed.bytes)));
+  if (h.checksum != sealed.checksum) {
+    return invalid_argument("put_encoded: the preamble's checksum " + std::to_string(h.checksum) +
+                            " is not the sealed one " + std::to_string(sealed.checksum));
+  }
+  return put_bytes(std::move(sealed.bytes), sealed.checksum, options, h.version == kCodecVersion);
+}
+
+StatusOr<Ref> Store::put_bytes(Bytes bytes, uint32_t checksum, const PutOptions& options,
+                               bool cache) {
+  const uint64_t size = bytes->size();
   PutHints hints;
   hints.tags = options.tags;
   hints.ttl_s = options.ttl_s;
@@ -139,11 +156,7 @@ StatusOr<Ref> Store::put(const ParamSet& params, const PutOptions& options) {
   ref.size = size;
   ref.checksum = checksum;
   std::optional<ParamSet> view;
-  Bytes view_bytes = bytes;
-  // Compressed puts are not cached: their decoded view is float32, four times
-  // what the byte budget would count.
-  if (options_.cache_puts && size <= options_.cache_bytes &&
-      options.encoding.encoding == Encoding::kRaw) {
+  if (cache && options_.cache_puts && size <= options_.cache_bytes) {
     // Views of the buffer just encoded: no copy and no checksum pass.
     auto decoded = decode_trusted(bytes);
     if (decoded.is_ok()) view = std::move(*decoded);
@@ -156,7 +169,7 @@ StatusOr<Ref> Store::put(const ParamSet& params, const PutOptions& options) {
     scopes_[options.scope].emplace(id, ref);
     scope_of_[id] = options.scope;
   }
-  if (view) cache_insert_locked(id, std::move(*view), std::move(view_bytes), size);
+  if (view) cache_insert_locked(id, std::move(*view), std::move(bytes), size);
   return ref;
 }
 

@@ -41,6 +41,7 @@
 
 #include "flight/base/status.h"
 #include "flight/params/param_set.h"
+#include "transport/codec.h"
 #include "transport/connector.h"
 #include "transport/ref.h"
 #include "transport/update_encoding.h"
@@ -100,6 +101,12 @@ class Store {
   Store& operator=(const Store&) = delete;
 
   StatusOr<Ref> put(const ParamSet& params, const PutOptions& options = {});
+  // As put(), for bytes this process encoded and sealed itself
+  // (EncodingWriter): put as they are, no encode pass. The Ref, the stats and
+  // the cache (raw encodings, as put() caches them) are what put() of the
+  // decoded ParamSet gives. InvalidArgument if the preamble does not match
+  // the bytes' size or checksum.
+  StatusOr<Ref> put_encoded(SealedBytes sealed, const PutOptions& options = {});
   // NotFound when the object is gone (evicted, expired, producer exited);
   // DataLoss when the bytes do not match the Ref or fail the codec's checks.
   StatusOr<ParamSet> get(const Ref& ref);
@@ -138,6 +145,8 @@ class Store {
   };
   using Result = StatusOr<ParamSet>;
 
+  // Hands encoded bytes to the connector; `cache`: keep a view of them.
+  StatusOr<Ref> put_bytes(Bytes bytes, uint32_t checksum, const PutOptions& options, bool cache);
   StatusOr<std::shared_ptr<Connector>> resolve(const ConnectorConfig& config);
   // Connector get, size and checksum against the Ref (not the codec's checks).
   StatusOr<Bytes> fetch_bytes(const Ref& ref);

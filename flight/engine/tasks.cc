@@ -1,13 +1,10 @@
 #include "flight/engine/tasks.h"
 
-#include <ATen/ops/add.h>
-#include <ATen/ops/empty.h>
-#include <ATen/ops/scalar_tensor.h>
-
 #include <algorithm>
 
 #include "flight/base/time.h"
 #include "flight/engine/child_fold.h"
+#include "flight/engine/debug_update.h"
 #include "flight/engine/dp_hooks.h"
 #include "flight/engine/error_feedback.h"
 #include "flight/engine/job.h"
@@ -39,31 +36,6 @@ transport::PutOptions update_put_options(const JobRuntime& rt, const PutTarget& 
   o.encoding = update_encoding(rt.job);
   o.encoding.seed = task_seed(rt.job.seed, stream, round);
   return o;
-}
-
-// debug: true — `global` + (worker_index + 1) x 2^-20 on every floating
-// element, other tensors copied: one read and one write pass, like a copy,
-// into this thread's scratch model (reused while the layout matches, so a
-// task costs no fresh pages). Valid until this thread's next call.
-const ParamSet& perturbed_copy(const ParamSet& global, int64_t worker_index) {
-  thread_local ParamSet scratch;
-  if (!scratch.check_compatible(global).is_ok()) {
-    scratch = ParamSet();
-    for (const auto& e : global) {
-      scratch.add(e.name, at::empty(e.tensor.sizes(), e.tensor.options()));
-    }
-  }
-  const double delta = static_cast<double>(worker_index + 1) * 0x1p-20;
-  for (size_t i = 0; i < global.size(); ++i) {
-    at::Tensor& out = scratch[i].tensor;
-    const at::Tensor& in = global[i].tensor;
-    if (is_floating(in)) {
-      at::add_out(out, in, at::scalar_tensor(delta, in.options()));
-    } else {
-      out.copy_(in);
-    }
-  }
-  return scratch;
 }
 
 // Folds the children's bases (async) with the children's weights into `out`.
@@ -180,8 +152,11 @@ StatusOr<TrainResult> train(const TrainArgs& args, const faas::TaskContext& ctx)
           put_masked(args, *rt, global, perturbed_copy(global, args.worker_index), *store, &out));
       return out;
     }
-    FLIGHT_ASSIGN_OR_RETURN(
-        out.update, store->put(perturbed_copy(global, args.worker_index), put_options(args.put)));
+    // Produced straight into the put's buffer (debug updates are raw).
+    FLIGHT_ASSIGN_OR_RETURN(transport::SealedBytes update,
+                            encode_perturbed(global, args.worker_index));
+    FLIGHT_ASSIGN_OR_RETURN(out.update,
+                            store->put_encoded(std::move(update), put_options(args.put)));
     out.owned = true;
     out.bytes_put = out.update.size;
     return out;

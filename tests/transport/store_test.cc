@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstring>
 #include <fstream>
 #include <thread>
 
@@ -138,6 +139,64 @@ TEST(Store, CachedPutsAreServedWithoutFetching) {
   // does not change what the Store returns.
   p[0].tensor.add_(1);
   EXPECT_FALSE(store->get(*ref)->equal(p));
+}
+
+// EncodingWriter + put_encoded: bytes produced in place (here, a copy of p's
+// tensors) are encode(p) byte for byte, and put as such give put(p)'s Ref
+// size and checksum, stats and cached view.
+TEST(Store, PutEncodedIsPutOfTheDecodedParamSet) {
+  ParamSet p = bench::sample_params(300000, 4);
+  p.add("steps", at::arange(5, at::kLong));
+  p.add("scale", at::full({}, 0.5, at::kDouble));
+  auto writer = EncodingWriter::begin(p);
+  ASSERT_TRUE(writer.is_ok()) << writer.status();
+  for (size_t i = 0; i < p.size(); ++i) {
+    const auto* src = static_cast<const uint8_t*>(p[i].tensor.data_ptr());
+    ASSERT_TRUE(writer
+                    ->write(i, [src](uint8_t* chunk, uint64_t begin,
+                                     uint64_t n) { std::memcpy(chunk, src + begin, n); })
+                    .is_ok());
+  }
+  auto sealed = std::move(*writer).seal();
+  ASSERT_TRUE(sealed.is_ok()) << sealed.status();
+  auto want = encode(p);
+  ASSERT_TRUE(want.is_ok());
+  ASSERT_EQ(sealed->bytes->size(), (*want)->size());
+  EXPECT_EQ(std::memcmp(sealed->bytes->data(), (*want)->data(), (*want)->size()), 0);
+
+  auto a = make_store({{"kind", "memory"}, {"name", "put-encoded-a"}});
+  auto b = make_store({{"kind", "memory"}, {"name", "put-encoded-b"}});
+  auto by_put = a->put(p, in_scope("s"));
+  auto by_bytes = b->put_encoded(*sealed, in_scope("s"));
+  ASSERT_TRUE(by_put.is_ok() && by_bytes.is_ok()) << by_bytes.status();
+  EXPECT_EQ(by_bytes->size, by_put->size);
+  EXPECT_EQ(by_bytes->checksum, by_put->checksum);
+  StoreStats sa = a->stats(), sb = b->stats();
+  EXPECT_EQ(sb.puts, sa.puts);
+  EXPECT_EQ(sb.bytes_put, sa.bytes_put);
+  EXPECT_EQ(sb.cached_bytes, sa.cached_bytes);
+  auto got = b->get(*by_bytes);  // the cached view: no fetch, no decode
+  ASSERT_TRUE(got.is_ok()) << got.status();
+  EXPECT_TRUE(got->equal(p));
+  EXPECT_EQ(b->stats().fetches, 0u);
+  EXPECT_EQ(b->stats().cache_hits, 1u);
+  ASSERT_TRUE(b->evict_scope("s").is_ok());
+  EXPECT_TRUE(b->scopes().empty());
+
+  // A checksum that is not the preamble's is refused, not put.
+  SealedBytes wrong = *sealed;
+  wrong.checksum ^= 1;
+  EXPECT_EQ(b->put_encoded(wrong).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(b->stats().puts, 1u);
+
+  // Entries go in order, each once, and all before seal().
+  auto partial = EncodingWriter::begin(p);
+  ASSERT_TRUE(partial.is_ok());
+  auto noop = [](uint8_t*, uint64_t, uint64_t) {};
+  EXPECT_EQ(partial->write(1, noop).code(), StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(partial->write(0, noop).is_ok());
+  EXPECT_EQ(partial->write(0, noop).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(std::move(*partial).seal().status().code(), StatusCode::kFailedPrecondition);
 }
 
 TEST(Store, CacheIsBoundedInBytesAndResultsOutliveEviction) {
