@@ -37,8 +37,10 @@ bool is_time_unit(const std::string& unit) {
   return u == "s" || u == "ms" || u == "us" || u == "ns" || u == "bytes";
 }
 
-// Runs `flight bench <args>` and checks every line of its output.
-void smoke(const std::vector<std::string>& args, size_t min_lines = 1) {
+// Runs `flight bench <args>` and checks every line of its output (handed
+// back in `records` when given).
+void smoke(const std::vector<std::string>& args, size_t min_lines = 1,
+           std::vector<nlohmann::json>* records = nullptr) {
   testing::TempDir dir;
   std::vector<std::string> argv = {FLIGHT_BINARY, "--log-level", "warn", "bench"};
   argv.insert(argv.end(), args.begin(), args.end());
@@ -55,6 +57,7 @@ void smoke(const std::vector<std::string>& args, size_t min_lines = 1) {
     ++lines;
     nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
     ASSERT_TRUE(j.is_object()) << line;
+    if (records) records->push_back(j);
     for (const char* f : {"bench", "case", "params", "value", "unit"}) {
       EXPECT_TRUE(j.contains(f)) << f << " missing in " << line;
     }
@@ -93,10 +96,18 @@ TEST(BenchSmoke, Scale) {
 TEST(BenchSmoke, Hierarchy) {
   smoke({"hierarchy", "--leaves", "4", "--heights", "1,2", "--model", "tiny"}, 4);
 }
+// The bare loop does the engine's work exactly: its final model is the
+// engine's, bit for bit (else the overhead compares different work).
 TEST(BenchSmoke, Overhead) {
+  std::vector<nlohmann::json> records;
   smoke({"overhead", "--config", FLIGHT_SOURCE_DIR "/configs/fmnist-3tier.yaml", "--rounds", "1",
          "--controls", "local"},
-        2);
+        2, &records);
+  ASSERT_EQ(records.size(), 2u);
+  for (const auto& r : records) {
+    EXPECT_EQ(r.value("same_model", false), true) << r.dump();
+    EXPECT_EQ(r["engine_accuracy"], r["bare_accuracy"]) << r.dump();
+  }
 }
 TEST(BenchSmoke, Privacy) {
   smoke({"privacy", "--numel", "10000", "--workers", "4", "--repeat", "1"});
