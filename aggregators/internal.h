@@ -41,6 +41,8 @@ class WeightedMeanAggregation : public Aggregation {
   Status accumulate(const ParamSet& update, double weight) override;
   bool folds_encoded() const override { return true; }
   Status accumulate_encoded(const EncodedUpdate& update, double weight) override;
+  Status accumulate_encoded_batch(const std::vector<const EncodedUpdate*>& updates,
+                                  const std::vector<double>& weights) override;
   size_t count() const override { return count_; }
   StatusOr<Weighted> finalize() override;
 

@@ -9,9 +9,10 @@
 namespace flight::aggregators {
 
 OrderedFold::OrderedFold(std::unique_ptr<Aggregation> fold, size_t children, size_t window,
-                         Fetch fetch, Folded folded)
+                         Fetch fetch, Folded folded, size_t batch)
     : fold_(std::move(fold)),
       window_(window),
+      batch_(batch),
       fetch_(std::move(fetch)),
       folded_cb_(std::move(folded)),
       slots_(children, Slot::kWaiting),
@@ -19,6 +20,7 @@ OrderedFold::OrderedFold(std::unique_ptr<Aggregation> fold, size_t children, siz
       pending_(children) {
   FLIGHT_CHECK(fold_ != nullptr, "OrderedFold: null Aggregation");
   FLIGHT_CHECK(window_ >= 1, "OrderedFold: window must be >= 1");
+  FLIGHT_CHECK(batch_ >= 1 && batch_ <= window_, "OrderedFold: batch must be in [1, window]");
   FLIGHT_CHECK(static_cast<bool>(fetch_), "OrderedFold: no fetch function");
   fetch_limit_ = std::min(children, window_);
 }
@@ -77,43 +79,101 @@ void OrderedFold::start_fetch(size_t index) {
 
 Status OrderedFold::advance() {
   while (next_ < slots_.size() && slots_[next_] != Slot::kWaiting) {
-    const size_t k = next_;
-    if (slots_[k] == Slot::kArrived) {
-      StatusOr<Update> update = internal_error("not fetched");
-      try {
-        update = pending_[k].get();
-      } catch (const std::exception& e) {
-        update = internal_error(std::string("fetch failed: ") + e.what());
-      }
-      pending_[k] = Pending();
-      --resolved_;
-      if (!update.is_ok()) {
-        status_ = update.status().with_context("position " + std::to_string(k));
-        return status_;
-      }
-      Status st = update->encoded ? fold_->accumulate_encoded(*update->encoded, weights_[k])
-                                  : fold_->accumulate(update->params, weights_[k]);
-      if (!st.is_ok()) {
-        status_ = st.with_context("position " + std::to_string(k));
-        return status_;
-      }
-      // Drop our handle before the caller releases the object (evicts it).
-      update = internal_error("folded");
-      ++folded_;
-      if (folded_cb_) folded_cb_(k);
-    } else {
+    if (slots_[next_] == Slot::kSkipped) {
       ++skipped_;
+      done(next_);
+      continue;
     }
-    slots_[k] = Slot::kDone;
-    ++next_;
-    // The window slides: children that reported ahead of it and now fall
-    // inside are resolved.
-    const size_t limit = std::min(slots_.size(), next_ + window_);
-    for (; fetch_limit_ < limit; ++fetch_limit_) {
-      if (slots_[fetch_limit_] == Slot::kArrived) start_fetch(fetch_limit_);
-    }
+    // The run of arrived children from next_ (all resolved: within the window).
+    const size_t cap = std::min(slots_.size(), next_ + batch_);
+    size_t end = next_ + 1;
+    while (end < cap && slots_[end] == Slot::kArrived) ++end;
+    if (end < cap && slots_[end] == Slot::kWaiting) return Status::ok();  // it may grow
+    FLIGHT_RETURN_IF_ERROR(fold_run(end));
   }
   return Status::ok();
+}
+
+// Child k is folded or skipped: the window slides, and children that
+// reported ahead of it and now fall inside are resolved.
+void OrderedFold::done(size_t k) {
+  slots_[k] = Slot::kDone;
+  ++next_;
+  const size_t limit = std::min(slots_.size(), next_ + window_);
+  for (; fetch_limit_ < limit; ++fetch_limit_) {
+    if (slots_[fetch_limit_] == Slot::kArrived) start_fetch(fetch_limit_);
+  }
+}
+
+Status OrderedFold::fold_run(size_t end) {
+  const size_t first = next_;
+  std::vector<Update> updates;
+  updates.reserve(end - first);
+  Status failed = Status::ok();
+  for (size_t k = first; k < end; ++k) {
+    StatusOr<Update> update = internal_error("not fetched");
+    try {
+      update = pending_[k].get();
+    } catch (const std::exception& e) {
+      update = internal_error(std::string("fetch failed: ") + e.what());
+    }
+    pending_[k] = Pending();
+    --resolved_;
+    if (!update.is_ok()) {
+      // The children before it are folded; the fold fails at k.
+      // (Later fetches stay pending: the destructor waits for them.)
+      failed = update.status().with_context("position " + std::to_string(k));
+      break;
+    }
+    updates.push_back(std::move(update).value());
+  }
+  // Consecutive encoded updates go as one batch; decoded ones one by one.
+  size_t j = 0;
+  while (j < updates.size()) {
+    const size_t k = first + j;
+    size_t m = j + 1;
+    if (updates[j].encoded) {
+      while (m < updates.size() && updates[m].encoded) ++m;
+    }
+    Status st;
+    size_t folded = 0;
+    if (m - j == 1) {
+      st = updates[j].encoded ? fold_->accumulate_encoded(*updates[j].encoded, weights_[k])
+                              : fold_->accumulate(updates[j].params, weights_[k]);
+      folded = st.is_ok() ? 1 : 0;
+    } else {
+      std::vector<const EncodedUpdate*> batch;
+      std::vector<double> w;
+      for (size_t r = j; r < m; ++r) {
+        batch.push_back(updates[r].encoded.get());
+        w.push_back(weights_[first + r]);
+      }
+      const size_t before = fold_->count();
+      st = fold_->accumulate_encoded_batch(batch, w);
+      folded = fold_->count() - before;
+      if (!st.is_ok() && folded == 0) {
+        // Nothing of the batch went in: one by one, so the error names its child.
+        for (st = Status::ok(); folded < m - j && st.is_ok();) {
+          st = fold_->accumulate_encoded(*batch[folded], w[folded]);
+          if (st.is_ok()) ++folded;
+        }
+      }
+    }
+    for (size_t r = j; r < j + folded; ++r) {
+      // Drop our handle before the caller releases the object (evicts it).
+      updates[r] = Update();
+      ++folded_;
+      if (folded_cb_) folded_cb_(first + r);
+      done(first + r);
+    }
+    if (!st.is_ok()) {
+      status_ = st.with_context("position " + std::to_string(first + j + folded));
+      return status_;
+    }
+    j = m;
+  }
+  if (!failed.is_ok()) status_ = failed;
+  return status_;
 }
 
 StatusOr<Weighted> OrderedFold::finalize() {

@@ -34,6 +34,14 @@
 // for child k's only when k's turn comes. fetch and folded are called on the thread
 // that calls arrive()/skip(), at most once per child each.
 //
+// Batches (batch > 1): encoded updates are folded in runs of up to `batch`
+// consecutive children (Aggregation::accumulate_encoded_batch: one pass over
+// the accumulator per run instead of one per child, the same bits). A run is
+// folded once it holds `batch` children, reaches the last child or meets a
+// skipped one; while the child after it has not reported, it waits (resolved:
+// within the window, so resolved() <= window still holds). A caller that
+// holds a credit per unfolded child must therefore allow more than batch - 1.
+//
 // Errors: an index out of range or reported twice is InvalidArgument and
 // changes nothing. A failed fetch or accumulate makes the fold failed: that
 // call and every later arrive/skip/finalize return the error (naming the
@@ -129,9 +137,10 @@ class OrderedFold {
   using Folded = std::function<void(size_t index)>;
 
   // `fold` from Strategy::begin(); `children` >= 0 (0: complete at once, and
-  // finalize() fails like an empty Aggregation); `window` >= 1.
+  // finalize() fails like an empty Aggregation); `window` >= 1; `batch` in
+  // [1, window]: see "Batches" above.
   OrderedFold(std::unique_ptr<Aggregation> fold, size_t children, size_t window, Fetch fetch,
-              Folded folded = nullptr);
+              Folded folded = nullptr, size_t batch = 1);
   ~OrderedFold();
   OrderedFold(const OrderedFold&) = delete;
   OrderedFold& operator=(const OrderedFold&) = delete;
@@ -176,9 +185,13 @@ class OrderedFold {
   Status report(size_t index, bool arrived, double weight);
   void start_fetch(size_t index);
   Status advance();
+  // Folds the arrived children [next_, end) and moves next_ past them.
+  Status fold_run(size_t end);
+  void done(size_t k);
 
   std::unique_ptr<Aggregation> fold_;
   size_t window_;
+  size_t batch_;
   Fetch fetch_;
   Folded folded_cb_;
   std::vector<Slot> slots_;

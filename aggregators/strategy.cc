@@ -176,13 +176,51 @@ Status Aggregation::accumulate_encoded(const EncodedUpdate& update, double weigh
   return accumulate(decoded, weight);
 }
 
+Status EncodedUpdate::add_batch_to(ParamSet& acc, const std::vector<const EncodedUpdate*>& batch,
+                                   const std::vector<double>& w, bool assign) const {
+  for (size_t j = 0; j < batch.size(); ++j) {
+    FLIGHT_RETURN_IF_ERROR(batch[j]->add_to(acc, w[j], assign && j == 0));
+  }
+  return Status::ok();
+}
+
+Status Aggregation::accumulate_encoded_batch(const std::vector<const EncodedUpdate*>& updates,
+                                             const std::vector<double>& weights) {
+  FLIGHT_CHECK(updates.size() == weights.size(), "accumulate_encoded_batch: sizes differ");
+  for (size_t j = 0; j < updates.size(); ++j) {
+    FLIGHT_RETURN_IF_ERROR(accumulate_encoded(*updates[j], weights[j]));
+  }
+  return Status::ok();
+}
+
 // As accumulate(), reading the encoding in place: the same kernels' arithmetic
 // (EncodedUpdate::add_to), so the fold's bits do not depend on the path.
 Status WeightedMeanAggregation::accumulate_encoded(const EncodedUpdate& update, double weight) {
+  return accumulate_encoded_batch({&update}, {weight});
+}
+
+// A batch in one pass over the accumulator (EncodedUpdate::add_batch_to).
+// Weights and layouts are checked before anything is folded.
+Status WeightedMeanAggregation::accumulate_encoded_batch(
+    const std::vector<const EncodedUpdate*>& updates, const std::vector<double>& weights) {
+  FLIGHT_CHECK(updates.size() == weights.size(), "accumulate_encoded_batch: sizes differ");
   if (finalized_) return failed_precondition("accumulate after finalize");
-  FLIGHT_RETURN_IF_ERROR(check_weight(weight, count_));
-  const std::vector<TensorMeta>& layout = update.layout();
-  if (count_ == 0) {
+  if (updates.empty()) return Status::ok();
+  const bool first = count_ == 0;
+  const std::vector<TensorMeta>& layout = first ? updates[0]->layout() : layout_;
+  for (size_t j = 0; j < updates.size(); ++j) {
+    FLIGHT_RETURN_IF_ERROR(check_weight(weights[j], count_ + j));
+    if (!first || j > 0) {
+      FLIGHT_RETURN_IF_ERROR(check_layout(layout, updates[j]->layout(), count_ + j));
+    }
+  }
+  // One pass over acc when the updates can (all-or-nothing); otherwise one
+  // by one, counting each as it is folded.
+  const bool batched =
+      updates.size() > 1 && std::all_of(updates.begin(), updates.end(),
+                                        [](const EncodedUpdate* u) { return u->folds_batches(); });
+  size_t j = 0;
+  if (first) {
     ParamSet acc;
     for (const auto& m : layout) {
       if (at::isComplexType(m.dtype)) {
@@ -191,15 +229,26 @@ Status WeightedMeanAggregation::accumulate_encoded(const EncodedUpdate& update, 
       }
       acc.add(m.name, at::empty(m.sizes, at::TensorOptions().dtype(accumulator_dtype(m.dtype))));
     }
-    FLIGHT_RETURN_IF_ERROR(update.add_to(acc, weight, /*assign=*/true));
+    if (batched) {
+      FLIGHT_RETURN_IF_ERROR(updates[0]->add_batch_to(acc, updates, weights, /*assign=*/true));
+      j = updates.size();
+    } else {
+      FLIGHT_RETURN_IF_ERROR(updates[0]->add_to(acc, weights[0], /*assign=*/true));
+      j = 1;
+    }
     layout_ = layout;
     acc_ = std::move(acc);
-  } else {
-    FLIGHT_RETURN_IF_ERROR(check_layout(layout_, layout, count_));
-    FLIGHT_RETURN_IF_ERROR(update.add_to(acc_, weight, /*assign=*/false));
+  } else if (batched) {
+    FLIGHT_RETURN_IF_ERROR(updates[0]->add_batch_to(acc_, updates, weights, /*assign=*/false));
+    j = updates.size();
   }
-  total_ += weight;
-  ++count_;
+  for (size_t k = 0; k < j; ++k) total_ += weights[k];
+  count_ += j;
+  for (; j < updates.size(); ++j) {
+    FLIGHT_RETURN_IF_ERROR(updates[j]->add_to(acc_, weights[j], /*assign=*/false));
+    total_ += weights[j];
+    ++count_;
+  }
   return Status::ok();
 }
 

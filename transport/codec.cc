@@ -505,65 +505,123 @@ StatusOr<std::vector<EncodedEntry>> inspect_encoded(const Bytes& bytes, bool ver
 
 Status accumulate_encoded(ParamSet& acc, const Bytes& bytes, double w,
                           const AccumulateOptions& options) {
-  FLIGHT_ASSIGN_OR_RETURN(auto entries, parse_entries(bytes, options.verify_checksum));
-  if (entries.size() != acc.size()) {
-    return invalid_argument("accumulate_encoded: the encoding has " +
-                            std::to_string(entries.size()) + " tensors, the accumulator " +
-                            std::to_string(acc.size()));
+  return accumulate_encoded(acc, std::vector<const Bytes*>{&bytes}, std::vector<double>{w},
+                            options);
+}
+
+Status accumulate_encoded(ParamSet& acc, const std::vector<const Bytes*>& batch,
+                          const std::vector<double>& weights, const AccumulateOptions& options) {
+  if (batch.size() != weights.size()) {
+    return invalid_argument("accumulate_encoded: " + std::to_string(batch.size()) + " encodings, " +
+                            std::to_string(weights.size()) + " weights");
   }
-  std::vector<at::Tensor*> dst(entries.size());
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const auto& e = entries[i];
-    at::Tensor* t = acc.find(e.name);
-    if (t == nullptr)
-      return invalid_argument("accumulate_encoded: no tensor '" + e.name + "' in the accumulator");
-    if (static_cast<uint64_t>(t->numel()) != e.numel || !t->is_contiguous()) {
-      return invalid_argument("accumulate_encoded: '" + e.name + "' is " + describe_tensor(*t) +
-                              " in the accumulator, " + std::to_string(e.numel) +
-                              " elements in the encoding (or not contiguous)");
-    }
-    const bool float_acc = t->scalar_type() == at::kFloat;
-    if (e.encoding != Encoding::kRaw && !float_acc) {
-      return invalid_argument("accumulate_encoded: compressed '" + e.name +
-                              "' needs a float32 accumulator");
-    }
-    dst[i] = t;
+  // Every encoding is checked against acc before anything is added.
+  const size_t m = batch.size();
+  std::vector<std::vector<EntryView>> entries(m);
+  for (size_t j = 0; j < m; ++j) {
+    FLIGHT_ASSIGN_OR_RETURN(entries[j], parse_entries(*batch[j], options.verify_checksum));
   }
-  const uint8_t* b = bytes->data();
-  const bool assign = options.assign;
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const auto& e = entries[i];
-    at::Tensor& t = *dst[i];
-    if (e.encoding == Encoding::kRaw &&
-        !(t.scalar_type() == at::kFloat && e.info->type == c10::ScalarType::Float)) {
-      // Other dtypes: the param_ops kernels on a zero-copy view.
-      at::Tensor x = at::from_blob(const_cast<uint8_t*>(b + e.offset), e.dims,
-                                   at::TensorOptions().dtype(e.info->type));
-      if (assign) {
-        assign_scaled_(t, x, w);
-      } else {
-        add_scaled_(t, x, w);
+  // by_acc[j][i]: encoding j's entry for the tensor entries[0][i] names (the
+  // same position when the producers share a layout, as a fold's do).
+  std::vector<at::Tensor*> dst;
+  std::vector<std::vector<const EntryView*>> by_acc(m);
+  for (size_t j = 0; j < m; ++j) {
+    const auto& ej = entries[j];
+    if (ej.size() != acc.size()) {
+      return invalid_argument("accumulate_encoded: the encoding has " + std::to_string(ej.size()) +
+                              " tensors, the accumulator " + std::to_string(acc.size()));
+    }
+    for (size_t i = 0; i < ej.size(); ++i) {
+      const std::string& name = entries[0][i].name;
+      const EntryView* e = &ej[i];
+      if (e->name != name) {
+        auto it =
+            std::find_if(ej.begin(), ej.end(), [&](const EntryView& x) { return x.name == name; });
+        if (it == ej.end()) {
+          return invalid_argument("accumulate_encoded: no tensor '" + name + "' in encoding " +
+                                  std::to_string(j) + " of the batch");
+        }
+        e = &*it;
       }
-      continue;
+      at::Tensor* t = j == 0 ? acc.find(name) : dst[i];
+      if (t == nullptr)
+        return invalid_argument("accumulate_encoded: no tensor '" + name + "' in the accumulator");
+      if (static_cast<uint64_t>(t->numel()) != e->numel || !t->is_contiguous()) {
+        return invalid_argument("accumulate_encoded: '" + name + "' is " + describe_tensor(*t) +
+                                " in the accumulator, " + std::to_string(e->numel) +
+                                " elements in the encoding (or not contiguous)");
+      }
+      if (e->encoding != Encoding::kRaw && t->scalar_type() != at::kFloat) {
+        return invalid_argument("accumulate_encoded: compressed '" + name +
+                                "' needs a float32 accumulator");
+      }
+      if (j == 0) dst.push_back(t);
+      by_acc[j].push_back(e);
     }
-    float* a = t.data_ptr<float>();
-    const uint8_t* payload = b + e.offset;
-    const auto n = static_cast<int64_t>(e.numel);
-    if (is_sparse_encoding(e.encoding)) {
-      accumulate_payload(e.encoding, payload, e.numel, w, a, assign);
-      continue;
+  }
+  // A dense entry folded straight from its payload into a float32 accumulator.
+  auto in_place = [](const EntryView& e, const at::Tensor& t) {
+    return t.scalar_type() == at::kFloat &&
+           (e.encoding != Encoding::kRaw || e.info->type == c10::ScalarType::Float);
+  };
+  for (size_t i = 0; i < dst.size(); ++i) {
+    at::Tensor& t = *dst[i];
+    // Updates j in order, so every element sees the same sequence of
+    // additions as one accumulate_encoded per update: the bits do not depend
+    // on the batching. A run of dense entries is folded chunk by chunk, each
+    // chunk of acc staying in cache while the whole run is added to it.
+    size_t j = 0;
+    while (j < m) {
+      const EntryView& e = *by_acc[j][i];
+      const bool assign = options.assign && j == 0;
+      const uint8_t* payload = (*batch[j])->data() + e.offset;
+      if (!in_place(e, t)) {
+        // Other dtypes: the param_ops kernels on a zero-copy view.
+        at::Tensor x = at::from_blob(const_cast<uint8_t*>(payload), e.dims,
+                                     at::TensorOptions().dtype(e.info->type));
+        if (assign) {
+          assign_scaled_(t, x, weights[j]);
+        } else {
+          add_scaled_(t, x, weights[j]);
+        }
+        ++j;
+        continue;
+      }
+      float* a = t.data_ptr<float>();
+      if (is_sparse_encoding(e.encoding)) {
+        accumulate_payload(e.encoding, payload, e.numel, weights[j], a, assign);
+        ++j;
+        continue;
+      }
+      size_t end = j + 1;
+      while (end < m && in_place(*by_acc[end][i], t) &&
+             !is_sparse_encoding(by_acc[end][i]->encoding)) {
+        ++end;
+      }
+      // Split across param_ops' threads (elementwise: the split changes no
+      // bit). A single int8 update splits on whole blocks; a run on chunks
+      // small enough for acc to stay in L1 between updates.
+      const auto n = static_cast<int64_t>(e.numel);
+      const int64_t unit = end - j == 1 && e.encoding == Encoding::kInt8
+                               ? static_cast<int64_t>(int8_block_size(payload))
+                               : int64_t{1};
+      const int64_t units = (n + unit - 1) / unit;
+      constexpr int64_t kChunk = 4096;  // 16 KiB of acc
+      parallel_chunks(units, std::max<int64_t>(1, (int64_t{1} << 16) / unit),
+                      [&](int64_t lo, int64_t hi) {
+                        const int64_t from = lo * unit, to = std::min(n, hi * unit);
+                        for (int64_t c = from; c < to; c += kChunk) {
+                          const auto c_hi = static_cast<uint64_t>(std::min(to, c + kChunk));
+                          for (size_t r = j; r < end; ++r) {
+                            const EntryView& er = *by_acc[r][i];
+                            accumulate_payload(er.encoding, (*batch[r])->data() + er.offset,
+                                               er.numel, weights[r], a, options.assign && r == 0,
+                                               static_cast<uint64_t>(c), c_hi);
+                          }
+                        }
+                      });
+      j = end;
     }
-    // Dense encodings split across param_ops' threads (elementwise, so the
-    // split does not change a bit); int8 chunks are whole blocks.
-    const int64_t unit =
-        e.encoding == Encoding::kInt8 ? static_cast<int64_t>(int8_block_size(payload)) : int64_t{1};
-    const int64_t units = (n + unit - 1) / unit;
-    parallel_chunks(units, std::max<int64_t>(1, (int64_t{1} << 16) / unit),
-                    [&](int64_t lo, int64_t hi) {
-                      accumulate_payload(e.encoding, payload, e.numel, w, a, assign,
-                                         static_cast<uint64_t>(lo * unit),
-                                         static_cast<uint64_t>(std::min(n, hi * unit)));
-                    });
   }
   return Status::ok();
 }

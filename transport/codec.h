@@ -158,6 +158,15 @@ struct AccumulateOptions {
 // combine by maximum, as in param_ops.
 Status accumulate_encoded(ParamSet& acc, const Bytes& bytes, double w,
                           const AccumulateOptions& options = {});
+// The same for a batch, in order: bit-identical to one accumulate_encoded
+// per (batch[j], weights[j]) (options.assign applies to batch[0] only), but
+// dense entries are folded in one pass over acc — each cache-sized chunk of
+// acc takes every update's contribution before the next chunk — so k updates
+// cost k reads of an update and one read and write of acc, not k of each.
+// Every encoding is checked first: nothing is added unless all are valid.
+Status accumulate_encoded(ParamSet& acc, const std::vector<const Bytes*>& batch,
+                          const std::vector<double>& weights,
+                          const AccumulateOptions& options = {});
 
 // One tensor of an encoding, as its table records it.
 struct EncodedEntry {

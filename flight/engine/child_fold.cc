@@ -25,6 +25,11 @@ ChildFold::ChildFold(std::unique_ptr<aggregators::Aggregation> fold, transport::
   // through the Store's cache: many children share it, and get_bytes would
   // fetch it again for each.
   const bool in_place = fold->folds_encoded();
+  // In-place folds take runs of children in one pass over the accumulator
+  // (ordered_fold.h, "Batches"): at most window / 2 wait for their run, so the
+  // sync driver's credits (a window's worth, refilled at a quarter) never all
+  // sit in a waiting run.
+  const size_t batch = in_place ? std::clamp<size_t>(window / 2, 1, kMaxFoldBatch) : 1;
   fold_ = std::make_unique<aggregators::OrderedFold>(
       std::move(fold), total, window,
       [this, in_place](size_t k) {
@@ -37,7 +42,8 @@ ChildFold::ChildFold(std::unique_ptr<aggregators::Aggregation> fold, transport::
         // round's footprint at O(window), not O(workers).
         if (children_[k]->owned) evict_consumed(store_, children_[k]->update);
         children_[k].reset();
-      });
+      },
+      batch);
 }
 
 ChildFold::~ChildFold() {

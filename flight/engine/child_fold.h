@@ -36,6 +36,11 @@ namespace flight::engine {
 
 class ChildFold {
  public:
+  // The longest run of children folded in one pass over the accumulator:
+  // past 8, the accumulator's share of the traffic (2 / k model passes per
+  // child against 1 for reading the child) stops mattering.
+  static constexpr size_t kMaxFoldBatch = 8;
+
   // `total` children in canonical order; `window` >= 1 (ordered_fold.h).
   ChildFold(std::unique_ptr<aggregators::Aggregation> fold, transport::Store& store, size_t total,
             size_t window);

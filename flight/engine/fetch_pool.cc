@@ -70,6 +70,21 @@ class EncodedChild : public aggregators::EncodedUpdate {
     o.assign = assign;
     return transport::accumulate_encoded(acc, bytes_, w, o);
   }
+  bool folds_batches() const override { return true; }
+  Status add_batch_to(ParamSet& acc, const std::vector<const aggregators::EncodedUpdate*>& batch,
+                      const std::vector<double>& w, bool assign) const override {
+    std::vector<const transport::Bytes*> bytes;
+    bytes.reserve(batch.size());
+    for (const auto* u : batch) {
+      const auto* child = dynamic_cast<const EncodedChild*>(u);
+      if (child == nullptr) return internal_error("a batch mixes encoded children with others");
+      bytes.push_back(&child->bytes_);
+    }
+    transport::AccumulateOptions o;
+    o.verify_checksum = false;
+    o.assign = assign;
+    return transport::accumulate_encoded(acc, bytes, w, o);
+  }
   StatusOr<ParamSet> decode() const override { return transport::decode_trusted(bytes_); }
 
  private:

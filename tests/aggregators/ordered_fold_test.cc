@@ -17,6 +17,7 @@
 
 #include "aggregators/ordered_fold.h"
 #include "aggregators/strategy.h"
+#include "flight/params/param_ops.h"
 #include "tests/aggregators/test_util.h"
 
 namespace flight::aggregators {
@@ -53,6 +54,44 @@ ParamSet counted_copy(const ParamSet& p, std::atomic<int>* live) {
   }
   return out;
 }
+
+// An update offered as an EncodedUpdate (what the engine does with a child's
+// bytes), backed by a ParamSet: lets the weighted mean take runs of them in
+// one accumulate_encoded_batch. Same kernels as accumulate(): same bits.
+class ParamUpdate : public EncodedUpdate {
+ public:
+  explicit ParamUpdate(ParamSet p) : p_(std::move(p)) {
+    for (const auto& e : p_) {
+      layout_.push_back({e.name, e.tensor.scalar_type(), e.tensor.sizes().vec()});
+    }
+  }
+  const std::vector<TensorMeta>& layout() const override { return layout_; }
+  Status add_to(ParamSet& acc, double w, bool assign) const override {
+    for (size_t i = 0; i < p_.size(); ++i) {
+      if (assign) {
+        assign_scaled_(acc[i].tensor, p_[i].tensor, w);
+      } else {
+        add_scaled_(acc[i].tensor, p_[i].tensor, w);
+      }
+    }
+    return Status::ok();
+  }
+  bool folds_batches() const override { return true; }
+  Status add_batch_to(ParamSet& acc, const std::vector<const EncodedUpdate*>& batch,
+                      const std::vector<double>& w, bool assign) const override {
+    ++batches;
+    for (size_t j = 0; j < batch.size(); ++j) {
+      FLIGHT_RETURN_IF_ERROR(batch[j]->add_to(acc, w[j], assign && j == 0));
+    }
+    return Status::ok();
+  }
+  StatusOr<ParamSet> decode() const override { return p_; }
+  static inline std::atomic<int> batches{0};
+
+ private:
+  ParamSet p_;
+  std::vector<TensorMeta> layout_;
+};
 
 struct Children {
   std::vector<ParamSet> models;
@@ -96,12 +135,16 @@ bool bit_identical(const ParamSet& a, const ParamSet& b) {
   return true;
 }
 
+// batch 1 folds each child as its turn comes; batch 2 and `window` fold runs
+// of encoded updates (the weighted mean's accumulate_encoded_batch).
 TEST(OrderedFold, RandomArrivalOrdersAreBitIdenticalToTheSortedFold) {
   for (const std::string name : {"fedavg", "fedsgd", "median"}) {
     auto s = strategy(name);
-    for (uint64_t trial = 0; trial < 12; ++trial) {
+    for (uint64_t trial = 0; trial < 36; ++trial) {
       const size_t n = 1 + trial * 7 % 40;
       const size_t window = 1 + trial % 6;
+      const size_t batch = trial < 12 ? 1 : trial < 24 ? std::min<size_t>(2, window) : window;
+      const bool encoded = batch > 1 && name != "median";
       Children c = make_children(n, 100 + trial);
       std::mt19937_64 rng(trial);
       std::vector<bool> skipped(n, false);
@@ -117,9 +160,13 @@ TEST(OrderedFold, RandomArrivalOrdersAreBitIdenticalToTheSortedFold) {
           s->begin(), n, window,
           [&](size_t k) {
             fetched.push_back(k);
+            if (encoded) {
+              return OrderedFold::ready(StatusOr<OrderedFold::Encoded>(
+                  std::make_shared<const ParamUpdate>(counted_copy(c.models[k], &live))));
+            }
             return OrderedFold::ready(counted_copy(c.models[k], &live));
           },
-          [&](size_t k) { folded_order.push_back(k); });
+          [&](size_t k) { folded_order.push_back(k); }, batch);
       for (size_t k : order) {
         Status st = skipped[k] ? fold.skip(k) : fold.arrive(k, c.weights[k]);
         ASSERT_TRUE(st.is_ok()) << st;
@@ -138,10 +185,12 @@ TEST(OrderedFold, RandomArrivalOrdersAreBitIdenticalToTheSortedFold) {
       auto got = fold.finalize();
       ASSERT_TRUE(got.is_ok()) << got.status();
       Weighted want = batch_fold(*s, c, skipped);
-      EXPECT_TRUE(bit_identical(got->params, want.params)) << name << " trial " << trial;
+      EXPECT_TRUE(bit_identical(got->params, want.params))
+          << name << " trial " << trial << " batch " << batch;
       EXPECT_EQ(got->weight, want.weight);
     }
   }
+  EXPECT_GT(ParamUpdate::batches.load(), 0) << "some runs were folded as batches";
 }
 
 TEST(OrderedFold, ChildrenBeyondTheWindowStayUnresolvedUntilTheirTurn) {

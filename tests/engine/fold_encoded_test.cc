@@ -132,7 +132,8 @@ TEST_P(FoldEncoded, BitIdenticalToDecodeThenFold) {
   for (const std::string name : {"fedavg", "fedsgd", "fedadam"}) {
     auto s = strategy(name);
     ASSERT_TRUE(s->begin()->folds_encoded()) << name;
-    for (size_t window : {size_t{1}, size_t{3}}) {
+    // Windows 8 and 16 fold runs of 4 and 8 children in one pass.
+    for (size_t window : {size_t{1}, size_t{3}, size_t{8}, size_t{16}}) {
       // Fresh children each time: the fold evicts what it owns.
       auto cs = children(*store, e, 6, 100003);  // not a multiple of the int8 block
       const aggregators::Weighted expected = decode_then_fold(*s, *store, cs);
@@ -187,12 +188,36 @@ TEST(FoldEncoded, CorruptPayloadIsCaughtNamingTheChild) {
       byte = static_cast<char>(byte ^ 0x10);
       f.write(&byte, 1);
     }
-    auto r = child_fold(strategy("fedavg")->begin(), **consumer, cs, 2);
-    ASSERT_FALSE(r.is_ok()) << transport::encoding_name(e);
-    EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << r.status();
-    EXPECT_NE(r.status().message().find("child worker-2"), std::string::npos) << r.status();
-    EXPECT_NE(r.status().message().find("checksum"), std::string::npos) << r.status();
+    for (size_t window : {size_t{2}, size_t{8}}) {  // one by one, and a run of 4
+      auto r = child_fold(strategy("fedavg")->begin(), **consumer, cs, window);
+      ASSERT_FALSE(r.is_ok()) << transport::encoding_name(e);
+      EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << r.status();
+      EXPECT_NE(r.status().message().find("child worker-2"), std::string::npos) << r.status();
+      EXPECT_NE(r.status().message().find("checksum"), std::string::npos) << r.status();
+    }
   }
+}
+
+// Window 8: runs of 4. A run waits while the child after it has not reported,
+// and is folded once it holds 4, reaches the last child or meets a skip.
+TEST(FoldEncoded, RunsWaitUntilTheyCanNoLongerGrow) {
+  auto store = memory_store();
+  auto cs = children(*store, Encoding::kRaw, 7, 1000);
+  ChildFold fold(strategy("fedavg")->begin(), *store, 7, 8);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(fold.add({cs[i]}).is_ok());
+  EXPECT_EQ(fold.folded(), 0u) << "a run of 3 may still grow";
+  ASSERT_TRUE(fold.add({cs[3]}).is_ok());
+  EXPECT_EQ(fold.folded(), 4u) << "a full run";
+  ASSERT_TRUE(fold.add({cs[4]}).is_ok());
+  EXPECT_EQ(fold.folded(), 4u);
+  ASSERT_TRUE(fold.skip(5).is_ok());
+  EXPECT_EQ(fold.folded(), 5u) << "a run that meets a skip";
+  ASSERT_TRUE(fold.add({cs[6]}).is_ok());
+  EXPECT_TRUE(fold.complete()) << "the last child ends its run";
+  auto r = fold.finalize();
+  ASSERT_TRUE(r.is_ok()) << r.status();
+  EXPECT_DOUBLE_EQ(r->weight, cs[0].weight + cs[1].weight + cs[2].weight + cs[3].weight +
+                                  cs[4].weight + cs[6].weight);
 }
 
 size_t heap_in_use() {

@@ -218,6 +218,50 @@ TEST(Compression, AccumulateEncodedEqualsDecodeThenFold) {
             StatusCode::kInvalidArgument);
 }
 
+// A batch folds in one pass over acc with the bits of one call per update,
+// whatever mix of dense and sparse encodings it holds, and adds nothing
+// unless every encoding in it is valid.
+TEST(Compression, BatchAccumulateEqualsOneByOne) {
+  const std::vector<Encoding> mix = {Encoding::kRaw,    Encoding::kFp16, Encoding::kInt8,
+                                     Encoding::kTopK,   Encoding::kRaw,  Encoding::kBf16,
+                                     Encoding::kSparse, Encoding::kInt8};
+  std::vector<Bytes> bytes;
+  std::vector<double> w;
+  for (size_t j = 0; j < mix.size(); ++j) {
+    auto b = encode(update_like(70001, 10 + j), opts(mix[j]));  // odd size: partial chunks
+    ASSERT_TRUE(b.is_ok()) << b.status();
+    bytes.push_back(*b);
+    w.push_back(0.3 + 1.7 * static_cast<double>(j));
+  }
+  for (bool assign : {false, true}) {
+    const ParamSet start = update_like(70001, 99);
+    ParamSet one = start.clone(), batched = start.clone();
+    for (size_t j = 0; j < bytes.size(); ++j) {
+      AccumulateOptions o;
+      o.assign = assign && j == 0;
+      ASSERT_TRUE(accumulate_encoded(one, bytes[j], w[j], o).is_ok());
+    }
+    std::vector<const Bytes*> batch;
+    for (const auto& b : bytes) batch.push_back(&b);
+    AccumulateOptions o;
+    o.assign = assign;
+    ASSERT_TRUE(accumulate_encoded(batched, batch, w, o).is_ok());
+    for (size_t i = 0; i < one.size(); ++i) {
+      const at::Tensor x = one[i].tensor, y = batched[i].tensor;
+      ASSERT_EQ(x.nbytes(), y.nbytes());
+      EXPECT_EQ(std::memcmp(x.data_ptr(), y.data_ptr(), x.nbytes()), 0)
+          << one[i].name << (assign ? " (assign)" : "");
+    }
+  }
+  // One encoding of another model in the batch: nothing is added.
+  ParamSet acc = zeros_like(update_like(70001, 1));
+  auto other = encode(update_like(5000, 3));
+  ASSERT_TRUE(other.is_ok());
+  std::vector<const Bytes*> bad = {&bytes[0], &bytes[1], &*other};
+  EXPECT_EQ(accumulate_encoded(acc, bad, {1.0, 1.0, 1.0}).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(acc[0].tensor.abs().sum().item<float>(), 0.f) << "nothing added";
+}
+
 TEST(Compression, ErrorFeedbackEventuallySendsEverything) {
   // A constant update under top-1 %: without feedback the same 1 % is sent
   // every round; with it, the running sum of what was sent tracks the running
