@@ -12,31 +12,59 @@
 #include "flight/engine/job.h"
 #include "flight/engine/secagg_worker.h"
 #include "flight/engine/task_process.h"
+#include "flight/params/param_ops.h"
 
 namespace flight::engine {
 
+namespace {
+
+// A decoded update offered to a linear fold as an EncodedUpdate: the shared
+// value of ChildFold::fetch, whose layout is computed once for all the
+// children that share it, and whose tensors are folded with the kernels of
+// Aggregation::accumulate (the bits of the decoded path).
+class DecodedChild final : public aggregators::EncodedUpdate {
+ public:
+  explicit DecodedChild(ParamSet params) : params_(std::move(params)) {
+    layout_.reserve(params_.size());
+    for (const auto& e : params_) {
+      layout_.push_back({e.name, e.tensor.scalar_type(),
+                         std::vector<int64_t>(e.tensor.sizes().begin(), e.tensor.sizes().end())});
+    }
+  }
+  const std::vector<aggregators::TensorMeta>& layout() const override { return layout_; }
+  Status add_to(ParamSet& acc, double w, bool assign) const override {
+    if (acc.size() != params_.size()) {
+      return internal_error("accumulator has " + std::to_string(acc.size()) + " tensors, update " +
+                            std::to_string(params_.size()));
+    }
+    for (size_t i = 0; i < acc.size(); ++i) {
+      if (assign) {
+        assign_scaled_(acc[i].tensor, params_[i].tensor, w);
+      } else {
+        add_scaled_(acc[i].tensor, params_[i].tensor, w);
+      }
+    }
+    return Status::ok();
+  }
+  StatusOr<ParamSet> decode() const override { return params_; }
+
+ private:
+  ParamSet params_;
+  std::vector<aggregators::TensorMeta> layout_;
+};
+
+}  // namespace
+
 ChildFold::ChildFold(std::unique_ptr<aggregators::Aggregation> fold, transport::Store& store,
                      size_t total, size_t window)
-    : store_(store), children_(total) {
-  // A linear fold reads each child's checked encoding in place (compressed
-  // payloads are dequantised inside the fold: no decoded float copy per
-  // child); robust and masked folds get decoded ParamSets. A child that does
-  // not own its Ref (debug: dispatch hands back the global model's) goes
-  // through the Store's cache: many children share it, and get_bytes would
-  // fetch it again for each.
-  const bool in_place = fold->folds_encoded();
+    : store_(store), children_(total), in_place_(fold->folds_encoded()) {
   // In-place folds take runs of children in one pass over the accumulator
   // (ordered_fold.h, "Batches"): at most window / 2 wait for their run, so the
   // sync driver's credits (a window's worth, refilled at a quarter) never all
   // sit in a waiting run.
-  const size_t batch = in_place ? std::clamp<size_t>(window / 2, 1, kMaxFoldBatch) : 1;
+  const size_t batch = in_place_ ? std::clamp<size_t>(window / 2, 1, kMaxFoldBatch) : 1;
   fold_ = std::make_unique<aggregators::OrderedFold>(
-      std::move(fold), total, window,
-      [this, in_place](size_t k) {
-        const transport::Ref& ref = children_[k]->update;
-        return in_place && children_[k]->owned ? fetch_encoded_async(store_, ref)
-                                               : fetch_async(store_, ref);
-      },
+      std::move(fold), total, window, [this](size_t k) { return fetch(k); },
       [this](size_t k) {
         // The consumer owns a child's update: evicting it once folded keeps a
         // round's footprint at O(window), not O(workers).
@@ -44,6 +72,34 @@ ChildFold::ChildFold(std::unique_ptr<aggregators::Aggregation> fold, transport::
         children_[k].reset();
       },
       batch);
+}
+
+// A linear fold reads each child's checked encoding in place (compressed
+// payloads are dequantised inside the fold: no decoded float copy per child);
+// robust and masked folds get decoded ParamSets.
+aggregators::OrderedFold::Pending ChildFold::fetch(size_t k) {
+  using Pending = aggregators::OrderedFold::Pending;
+  const transport::Ref& ref = children_[k]->update;
+  if (children_[k]->owned) {
+    return in_place_ ? fetch_encoded_async(store_, ref) : fetch_async(store_, ref);
+  }
+  auto shared = [this] {
+    return shared_.encoded ? Pending::ready(shared_.encoded) : Pending::ready(shared_.params);
+  };
+  if (shared_ref_ && *shared_ref_ == ref) return shared();
+  // First child with this Ref: resolved now through the Store's cache (a
+  // shared object is fetched once per fold: little latency to overlap), and
+  // kept, decoded, for the others.
+  StatusOr<aggregators::OrderedFold::Update> got = fetch_async(store_, ref).get();
+  if (!got.is_ok()) return Pending::ready(got.status());
+  shared_ = aggregators::OrderedFold::Update{};
+  if (in_place_) {
+    shared_.encoded = std::make_shared<const DecodedChild>(std::move(got->params));
+  } else {
+    shared_.params = std::move(got->params);
+  }
+  shared_ref_ = ref;
+  return shared();
 }
 
 ChildFold::~ChildFold() {

@@ -13,6 +13,11 @@
 // aggregator between the tasks of a streaming aggregate (messages.h,
 // FoldStream).
 //
+// Shared Refs: children that hand back one object they do not own (debug:
+// dispatch returns the global model's Ref) resolve it once per ChildFold:
+// the first such child fetches it, the others reuse that value (a pointer
+// copy), so a 10,000-child fold makes one Store lookup, not 10,000.
+//
 // Ownership: owned updates that arrived but were never folded (a failed
 // fold, an abandoned round) are evicted when the ChildFold is destroyed.
 // Thread safety: a ChildFold is used by one thread at a time; fold_stream may
@@ -67,11 +72,17 @@ class ChildFold {
  private:
   Status add_one(ChildUpdate child);
   Status named(Status st) const;
+  // Child k's update pending: its own fetch, or the shared value (above).
+  aggregators::OrderedFold::Pending fetch(size_t k);
 
   transport::Store& store_;
   std::vector<std::optional<ChildUpdate>> children_;  // arrived, not yet folded
   int64_t count_ = 0;
-  uint64_t largest_ = 0;  // largest child update (encoded bytes)
+  uint64_t largest_ = 0;   // largest child update (encoded bytes)
+  bool in_place_ = false;  // linear fold: children as checked encodings
+  // The last non-owned Ref resolved, and its value.
+  std::optional<transport::Ref> shared_ref_;
+  aggregators::OrderedFold::Update shared_;
   // Destroyed first (declared last): waits for fetches reading children_.
   std::unique_ptr<aggregators::OrderedFold> fold_;
 };

@@ -121,8 +121,9 @@ void add(faas::FunctionRegistry& registry, const char* name,
 }  // namespace
 
 StatusOr<TrainResult> train(const TrainArgs& args, const faas::TaskContext& ctx) {
-  const std::string who = "worker " + args.node;
-  if (ctx.cancelled()) return stopped_status(ctx, who + ": train did not start");
+  // Built only for a message: most tasks never need it.
+  auto who = [&] { return "worker " + args.node; };
+  if (ctx.cancelled()) return stopped_status(ctx, who() + ": train did not start");
   FLIGHT_ASSIGN_OR_RETURN(auto rt, job_runtime(args.job));
   if (args.worker_index < 0 || args.worker_index >= static_cast<int64_t>(rt->partitions.size())) {
     return invalid_argument("worker " + args.node + ": worker_index " +
@@ -168,8 +169,8 @@ StatusOr<TrainResult> train(const TrainArgs& args, const faas::TaskContext& ctx)
                                 task_seed(rt->job.seed, args.worker_index, args.round), hook.get(),
                                 ctx.cancelled));
   if (res.stopped) {
-    return stopped_status(ctx, who + ": train stopped after " + std::to_string(res.steps) + " of " +
-                                   std::to_string(res.planned_steps) + " batches");
+    return stopped_status(ctx, who() + ": train stopped after " + std::to_string(res.steps) +
+                                   " of " + std::to_string(res.planned_steps) + " batches");
   }
   if (args.dp)
     FLIGHT_RETURN_IF_ERROR(apply_worker_dp(args, rt->job.seed, global, &res.state, &out));

@@ -105,11 +105,22 @@ TaskCompletion::TaskCompletion(std::string id, double submitted_at, ResultCallba
 
 TaskCompletion::TaskCompletion(std::string id, double submitted_at, SharedCallback on_done,
                                uint64_t tag)
-    : id_(std::move(id)),
-      submitted_at_(submitted_at),
-      tag_(tag),
-      future_(promise_.get_future().share()),
-      on_done_(std::move(on_done)) {}
+    : id_(std::move(id)), submitted_at_(submitted_at), tag_(tag), on_done_(std::move(on_done)) {}
+
+std::shared_future<TaskResult> TaskCompletion::future() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!future_.valid()) {
+    std::promise<TaskResult> promise;
+    future_ = promise.get_future().share();
+    if (result_) {
+      promise.set_value(std::move(*result_));
+      result_.reset();
+    } else {
+      promise_.emplace(std::move(promise));
+    }
+  }
+  return future_;
+}
 
 bool TaskCompletion::complete(TaskResult result) {
   if (done_.exchange(true, std::memory_order_acq_rel)) return false;
@@ -128,7 +139,13 @@ bool TaskCompletion::complete(TaskResult result) {
     }
     on_done_ = nullptr;  // release captured state early
   }
-  promise_.set_value(std::move(result));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (promise_) {
+    promise_->set_value(std::move(result));
+    promise_.reset();
+  } else {
+    result_ = std::move(result);
+  }
   return true;
 }
 

@@ -30,6 +30,8 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -132,8 +134,11 @@ using ResultCallback = std::function<void(const TaskResult&)>;
 // One callback shared by the tasks of a batch (not a copy per task).
 using SharedCallback = std::shared_ptr<const ResultCallback>;
 
-// Shared completion state of one task: a one-shot promise plus a cooperative
-// cancellation flag. Invoker implementations create it; users see TaskHandle.
+// Shared completion state of one task: its outcome (delivered once) plus a
+// cooperative cancellation flag. Invoker implementations create it; users see
+// TaskHandle. The promise behind future() is made only when someone asks for
+// it: most tasks are consumed through their callback, and a promise costs an
+// allocation and a once-flag per task. Until then the result is kept here.
 // Thread safety: all methods may be called concurrently.
 class TaskCompletion {
  public:
@@ -143,7 +148,7 @@ class TaskCompletion {
 
   const std::string& id() const { return id_; }
   double submitted_at() const { return submitted_at_; }
-  std::shared_future<TaskResult> future() const { return future_; }
+  std::shared_future<TaskResult> future() const;
   bool done() const { return done_.load(std::memory_order_acquire); }
 
   // First call wins: runs the callback (exceptions are logged and swallowed),
@@ -160,9 +165,11 @@ class TaskCompletion {
   const uint64_t tag_;
   std::atomic<bool> done_{false};
   std::atomic<bool> cancel_{false};
-  std::promise<TaskResult> promise_;
-  std::shared_future<TaskResult> future_;
   SharedCallback on_done_;
+  mutable std::mutex mu_;                                    // guards the three below
+  mutable std::optional<std::promise<TaskResult>> promise_;  // asked for before completion
+  mutable std::shared_future<TaskResult> future_;
+  mutable std::optional<TaskResult> result_;  // completed before anyone asked
 };
 
 // A task's id and future. Cheap to copy; outlives the invoker safely.
