@@ -1,5 +1,7 @@
 #include "transport/memory_connector.h"
 
+#include <atomic>
+#include <cstdint>
 #include <map>
 #include <mutex>
 
@@ -27,6 +29,19 @@ std::shared_ptr<ObjectTable> space(const std::string& name) {
   return table;
 }
 
+// Keys are unique within the process, which is all a memory space spans: a
+// counter from a random start, 15 characters, so a key (copied into every
+// task message and result that names the object) fits std::string's inline
+// buffer.
+std::string next_key() {
+  static std::atomic<uint64_t> next{std::stoull(random_hex(12), nullptr, 16) << 8};
+  static const char kHex[] = "0123456789abcdef";
+  uint64_t v = next.fetch_add(1, std::memory_order_relaxed);
+  std::string key(15, 'm');
+  for (size_t i = 14; i >= 1; --i, v >>= 4) key[i] = kHex[v & 0xf];
+  return key;
+}
+
 class MemoryConnector : public Connector {
  public:
   explicit MemoryConnector(MemoryConnectorOptions options)
@@ -41,7 +56,7 @@ class MemoryConnector : public Connector {
 
   StatusOr<std::string> put_shared(Bytes value, const PutHints& hints) override {
     if (!value) return invalid_argument("memory connector: put_shared of a null buffer");
-    std::string key = random_hex(24);
+    std::string key = next_key();
     table_->put(key, std::move(value), hints.ttl_s);
     return key;
   }

@@ -204,12 +204,12 @@ SyncDriver::~SyncDriver() = default;
 
 template <typename Args>
 faas::TaskSpec SyncDriver::spec(Node node, const char* function, Args args) const {
-  faas::TaskSpec spec;
-  spec.endpoint = endpoints_[node];
-  spec.function = function;
-  spec.message = std::make_shared<faas::TypedMessage<Args>>(std::move(args));
-  spec.tag = node;
-  return spec;
+  // Null JSON args (the message is the args): no JSON object per task.
+  return faas::TaskSpec{
+      endpoints_[node], function,
+      nlohmann::json(),
+      /*deadline_s=*/0, std::make_shared<faas::TypedMessage<Args>>(std::move(args)),
+      /*tag=*/node};
 }
 
 StatusOr<RunSummary> SyncDriver::run() {

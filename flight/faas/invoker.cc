@@ -44,7 +44,9 @@ TaskState final_state(const Status& s) {
 }
 
 nlohmann::json TaskSpec::json_args() const {
-  if (message && args.is_object() && args.empty()) return message->to_json();
+  if (message && (args.is_null() || (args.is_object() && args.empty()))) {
+    return message->to_json();
+  }
   return args;
 }
 

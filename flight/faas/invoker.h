@@ -78,7 +78,8 @@ struct TaskSpec {
   std::string function;  // registered function name
   nlohmann::json args = nlohmann::json::object();
   double deadline_s = 0;  // seconds from submission; 0 = none
-  // Optional typed form of args (then args may stay empty): see Message.
+  // Optional typed form of args (then args may stay empty, or null: no JSON
+  // object allocated for a task that never needs one): see Message.
   MessagePtr message;
   // The caller's own number for the task, handed back in TaskResult::tag (so
   // a shared batch callback knows whose result it got without a map from
@@ -91,7 +92,8 @@ struct TaskSpec {
   // In-process only: REST endpoints run tasks in lease order.
   int priority = 0;
 
-  // The JSON args: `args`, or message->to_json() when only the message is set.
+  // The JSON args: `args`, or message->to_json() when only the message is set
+  // (args empty or null).
   nlohmann::json json_args() const;
   // {"endpoint","function","args","deadline_s"} (args = json_args());
   // from_json names the bad field.

@@ -204,7 +204,7 @@ class LocalInvoker final : public Invoker {
     t_invoker_thread_of = this;
     std::optional<uint64_t> finished;  // serial of the job this thread just ran
     while (true) {
-      Job job;
+      std::optional<Job> job;  // not default-made: a TaskSpec's args would allocate
       std::shared_ptr<TaskCompletion> release;
       {
         std::unique_lock<std::mutex> lock(mu_);
@@ -220,12 +220,12 @@ class LocalInvoker final : public Invoker {
         }
         not_empty_.wait(lock, [this] { return closed_ || queued_ > 0; });
         if (queued_ == 0) return;  // closed_ and drained
-        job = pop_locked();
+        job.emplace(pop_locked());
         ++running_;
       }
       not_full_.notify_one();
-      run(job);
-      finished = job.serial & kSerialMask;
+      run(*job);
+      finished = job->serial & kSerialMask;
     }
   }
 
